@@ -1,0 +1,277 @@
+//! The command line: every subcommand and flag, in one place.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::attach::RequestedMode;
+use crate::testenv::DEFAULT_NAME;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "xdpctl",
+    version,
+    about = "Load, attach and watch XDP programs; filter floods at the driver",
+    propagate_version = true
+)]
+pub struct Cli {
+    /// Show libbpf's log (including the whole verifier log) as it happens.
+    #[arg(short, long, global = true)]
+    pub verbose: bool,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Load an XDP program and attach it to an interface; it stays attached after xdpctl exits.
+    Load(LoadArgs),
+    /// Detach xdpctl's program from an interface (or all of them) and remove its pins.
+    Unload(UnloadArgs),
+    /// List the interfaces that carry an XDP program.
+    Status(StatusArgs),
+    /// Show per-action packet and byte counters and rates, in the xdp-tutorial's format.
+    Stats(StatsArgs),
+    /// Attach in the foreground, print stats until Ctrl-C or SIGTERM, then detach.
+    Run(RunArgs),
+    /// A veth lab in a network namespace to test programs on (after the xdp-tutorial's testenv).
+    Testenv(TestenvArgs),
+    /// Run the tour end to end in a throwaway lab: attach, send traffic, show stats, clean up.
+    Demo,
+}
+
+/// Which program to load, and how.
+#[derive(Debug, Args)]
+pub struct ProgramArgs {
+    /// The program: a built-in (xdp_pass, xdp_drop, xdp_abort), or a function in --obj.
+    #[arg(short, long, value_name = "NAME")]
+    pub program: Option<String>,
+
+    /// Load your own compiled BPF object instead of a built-in program.
+    #[arg(long, value_name = "FILE.o")]
+    pub obj: Option<PathBuf>,
+
+    /// native: in the driver; generic: in the stack (any interface); auto: native, else generic.
+    #[arg(short, long, value_enum, default_value_t = RequestedMode::Native)]
+    pub mode: RequestedMode,
+}
+
+#[derive(Debug, Args)]
+pub struct LoadArgs {
+    /// The interface to attach to.
+    pub interface: String,
+
+    #[command(flatten)]
+    pub program: ProgramArgs,
+
+    /// Replace a program that is already attached (xdpctl's own is replaced atomically).
+    #[arg(short, long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct UnloadArgs {
+    /// The interface to detach from.
+    #[arg(required_unless_present = "all", conflicts_with = "all")]
+    pub interface: Option<String>,
+
+    /// Detach from every interface xdpctl has pins for.
+    #[arg(short, long)]
+    pub all: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Only this interface.
+    pub interface: Option<String>,
+
+    /// Print a JSON array of {interface, ifindex, program, id, mode, owner}.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// How often and how many times to print stats.
+#[derive(Debug, Args)]
+pub struct SamplingArgs {
+    /// Seconds between samples (fractions allowed).
+    #[arg(short, long, default_value_t = 2.0, value_parser = positive_seconds)]
+    pub interval: f64,
+
+    /// Stop after this many samples (default: until Ctrl-C).
+    #[arg(short, long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub count: Option<u64>,
+
+    /// Print one JSON object per sample (NDJSON).
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct StatsArgs {
+    /// The interface whose program's xdp_stats_map to read.
+    pub interface: String,
+
+    #[command(flatten)]
+    pub sampling: SamplingArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The interface to attach to while running.
+    pub interface: String,
+
+    #[command(flatten)]
+    pub program: ProgramArgs,
+
+    #[command(flatten)]
+    pub sampling: SamplingArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct TestenvArgs {
+    #[command(subcommand)]
+    pub command: TestenvCommand,
+}
+
+#[derive(Debug, Args)]
+pub struct LabName {
+    /// The lab's name: also the name of its outer interface and of its namespace.
+    #[arg(short, long, default_value = DEFAULT_NAME)]
+    pub name: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TestenvCommand {
+    /// Create a lab: a veth pair, the inner end in its own namespace, addresses and neighbours.
+    Setup(LabName),
+    /// Remove a lab and anything xdpctl attached to it.
+    Teardown(LabName),
+    /// Show the labs (or one), their addresses and what is attached.
+    Status {
+        /// Only this lab.
+        #[arg(short, long)]
+        name: Option<String>,
+    },
+    /// Run a command inside the lab's namespace (bpffs stays visible).
+    Exec {
+        #[command(flatten)]
+        lab: LabName,
+        /// The command and its arguments, after `--`.
+        #[arg(last = true, required = true, value_name = "COMMAND")]
+        command: Vec<String>,
+    },
+    /// Start a shell inside the lab's namespace.
+    Enter(LabName),
+    /// Ping the outer interface from inside the lab, through whatever is attached to it.
+    Ping {
+        #[command(flatten)]
+        lab: LabName,
+        /// Number of echo requests.
+        #[arg(short, long, default_value_t = 4)]
+        count: u32,
+        /// Ping over IPv6 instead of IPv4.
+        #[arg(short = '6', long)]
+        ipv6: bool,
+    },
+}
+
+fn positive_seconds(text: &str) -> Result<f64, String> {
+    let value: f64 = text
+        .parse()
+        .map_err(|_| format!("'{text}' is not a number of seconds"))?;
+    if value.is_finite() && value > 0.0 {
+        Ok(value)
+    } else {
+        Err(format!(
+            "the interval must be more than 0 seconds, not {text}"
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn load_defaults_to_native_without_force() {
+        let cli = Cli::try_parse_from(["xdpctl", "load", "veth1"]).unwrap();
+        let Command::Load(args) = cli.command else {
+            panic!("not load")
+        };
+        assert_eq!(args.interface, "veth1");
+        assert_eq!(args.program.mode, RequestedMode::Native);
+        assert!(args.program.program.is_none() && !args.force);
+    }
+
+    #[test]
+    fn load_takes_program_obj_mode_and_force() {
+        let cli = Cli::try_parse_from([
+            "xdpctl",
+            "load",
+            "veth1",
+            "--program",
+            "mine",
+            "--obj",
+            "x.o",
+            "--mode",
+            "auto",
+            "-f",
+        ])
+        .unwrap();
+        let Command::Load(args) = cli.command else {
+            panic!("not load")
+        };
+        assert_eq!(args.program.program.as_deref(), Some("mine"));
+        assert_eq!(args.program.obj, Some(PathBuf::from("x.o")));
+        assert_eq!(args.program.mode, RequestedMode::Auto);
+        assert!(args.force);
+    }
+
+    #[test]
+    fn bad_flags_are_rejected() {
+        assert!(Cli::try_parse_from(["xdpctl", "load"]).is_err());
+        assert!(Cli::try_parse_from(["xdpctl", "load", "veth1", "--mode", "fast"]).is_err());
+        assert!(Cli::try_parse_from(["xdpctl", "unload"]).is_err());
+        assert!(Cli::try_parse_from(["xdpctl", "unload", "veth1", "--all"]).is_err());
+        assert!(Cli::try_parse_from(["xdpctl", "stats", "veth1", "--interval", "0"]).is_err());
+        assert!(Cli::try_parse_from(["xdpctl", "stats", "veth1", "--interval", "-1"]).is_err());
+        assert!(Cli::try_parse_from(["xdpctl", "stats", "veth1", "--count", "0"]).is_err());
+        assert!(Cli::try_parse_from(["xdpctl", "testenv", "exec"]).is_err());
+    }
+
+    #[test]
+    fn stats_sampling_flags() {
+        let cli =
+            Cli::try_parse_from(["xdpctl", "stats", "veth1", "-i", "0.5", "-c", "3", "--json"])
+                .unwrap();
+        let Command::Stats(args) = cli.command else {
+            panic!("not stats")
+        };
+        assert_eq!(args.sampling.interval, 0.5);
+        assert_eq!(args.sampling.count, Some(3));
+        assert!(args.sampling.json);
+    }
+
+    #[test]
+    fn testenv_exec_takes_the_command_after_dashes() {
+        let cli = Cli::try_parse_from([
+            "xdpctl", "testenv", "exec", "-n", "lab1", "--", "ip", "-br", "a",
+        ])
+        .unwrap();
+        let Command::Testenv(TestenvArgs {
+            command: TestenvCommand::Exec { lab, command },
+        }) = cli.command
+        else {
+            panic!("not testenv exec")
+        };
+        assert_eq!(lab.name, "lab1");
+        assert_eq!(command, ["ip", "-br", "a"]);
+    }
+}

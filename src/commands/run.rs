@@ -1,0 +1,80 @@
+//! `xdpctl run`: the foreground mode. Attach without a pin, print stats until Ctrl-C or
+//! SIGTERM, then detach. Even if xdpctl is killed outright, the kernel detaches the program when
+//! the link's last fd closes, so nothing is left behind.
+
+use std::os::fd::{AsFd, OwnedFd};
+use std::process::ExitCode;
+
+use anyhow::{bail, Result};
+
+use crate::attach;
+use crate::cli::RunArgs;
+use crate::pins::{self, RunRecord};
+use crate::privileges;
+use crate::programs::{self, Source};
+use crate::stats;
+
+/// Detaches and forgets the run record however `run` ends.
+struct Attached {
+    ifname: String,
+    link: OwnedFd,
+}
+
+impl Drop for Attached {
+    fn drop(&mut self) {
+        if let Err(err) = attach::detach_link(self.link.as_fd()) {
+            eprintln!("xdpctl: detaching from {}: {err}", self.ifname);
+        }
+        pins::remove_run_record(&self.ifname);
+    }
+}
+
+pub fn run(args: &RunArgs) -> Result<ExitCode> {
+    privileges::require("run")?;
+    let ifname = args.interface.as_str();
+    let source = Source::from_args(args.program.program.as_deref(), args.program.obj.as_deref())?;
+    let ifindex = attach::ifindex(ifname)?;
+    if let Some(current) = attach::query(ifindex)?.first() {
+        bail!(
+            "{ifname} already has an XDP program (id {}, {} mode): `xdpctl run` needs an \
+             interface without one (see `xdpctl status {ifname}`)",
+            current.prog_id,
+            current.mode
+        );
+    }
+    // Catch Ctrl-C from here on, so it ends the loop below instead of killing us mid-attach.
+    super::stop_requested();
+    let loaded = programs::load(&source, None)?;
+    let (link, mode) = attach::attach(loaded.fd(), ifindex, ifname, args.program.mode)?;
+    let link_id = attach::link_summary(link.as_fd())?.id;
+    let attached = Attached {
+        ifname: ifname.to_owned(),
+        link,
+    };
+    pins::write_run_record(
+        ifname,
+        RunRecord {
+            pid: std::process::id(),
+            link_id,
+        },
+    )?;
+    let prog_id = loaded.id()?;
+    eprintln!(
+        "Attached {} to {ifname} in {mode} mode (program id {prog_id}, link id {link_id}); \
+         Ctrl-C detaches it.",
+        loaded.name()
+    );
+    match stats::stats_map_of_program(prog_id)? {
+        Some(map) => {
+            let title = format!("{ifname} (program '{}', id {prog_id})", loaded.name());
+            super::stats::print_samples(&map, ifname, &title, &args.sampling)?;
+        }
+        None => {
+            eprintln!("{} has no xdp_stats_map: no stats to show.", loaded.name());
+            while super::sleep_unless_stopped(std::time::Duration::from_secs(3600)) {}
+        }
+    }
+    drop(attached);
+    eprintln!("Detached {} from {ifname}.", loaded.name());
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,55 @@
+//! `xdpctl stats`: per-action counters and rates from the attached program's xdp_stats_map.
+
+use std::io::Write;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Result;
+use libbpf_rs::MapHandle;
+
+use crate::cli::{SamplingArgs, StatsArgs};
+use crate::privileges;
+use crate::stats::{self, Sample};
+
+pub fn run(args: &StatsArgs) -> Result<ExitCode> {
+    privileges::require("stats")?;
+    let (map, program) = stats::stats_map_of_interface(&args.interface)?;
+    let title = format!(
+        "{} (program '{}', id {})",
+        args.interface, program.name, program.id
+    );
+    print_samples(&map, &args.interface, &title, &args.sampling)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Prints a sample every interval until `count` samples, Ctrl-C or SIGTERM.
+pub fn print_samples(
+    map: &MapHandle,
+    interface: &str,
+    title: &str,
+    sampling: &SamplingArgs,
+) -> Result<()> {
+    let interval = Duration::from_secs_f64(sampling.interval);
+    let mut prev = Sample::take(map)?;
+    let mut printed = 0u64;
+    while sampling.count.is_none_or(|count| printed < count) {
+        if !super::sleep_unless_stopped(interval) {
+            break;
+        }
+        let cur = Sample::take(map)?;
+        let report = stats::report(&prev, &cur);
+        let mut out = std::io::stdout().lock();
+        let written = if sampling.json {
+            writeln!(out, "{}", stats::to_json(interface, &report))
+        } else {
+            writeln!(out, "{}", stats::format_table(title, &report))
+        };
+        // A closed pipe (`| head`) ends the output quietly.
+        if written.and_then(|_| out.flush()).is_err() {
+            break;
+        }
+        prev = cur;
+        printed += 1;
+    }
+    Ok(())
+}

@@ -1,0 +1,104 @@
+//! `xdpctl testenv`: set up, use and tear down veth labs.
+
+use std::process::{Command, ExitCode};
+
+use anyhow::{Context, Result};
+
+use crate::cli::{TestenvArgs, TestenvCommand};
+use crate::commands::status;
+use crate::privileges;
+use crate::testenv::{Lab, INNER_IFNAME};
+
+pub fn run(args: &TestenvArgs) -> Result<ExitCode> {
+    privileges::require("testenv")?;
+    match &args.command {
+        TestenvCommand::Setup(lab) => {
+            let lab = Lab::setup(&lab.name)?;
+            println!("{}", describe(&lab));
+            println!(
+                "Try:  xdpctl load {0} --program xdp_pass && xdpctl testenv ping --name {0} && \
+                 xdpctl stats {0} --count 1",
+                lab.name
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        TestenvCommand::Teardown(lab) => {
+            let found = Lab::list()?.into_iter().find(|l| l.name == lab.name);
+            let lab = found.with_context(|| format!("no lab named '{}'", lab.name))?;
+            lab.teardown()?;
+            println!("Lab '{}' is gone.", lab.name);
+            Ok(ExitCode::SUCCESS)
+        }
+        TestenvCommand::Status { name } => {
+            let labs: Vec<Lab> = Lab::list()?
+                .into_iter()
+                .filter(|lab| name.as_ref().is_none_or(|n| *n == lab.name))
+                .collect();
+            if labs.is_empty() {
+                println!("No labs. Create one with `xdpctl testenv setup`.");
+            }
+            for lab in labs {
+                println!("{}", describe(&lab));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        TestenvCommand::Exec { lab, command } => {
+            let lab = Lab::open(&lab.name)?;
+            let mut child = lab.command(&command[0])?;
+            child.args(&command[1..]);
+            wait(child, &command[0])
+        }
+        TestenvCommand::Enter(lab) => {
+            let lab = Lab::open(&lab.name)?;
+            let shell = std::env::var("SHELL").unwrap_or_else(|_| "/bin/sh".into());
+            let mut child = lab.command(&shell)?;
+            child
+                .env("XDPCTL_LAB", &lab.name)
+                .env("PS1", format!("(lab {}) # ", lab.name));
+            eprintln!("Inside lab '{}' ({INNER_IFNAME}); `exit` leaves.", lab.name);
+            wait(child, &shell)
+        }
+        TestenvCommand::Ping { lab, count, ipv6 } => {
+            let lab = Lab::open(&lab.name)?;
+            wait(lab.ping_command(*count, *ipv6, 0.2)?, "ping")
+        }
+    }
+}
+
+fn describe(lab: &Lab) -> String {
+    let state = if lab.is_alive() {
+        "up"
+    } else {
+        "BROKEN (tear it down)"
+    };
+    let xdp = status::rows(Some(lab.outer_ifname()))
+        .ok()
+        .and_then(|rows| rows.into_iter().next())
+        .map(|row| {
+            format!(
+                "{} (id {}, {}, {})",
+                row.program, row.id, row.mode, row.owner
+            )
+        })
+        .unwrap_or_else(|| "none".into());
+    format!(
+        "Lab '{name}' [{state}]\n  outside: {name:<8} {} {} (root namespace)  XDP: {xdp}\n  \
+         inside:  {INNER_IFNAME:<8} {} {} (namespace {name})",
+        lab.outer_ipv4(),
+        lab.outer_ipv6(),
+        lab.inner_ipv4(),
+        lab.inner_ipv6(),
+        name = lab.name,
+    )
+}
+
+/// Runs a child to completion and passes its exit code on.
+fn wait(mut child: Command, what: &str) -> Result<ExitCode> {
+    let status = child
+        .status()
+        .with_context(|| format!("running {what} inside the lab"))?;
+    Ok(match status.code() {
+        Some(code) => ExitCode::from(code.clamp(0, 255) as u8),
+        None => ExitCode::FAILURE,
+    })
+}

@@ -1,0 +1,83 @@
+//! `xdpctl unload`: detach xdpctl's programs and remove their pins.
+
+use std::os::fd::AsFd;
+use std::process::ExitCode;
+
+use anyhow::{bail, Result};
+
+use crate::attach;
+use crate::cli::UnloadArgs;
+use crate::pins::{self, Owner};
+use crate::privileges;
+
+pub fn run(args: &UnloadArgs) -> Result<ExitCode> {
+    privileges::require("unload")?;
+    pins::ensure_bpffs()?;
+    let Some(ifname) = &args.interface else {
+        return unload_all();
+    };
+    println!("{}", unload(ifname)?);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn unload_all() -> Result<ExitCode> {
+    let names = pins::pinned_interfaces()?;
+    if names.is_empty() {
+        println!("No interface has a program from xdpctl.");
+    }
+    let mut failed = false;
+    for ifname in names {
+        match unload(&ifname) {
+            Ok(message) => println!("{message}"),
+            Err(err) => {
+                eprintln!("xdpctl: error: {err:#}");
+                failed = true;
+            }
+        }
+    }
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// Detaches xdpctl's pinned program from `ifname` and removes its pins.
+pub fn unload(ifname: &str) -> Result<String> {
+    let link_path = pins::link_path(ifname);
+    if link_path.exists() {
+        let link = attach::open_pinned(&link_path)?;
+        let info = attach::link_summary(link.as_fd())?;
+        if info.ifindex != 0 {
+            attach::detach_link(link.as_fd()).map_err(|err| {
+                anyhow::anyhow!("detaching link id {} from {ifname}: {err}", info.id)
+            })?;
+        }
+        pins::remove_interface_dir(ifname)?;
+        return Ok(if info.ifindex == 0 {
+            format!("Removed the pins of {ifname}, which no longer exists")
+        } else {
+            format!("Unloaded program id {} from {ifname}", info.prog_id)
+        });
+    }
+    pins::remove_interface_dir(ifname)?;
+    let ifindex = attach::ifindex(ifname)?;
+    let Some(current) = attach::query(ifindex)?.into_iter().next() else {
+        bail!("{ifname} has no XDP program to unload");
+    };
+    let name = attach::program_summary(current.prog_id)
+        .map(|p| p.name)
+        .unwrap_or_else(|_| "?".into());
+    match pins::owner(ifname, ifindex, &current) {
+        Owner::Foreground { pid, .. } => bail!(
+            "{ifname}'s program (id {}, '{name}') belongs to `xdpctl run` (pid {pid}): \
+             stop that process (Ctrl-C) and it detaches",
+            current.prog_id
+        ),
+        _ => bail!(
+            "{ifname}'s XDP program (id {}, '{name}') was not loaded by xdpctl: remove it with \
+             the tool that loaded it (e.g. `ip link set dev {ifname} xdp off`)",
+            current.prog_id
+        ),
+    }
+}

@@ -1,0 +1,23 @@
+use std::process::ExitCode;
+
+use clap::Parser;
+use xdpctl::cli::{Cli, Command};
+use xdpctl::commands;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    xdpctl::libbpf_log::install(cli.verbose);
+    let result = match &cli.command {
+        Command::Load(args) => commands::load::run(args),
+        Command::Unload(args) => commands::unload::run(args),
+        Command::Status(args) => commands::status::run(args),
+        Command::Stats(args) => commands::stats::run(args),
+        Command::Run(args) => commands::run::run(args),
+        Command::Testenv(args) => commands::testenv::run(args),
+        Command::Demo => commands::demo::run(),
+    };
+    result.unwrap_or_else(|err| {
+        eprintln!("xdpctl: error: {err:#}");
+        ExitCode::FAILURE
+    })
+}

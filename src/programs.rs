@@ -1,0 +1,321 @@
+//! The BPF programs xdpctl ships (skeletons and embedded objects), and loading any XDP object —
+//! built-in or a user's own `--obj` — into the kernel.
+
+use std::os::fd::{AsFd, BorrowedFd};
+use std::path::{Path, PathBuf};
+
+use anyhow::{anyhow, bail, Context, Result};
+use libbpf_rs::{MapCore, MapHandle, Object, ObjectBuilder, OpenObject, Program, ProgramType};
+
+use crate::{attach, libbpf_log, stats};
+
+/// The libbpf-cargo skeletons, one per `bpf/*.bpf.c`.
+pub mod skel {
+    macro_rules! skeleton {
+        ($name:ident) => {
+            pub mod $name {
+                include!(concat!(env!("OUT_DIR"), "/", stringify!($name), ".skel.rs"));
+            }
+        };
+    }
+    skeleton!(xdp_pass);
+    skeleton!(xdp_drop);
+    skeleton!(xdp_abort);
+}
+
+/// A program xdpctl ships.
+#[derive(Debug)]
+pub struct Builtin {
+    pub name: &'static str,
+    pub summary: &'static str,
+    object: &'static [u8],
+}
+
+macro_rules! object {
+    ($name:literal) => {
+        include_bytes!(concat!(env!("OUT_DIR"), "/", $name, ".bpf.o"))
+    };
+}
+
+/// Every built-in program; `bpf/NAME.bpf.c` defines the program NAME.
+pub const BUILTINS: &[Builtin] = &[
+    Builtin {
+        name: "xdp_pass",
+        summary: "passes every packet, counting it per action",
+        object: object!("xdp_pass"),
+    },
+    Builtin {
+        name: "xdp_drop",
+        summary: "drops every packet, counting it per action",
+        object: object!("xdp_drop"),
+    },
+    Builtin {
+        name: "xdp_abort",
+        summary: "aborts on every packet (raises xdp:xdp_exception), counting it",
+        object: object!("xdp_abort"),
+    },
+];
+
+/// The program `xdpctl load` uses when none is named.
+pub const DEFAULT_PROGRAM: &str = "xdp_pass";
+
+pub fn builtin(name: &str) -> Option<&'static Builtin> {
+    BUILTINS.iter().find(|builtin| builtin.name == name)
+}
+
+/// Where a program comes from: `--program NAME` alone, or `--obj FILE [--program NAME]`.
+#[derive(Clone, Debug)]
+pub enum Source {
+    Builtin(&'static Builtin),
+    File {
+        path: PathBuf,
+        program: Option<String>,
+    },
+}
+
+impl Source {
+    pub fn from_args(program: Option<&str>, obj: Option<&Path>) -> Result<Source> {
+        if let Some(path) = obj {
+            return Ok(Source::File {
+                path: path.to_path_buf(),
+                program: program.map(str::to_owned),
+            });
+        }
+        let name = program.unwrap_or(DEFAULT_PROGRAM);
+        match builtin(name) {
+            Some(builtin) => Ok(Source::Builtin(builtin)),
+            None => bail!(
+                "unknown program '{name}': the built-in programs are {}; \
+                 to load your own, pass --obj FILE.o",
+                BUILTINS
+                    .iter()
+                    .map(|b| b.name)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Source::Builtin(builtin) => format!("built-in program {}", builtin.name),
+            Source::File { path, .. } => path.display().to_string(),
+        }
+    }
+}
+
+/// A program loaded into the kernel (not yet attached). Dropping it unloads the program unless
+/// something (a link) still holds it.
+pub struct Loaded {
+    object: Object,
+    name: String,
+}
+
+impl Loaded {
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn program(&self) -> Program<'_> {
+        self.object
+            .progs()
+            .find(|prog| prog.name() == self.name.as_str())
+            .expect("the selected program is in the object")
+    }
+
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        // SAFETY-free: the fd lives as long as self.object.
+        let prog = self.program();
+        let raw = std::os::fd::AsRawFd::as_raw_fd(&prog.as_fd());
+        // SAFETY: the program fd is owned by self.object, which outlives the returned borrow.
+        unsafe { BorrowedFd::borrow_raw(raw) }
+    }
+
+    pub fn id(&self) -> Result<u32> {
+        Ok(attach::program_summary_by_fd(self.fd())?.id)
+    }
+}
+
+/// Opens, verifies and loads an XDP program. With `reuse_stats_of`, the new program shares that
+/// program's xdp_stats_map, so counters carry on across a replace.
+pub fn load(source: &Source, reuse_stats_of: Option<u32>) -> Result<Loaded> {
+    let mut builder = ObjectBuilder::default();
+    let open = match source {
+        Source::Builtin(builtin) => builder
+            .open_memory(builtin.object)
+            .with_context(|| format!("opening {}", source.describe()))?,
+        Source::File { path, .. } => {
+            if !path.exists() {
+                bail!("no such BPF object file: {}", path.display());
+            }
+            builder.open_file(path).map_err(|err| {
+                anyhow!(
+                    "{} is not a BPF object libbpf can open ({err}); build it with \
+                     `clang -O2 -g -target bpf -c prog.bpf.c -o prog.o`{}",
+                    path.display(),
+                    log_suffix(&libbpf_log::take())
+                )
+            })?
+        }
+    };
+    let wanted = match source {
+        Source::Builtin(builtin) => Some(builtin.name),
+        Source::File { program, .. } => program.as_deref(),
+    };
+    let (mut open, name) = select_program(open, wanted, &source.describe())?;
+
+    let stats_map = match reuse_stats_of {
+        Some(prog_id) => stats::stats_map_of_program(prog_id).ok().flatten(),
+        None => None,
+    };
+    if let Some(old) = &stats_map {
+        reuse_compatible_stats_map(&mut open, old)?;
+    }
+
+    libbpf_log::take();
+    let object = open.load().map_err(|err| {
+        let log = libbpf_log::take();
+        match libbpf_log::verifier_tail(&log, 20) {
+            Some(tail) => anyhow!(
+                "the kernel verifier rejected program '{name}' from {}:\n{tail}\n\
+                 (run with --verbose for the whole verifier log)",
+                source.describe()
+            ),
+            None => anyhow!(
+                "loading program '{name}' from {} failed: {err}{}",
+                source.describe(),
+                log_suffix(&log)
+            ),
+        }
+    })?;
+    Ok(Loaded { object, name })
+}
+
+fn log_suffix(log: &str) -> String {
+    let lines: Vec<&str> = log.lines().filter(|l| !l.trim().is_empty()).collect();
+    if lines.is_empty() {
+        return String::new();
+    }
+    format!(
+        "\nlibbpf said:\n{}",
+        lines[lines.len().saturating_sub(8)..].join("\n")
+    )
+}
+
+/// Picks the program to load (by name, or the object's only XDP program) and turns off autoload
+/// for the rest, so an unrelated program in the same object cannot fail the load.
+fn select_program(
+    mut open: OpenObject,
+    wanted: Option<&str>,
+    what: &str,
+) -> Result<(OpenObject, String)> {
+    let xdp: Vec<String> = open
+        .progs()
+        .filter(|prog| prog.prog_type() == ProgramType::Xdp)
+        .map(|prog| prog.name().to_string_lossy().into_owned())
+        .collect();
+    let name = match wanted {
+        Some(name) => {
+            let found = open.progs().find(|prog| prog.name() == name);
+            match found {
+                None => bail!(
+                    "{what} has no program named '{name}'; its XDP programs: {}",
+                    list_or_none(&xdp)
+                ),
+                Some(prog) if prog.prog_type() != ProgramType::Xdp => bail!(
+                    "program '{name}' in {what} is a {:?} program, not XDP (its section must be \
+                     SEC(\"xdp\"))",
+                    prog.prog_type()
+                ),
+                Some(_) => name.to_owned(),
+            }
+        }
+        None => match xdp.as_slice() {
+            [only] => only.clone(),
+            [] => bail!("{what} has no XDP program (a function in SEC(\"xdp\"))"),
+            several => bail!(
+                "{what} has several XDP programs ({}): choose one with --program NAME",
+                several.join(", ")
+            ),
+        },
+    };
+    for mut prog in open.progs_mut() {
+        let keep = prog.name() == name.as_str();
+        prog.set_autoload(keep);
+    }
+    Ok((open, name))
+}
+
+fn list_or_none(names: &[String]) -> String {
+    if names.is_empty() {
+        "none".to_owned()
+    } else {
+        names.join(", ")
+    }
+}
+
+fn reuse_compatible_stats_map(open: &mut OpenObject, old: &MapHandle) -> Result<()> {
+    for mut map in open.maps_mut() {
+        if map.name() != stats::STATS_MAP_NAME {
+            continue;
+        }
+        let compatible = map.map_type() == old.map_type()
+            && map.key_size() == old.key_size()
+            && map.value_size() == old.value_size()
+            && map.max_entries() == old.max_entries();
+        if compatible {
+            map.reuse_fd(old.as_fd())
+                .context("reusing the previous program's xdp_stats_map")?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_bpf_source_is_a_builtin() {
+        let mut sources: Vec<String> =
+            std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/bpf"))
+                .unwrap()
+                .filter_map(|entry| {
+                    let name = entry.unwrap().file_name().to_string_lossy().into_owned();
+                    name.strip_suffix(".bpf.c").map(str::to_owned)
+                })
+                .collect();
+        sources.sort();
+        let mut names: Vec<String> = BUILTINS.iter().map(|b| b.name.to_owned()).collect();
+        names.sort();
+        assert_eq!(sources, names);
+    }
+
+    #[test]
+    fn embedded_objects_are_bpf_elf() {
+        for builtin in BUILTINS {
+            assert_eq!(&builtin.object[..4], b"\x7fELF", "{}", builtin.name);
+            // e_machine at offset 18: EM_BPF = 247.
+            assert_eq!(builtin.object[18], 247, "{}", builtin.name);
+        }
+    }
+
+    #[test]
+    fn source_defaults_to_xdp_pass_and_rejects_unknown_names() {
+        match Source::from_args(None, None).unwrap() {
+            Source::Builtin(b) => assert_eq!(b.name, "xdp_pass"),
+            other => panic!("{other:?}"),
+        }
+        let err = Source::from_args(Some("xdp_nope"), None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("xdp_nope") && err.contains("xdp_drop") && err.contains("--obj"),
+            "{err}"
+        );
+        match Source::from_args(Some("mine"), Some(Path::new("/tmp/x.o"))).unwrap() {
+            Source::File { program, .. } => assert_eq!(program.as_deref(), Some("mine")),
+            other => panic!("{other:?}"),
+        }
+    }
+}

@@ -1,0 +1,326 @@
+//! Per-action statistics from an `xdp_stats_map` (the xdp-tutorial's layout): finding the map of
+//! an attached program, summing the per-CPU values, rates over a period, and the tutorial's text
+//! format and NDJSON.
+
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{bail, Context, Result};
+use libbpf_rs::{MapCore, MapFlags, MapHandle, MapType};
+use serde_json::{json, Map, Value};
+
+use crate::attach;
+use crate::programs::skel;
+
+pub const STATS_MAP_NAME: &str = "xdp_stats_map";
+
+/// The names of the XDP actions, indexed by their value.
+pub const ACTIONS: [&str; 5] = [
+    "XDP_ABORTED",
+    "XDP_DROP",
+    "XDP_PASS",
+    "XDP_TX",
+    "XDP_REDIRECT",
+];
+
+/// `struct datarec` from include/xdpctl.h, as the skeleton generated it from BTF.
+pub type DataRec = skel::xdp_pass::types::datarec;
+// SAFETY: datarec is two u64s: any bytes are a valid value.
+unsafe impl plain::Plain for DataRec {}
+
+/// Whether a map has the tutorial's layout, so we can read it as per-action counters.
+fn is_stats_map(map: &MapHandle) -> bool {
+    map.map_type() == MapType::PercpuArray
+        && map.key_size() == 4
+        && map.value_size() as usize == std::mem::size_of::<DataRec>()
+        && map.max_entries() as usize >= ACTIONS.len()
+}
+
+/// The xdp_stats_map of a loaded program, if it has one in the tutorial's layout.
+pub fn stats_map_of_program(prog_id: u32) -> Result<Option<MapHandle>> {
+    let program = attach::program_summary(prog_id)?;
+    for map_id in program.map_ids {
+        let Ok(map) = MapHandle::from_map_id(map_id) else {
+            continue;
+        };
+        if map.name() == STATS_MAP_NAME && is_stats_map(&map) {
+            return Ok(Some(map));
+        }
+    }
+    Ok(None)
+}
+
+/// The program on an interface and its stats map, or an error that says why there is none.
+pub fn stats_map_of_interface(ifname: &str) -> Result<(MapHandle, attach::ProgramSummary)> {
+    let ifindex = attach::ifindex(ifname)?;
+    let attachments = attach::query(ifindex)?;
+    let Some(first) = attachments.first() else {
+        bail!("{ifname} has no XDP program: load one with `xdpctl load {ifname}`");
+    };
+    let program = attach::program_summary(first.prog_id)?;
+    match stats_map_of_program(first.prog_id)? {
+        Some(map) => Ok((map, program)),
+        None => bail!(
+            "the XDP program on {ifname} (id {}, '{}') has no {STATS_MAP_NAME} in the \
+             xdp-tutorial's layout (per-CPU array of struct datarec), so it keeps no per-action stats",
+            program.id,
+            program.name
+        ),
+    }
+}
+
+/// Packets and bytes of one action, summed over CPUs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counter {
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+/// All per-action counters of a map at one moment.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counters(pub [Counter; 5]);
+
+impl Counters {
+    pub fn action(&self, name: &str) -> Counter {
+        ACTIONS
+            .iter()
+            .position(|action| *action == name)
+            .map(|index| self.0[index])
+            .unwrap_or_default()
+    }
+}
+
+/// Reads and sums the per-CPU values of every action.
+pub fn read_counters(map: &MapHandle) -> Result<Counters> {
+    let mut counters = Counters::default();
+    for (action, slot) in counters.0.iter_mut().enumerate() {
+        let key = (action as u32).to_ne_bytes();
+        let per_cpu = map
+            .lookup_percpu(&key, MapFlags::ANY)
+            .with_context(|| format!("reading {} from {STATS_MAP_NAME}", ACTIONS[action]))?
+            .unwrap_or_default();
+        for bytes in per_cpu {
+            let mut rec = DataRec::default();
+            plain::copy_from_bytes(&mut rec, &bytes)
+                .map_err(|_| anyhow::anyhow!("{STATS_MAP_NAME} value has the wrong size"))?;
+            slot.packets = slot.packets.wrapping_add(rec.rx_packets);
+            slot.bytes = slot.bytes.wrapping_add(rec.rx_bytes);
+        }
+    }
+    Ok(counters)
+}
+
+/// Counters with the moment they were read.
+#[derive(Clone, Copy, Debug)]
+pub struct Sample {
+    pub counters: Counters,
+    pub at: Instant,
+    pub unix_time: f64,
+}
+
+impl Sample {
+    pub fn take(map: &MapHandle) -> Result<Sample> {
+        let counters = read_counters(map)?;
+        Ok(Sample {
+            counters,
+            at: Instant::now(),
+            unix_time: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_secs_f64())
+                .unwrap_or(0.0),
+        })
+    }
+}
+
+/// One action's totals and rates over a period.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ActionRate {
+    pub packets: u64,
+    pub bytes: u64,
+    pub pps: f64,
+    /// Bits per second.
+    pub bps: f64,
+}
+
+/// What one stats line-up shows: every action over one period.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Report {
+    pub unix_time: f64,
+    pub period: f64,
+    pub actions: [ActionRate; 5],
+}
+
+/// Rates between two samples. A counter that went backwards (the map was replaced) counts from
+/// zero rather than underflowing.
+pub fn report(prev: &Sample, cur: &Sample) -> Report {
+    let period = cur.at.saturating_duration_since(prev.at).as_secs_f64();
+    let rate = |delta: u64| {
+        if period > 0.0 {
+            delta as f64 / period
+        } else {
+            0.0
+        }
+    };
+    let actions = std::array::from_fn(|i| {
+        let (old, new) = (prev.counters.0[i], cur.counters.0[i]);
+        let delta = |old: u64, new: u64| if new >= old { new - old } else { new };
+        ActionRate {
+            packets: new.packets,
+            bytes: new.bytes,
+            pps: rate(delta(old.packets, new.packets)),
+            bps: rate(delta(old.bytes, new.bytes)) * 8.0,
+        }
+    });
+    Report {
+        unix_time: cur.unix_time,
+        period,
+        actions,
+    }
+}
+
+/// Groups digits in threes: 1234567 -> "1,234,567".
+pub fn thousands(value: u64) -> String {
+    let digits = value.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// The xdp-tutorial's table: a header line, then one row per action.
+pub fn format_table(title: &str, report: &Report) -> String {
+    let mut out = format!("{:<12} {title}\n", "XDP-action");
+    for (name, rate) in ACTIONS.iter().zip(report.actions.iter()) {
+        out.push_str(&format!(
+            "{:<12} {:>11} pkts ({:>10} pps) {:>11} Kbytes ({:>6} Mbits/s) period:{:.6}\n",
+            name,
+            thousands(rate.packets),
+            thousands(rate.pps.round() as u64),
+            thousands(rate.bytes / 1000),
+            thousands((rate.bps / 1_000_000.0).round() as u64),
+            report.period
+        ));
+    }
+    out
+}
+
+/// One NDJSON object: `{"interface","time","period","actions":{NAME:{packets,bytes,pps,bps}}}`.
+pub fn to_json(interface: &str, report: &Report) -> Value {
+    let mut actions = Map::new();
+    for (name, rate) in ACTIONS.iter().zip(report.actions.iter()) {
+        actions.insert(
+            (*name).to_owned(),
+            json!({"packets": rate.packets, "bytes": rate.bytes, "pps": rate.pps, "bps": rate.bps}),
+        );
+    }
+    json!({
+        "interface": interface,
+        "time": report.unix_time,
+        "period": report.period,
+        "actions": actions,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn sample(at: Instant, pass: (u64, u64)) -> Sample {
+        let mut counters = Counters::default();
+        counters.0[2] = Counter {
+            packets: pass.0,
+            bytes: pass.1,
+        };
+        Sample {
+            counters,
+            at,
+            unix_time: 1_700_000_000.5,
+        }
+    }
+
+    #[test]
+    fn datarec_matches_the_c_layout() {
+        assert_eq!(std::mem::size_of::<DataRec>(), 16);
+    }
+
+    #[test]
+    fn thousands_groups_digits() {
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(1000), "1,000");
+        assert_eq!(thousands(1234567), "1,234,567");
+        assert_eq!(thousands(u64::MAX), "18,446,744,073,709,551,615");
+    }
+
+    #[test]
+    fn rates_are_deltas_over_the_period() {
+        let t0 = Instant::now();
+        let t1 = t0 + Duration::from_secs(2);
+        let r = report(&sample(t0, (100, 10_000)), &sample(t1, (300, 1_010_000)));
+        assert_eq!(r.period, 2.0);
+        let pass = r.actions[2];
+        assert_eq!((pass.packets, pass.bytes), (300, 1_010_000));
+        assert_eq!(pass.pps, 100.0);
+        assert_eq!(pass.bps, 4_000_000.0);
+        assert_eq!(r.actions[1].pps, 0.0);
+    }
+
+    #[test]
+    fn a_counter_reset_does_not_underflow() {
+        let t0 = Instant::now();
+        let r = report(
+            &sample(t0, (1000, 0)),
+            &sample(t0 + Duration::from_secs(1), (10, 0)),
+        );
+        assert_eq!(r.actions[2].pps, 10.0);
+    }
+
+    #[test]
+    fn zero_period_gives_zero_rates() {
+        let t0 = Instant::now();
+        let r = report(&sample(t0, (0, 0)), &sample(t0, (5, 5)));
+        assert_eq!(r.actions[2].pps, 0.0);
+    }
+
+    #[test]
+    fn table_has_a_header_and_a_row_per_action_in_the_tutorial_format() {
+        let t0 = Instant::now();
+        let r = report(
+            &sample(t0, (0, 0)),
+            &sample(t0 + Duration::from_secs(2), (2_000_000, 128_000_000)),
+        );
+        let table = format_table("veth1", &r);
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(lines.len(), 6);
+        assert!(lines[0].starts_with("XDP-action") && lines[0].contains("veth1"));
+        assert_eq!(
+            lines[3],
+            "XDP_PASS       2,000,000 pkts ( 1,000,000 pps)     128,000 Kbytes (   512 Mbits/s) period:2.000000"
+        );
+        for (line, action) in lines[1..].iter().zip(ACTIONS) {
+            assert!(line.starts_with(action), "{line}");
+        }
+    }
+
+    #[test]
+    fn json_has_every_action_with_totals_and_rates() {
+        let t0 = Instant::now();
+        let r = report(
+            &sample(t0, (0, 0)),
+            &sample(t0 + Duration::from_secs(1), (7, 700)),
+        );
+        let v = to_json("veth1", &r);
+        assert_eq!(v["interface"], "veth1");
+        assert_eq!(v["period"], 1.0);
+        assert_eq!(v["time"], 1_700_000_000.5);
+        assert_eq!(v["actions"]["XDP_PASS"]["packets"], 7);
+        assert_eq!(v["actions"]["XDP_PASS"]["bytes"], 700);
+        assert_eq!(v["actions"]["XDP_PASS"]["pps"], 7.0);
+        assert_eq!(v["actions"]["XDP_PASS"]["bps"], 5600.0);
+        assert_eq!(v["actions"].as_object().unwrap().len(), 5);
+    }
+}
