@@ -52,7 +52,7 @@ pub fn ensure_bpffs() -> Result<()> {
 
 fn is_bpffs(path: &Path) -> bool {
     nix::sys::statfs::statfs(path)
-        .map(|fs| fs.filesystem_type().0 as i64 == BPF_FS_MAGIC)
+        .map(|fs| fs.filesystem_type() == nix::sys::statfs::FsType(BPF_FS_MAGIC as _))
         .unwrap_or(false)
 }
 

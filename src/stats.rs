@@ -90,7 +90,7 @@ impl Counters {
 }
 
 /// Reads and sums the per-CPU values of every action.
-pub fn read_counters(map: &MapHandle) -> Result<Counters> {
+pub fn read_counters<M: MapCore>(map: &M) -> Result<Counters> {
     let mut counters = Counters::default();
     for (action, slot) in counters.0.iter_mut().enumerate() {
         let key = (action as u32).to_ne_bytes();

@@ -1,0 +1,124 @@
+//! Shared by the integration tests: root gating, running the xdpctl binary, labs that clean up
+//! after themselves, and compiling the user-side test object.
+#![allow(dead_code)]
+
+use std::os::fd::AsFd;
+use std::path::PathBuf;
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+use xdpctl::testenv::{unique_name, LabGuard};
+
+/// True when the test may use BPF and network namespaces. Without root it skips with a message,
+/// unless XDPCTL_REQUIRE_ROOT=1 (as in CI), where skipping would hide a failure: then it panics.
+pub fn have_root(test: &str) -> bool {
+    if nix::unistd::geteuid().is_root() {
+        return true;
+    }
+    if std::env::var("XDPCTL_REQUIRE_ROOT").as_deref() == Ok("1") {
+        panic!("{test} needs root, and XDPCTL_REQUIRE_ROOT=1 forbids skipping it");
+    }
+    // Straight to fd 2, past libtest's capture, so the skip is seen.
+    let _ = std::io::Write::write_all(
+        &mut std::io::stderr(),
+        format!("SKIPPED {test}: needs root (XDPCTL_REQUIRE_ROOT=1 makes this a failure)\n")
+            .as_bytes(),
+    );
+    false
+}
+
+pub fn xdpctl_path() -> &'static str {
+    env!("CARGO_BIN_EXE_xdpctl")
+}
+
+/// Runs xdpctl and returns its output (whatever the exit code).
+pub fn xdpctl(args: &[&str]) -> Output {
+    Command::new(xdpctl_path())
+        .args(args)
+        .output()
+        .expect("xdpctl runs")
+}
+
+/// Runs xdpctl and fails the test, with its stderr, unless it succeeds. Returns stdout.
+pub fn xdpctl_ok(args: &[&str]) -> String {
+    let out = xdpctl(args);
+    assert!(
+        out.status.success(),
+        "xdpctl {args:?} failed ({}):\n{}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Runs xdpctl, expects it to fail with exit code 1, and returns its stderr.
+pub fn xdpctl_err(args: &[&str]) -> String {
+    let out = xdpctl(args);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "xdpctl {args:?} should fail with 1:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stderr).unwrap()
+}
+
+/// A fresh lab with a unique name, torn down (pins included) when dropped, even on panic.
+pub fn lab() -> LabGuard {
+    LabGuard::setup(&unique_name("xt")).expect("lab setup")
+}
+
+/// Pings the lab's outer interface from inside; true if every reply came back.
+pub fn ping(lab: &LabGuard, count: u32) -> bool {
+    lab.ping_command(count, false, 0.05)
+        .unwrap()
+        .output()
+        .unwrap()
+        .status
+        .success()
+}
+
+/// The per-action counters of the program on `ifname`.
+pub fn counters(ifname: &str) -> xdpctl::stats::Counters {
+    let (map, _) = xdpctl::stats::stats_map_of_interface(ifname).expect("stats map");
+    xdpctl::stats::read_counters(&map).expect("counters")
+}
+
+/// The XDP programs attached to `ifname`.
+pub fn attached(ifname: &str) -> Vec<xdpctl::attach::Attachment> {
+    xdpctl::attach::query(xdpctl::attach::ifindex(ifname).unwrap()).unwrap()
+}
+
+/// The id of the link pinned for `ifname`.
+pub fn pinned_link_id(ifname: &str) -> u32 {
+    let link = xdpctl::attach::open_pinned(&xdpctl::pins::link_path(ifname)).unwrap();
+    xdpctl::attach::link_summary(link.as_fd()).unwrap().id
+}
+
+/// tests/bpf/user_progs.bpf.c compiled with clang, as a user would, once per test binary.
+pub fn user_object() -> PathBuf {
+    static OBJECT: OnceLock<PathBuf> = OnceLock::new();
+    OBJECT
+        .get_or_init(|| {
+            let root = env!("CARGO_MANIFEST_DIR");
+            let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+                .join(format!("user_progs-{}.bpf.o", std::process::id()));
+            let status = Command::new("clang")
+                .args(["-O2", "-g", "-target", "bpf", "-D__TARGET_ARCH_x86"])
+                .arg(format!("-I{root}/include"))
+                .arg("-c")
+                .arg(format!("{root}/tests/bpf/user_progs.bpf.c"))
+                .arg("-o")
+                .arg(&out)
+                .status()
+                .expect("clang runs (make deps installs it)");
+            assert!(
+                status.success(),
+                "compiling tests/bpf/user_progs.bpf.c failed"
+            );
+            out
+        })
+        .clone()
+}

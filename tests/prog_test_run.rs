@@ -1,0 +1,123 @@
+//! Exact verdicts and counter effects of the built-in programs, through BPF_PROG_TEST_RUN on
+//! programs loaded into the kernel from their skeletons.
+
+mod common;
+
+use std::mem::MaybeUninit;
+
+use etherparse::PacketBuilder;
+use libbpf_rs::skel::{OpenSkel, SkelBuilder};
+use libbpf_rs::ProgramInput;
+use xdpctl::programs::skel::{xdp_abort, xdp_drop, xdp_pass};
+use xdpctl::stats::{read_counters, Counter, Counters};
+
+const XDP_ABORTED: u32 = 0;
+const XDP_DROP: u32 = 1;
+const XDP_PASS: u32 = 2;
+const REPEAT: u32 = 1000;
+
+/// A 64-byte Ethernet/IPv4/UDP frame (60 bytes without the FCS).
+fn udp_packet() -> Vec<u8> {
+    let builder = PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+        .ipv4([192, 0, 2, 1], [198, 51, 100, 7], 64)
+        .udp(40000, 53);
+    let payload = [0xabu8; 18];
+    let mut packet = Vec::with_capacity(builder.size(payload.len()));
+    builder.write(&mut packet, &payload).unwrap();
+    assert_eq!(packet.len(), 60);
+    packet
+}
+
+/// Runs `prog` REPEAT times on the packet; checks the verdict each time and that the action's
+/// counters moved by exactly REPEAT packets and REPEAT * len bytes, and no other counter moved.
+fn check(prog: &libbpf_rs::ProgramMut, map: &impl libbpf_rs::MapCore, expected: u32) {
+    let packet = udp_packet();
+    let before = read_counters(map).unwrap();
+    let input = ProgramInput {
+        data_in: Some(&packet),
+        repeat: REPEAT,
+        ..Default::default()
+    };
+    let output = prog.test_run(input).expect("BPF_PROG_TEST_RUN");
+    assert_eq!(output.return_value, expected, "verdict");
+    let after = read_counters(map).unwrap();
+
+    let mut expected_delta = Counters::default();
+    expected_delta.0[expected as usize] = Counter {
+        packets: REPEAT as u64,
+        bytes: REPEAT as u64 * packet.len() as u64,
+    };
+    for action in 0..5 {
+        let delta = Counter {
+            packets: after.0[action].packets - before.0[action].packets,
+            bytes: after.0[action].bytes - before.0[action].bytes,
+        };
+        assert_eq!(
+            delta, expected_delta.0[action],
+            "counter delta of action {action}"
+        );
+    }
+}
+
+#[test]
+fn xdp_pass_passes_and_counts_exactly() {
+    if !common::have_root("xdp_pass_passes_and_counts_exactly") {
+        return;
+    }
+    let mut object = MaybeUninit::uninit();
+    let skel = xdp_pass::XdpPassSkelBuilder::default()
+        .open(&mut object)
+        .unwrap()
+        .load()
+        .unwrap();
+    check(&skel.progs.xdp_pass, &skel.maps.xdp_stats_map, XDP_PASS);
+    // A second run adds up: the counters are cumulative.
+    check(&skel.progs.xdp_pass, &skel.maps.xdp_stats_map, XDP_PASS);
+}
+
+#[test]
+fn xdp_drop_drops_and_counts_exactly() {
+    if !common::have_root("xdp_drop_drops_and_counts_exactly") {
+        return;
+    }
+    let mut object = MaybeUninit::uninit();
+    let skel = xdp_drop::XdpDropSkelBuilder::default()
+        .open(&mut object)
+        .unwrap()
+        .load()
+        .unwrap();
+    check(&skel.progs.xdp_drop, &skel.maps.xdp_stats_map, XDP_DROP);
+}
+
+#[test]
+fn xdp_abort_aborts_and_counts_exactly() {
+    if !common::have_root("xdp_abort_aborts_and_counts_exactly") {
+        return;
+    }
+    let mut object = MaybeUninit::uninit();
+    let skel = xdp_abort::XdpAbortSkelBuilder::default()
+        .open(&mut object)
+        .unwrap()
+        .load()
+        .unwrap();
+    check(&skel.progs.xdp_abort, &skel.maps.xdp_stats_map, XDP_ABORTED);
+}
+
+#[test]
+fn stats_map_has_the_tutorial_layout() {
+    if !common::have_root("stats_map_has_the_tutorial_layout") {
+        return;
+    }
+    use libbpf_rs::MapCore;
+    let mut object = MaybeUninit::uninit();
+    let skel = xdp_pass::XdpPassSkelBuilder::default()
+        .open(&mut object)
+        .unwrap()
+        .load()
+        .unwrap();
+    let map = &skel.maps.xdp_stats_map;
+    assert_eq!(map.map_type(), libbpf_rs::MapType::PercpuArray);
+    assert_eq!(map.key_size(), 4);
+    assert_eq!(map.value_size(), 16);
+    assert_eq!(map.max_entries(), 5);
+}
