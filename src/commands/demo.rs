@@ -15,6 +15,7 @@ use crate::testenv::{unique_name, LabGuard};
 
 pub fn run() -> Result<ExitCode> {
     privileges::require("demo")?;
+    let started = Instant::now();
     let lab = LabGuard::setup(&unique_name("demo"))?;
     let ifname = lab.outer_ifname().to_owned();
     step(&format!(
@@ -31,7 +32,6 @@ pub fn run() -> Result<ExitCode> {
     );
     let (map, _) = stats::stats_map_of_interface(&ifname)?;
     let before = Sample::take(&map)?;
-    let started = Instant::now();
 
     step(&format!(
         "xdpctl testenv ping --name {ifname} --count 5   (through xdp_pass)"

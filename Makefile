@@ -1,0 +1,54 @@
+# xdpctl: `make` builds the release binary; `make test` and `make demo` first install what is
+# missing (as root). See README.md.
+
+CARGO     ?= cargo
+CLANG     ?= clang
+BPFTOOL   ?= bpftool
+ARCH      := $(shell uname -m | sed -e 's/x86_64/x86/' -e 's/aarch64/arm64/')
+
+BPF_SRC   := $(wildcard bpf/*.bpf.c)
+BPF_OBJ   := $(patsubst bpf/%.bpf.c,build/%.bpf.o,$(BPF_SRC))
+BPF_HDR   := $(wildcard bpf/*.h) include/xdpctl.h include/vmlinux.h
+BPF_FLAGS := -O2 -g -target bpf -D__TARGET_ARCH_$(ARCH) -Iinclude -Ibpf -Wall -Werror
+C_FILES   := $(wildcard bpf/*.c bpf/*.h tests/bpf/*.c) include/xdpctl.h
+
+.PHONY: all deps bpf vmlinux test demo check clean
+
+## all: the release build (target/release/xdpctl)
+all:
+	$(CARGO) build --release --locked
+
+## deps: install missing build and test dependencies (Debian/Ubuntu, as root)
+deps:
+	bash scripts/install-deps.sh
+
+## bpf: compile each bpf/*.bpf.c to build/NAME.bpf.o, for bpftool or llvm-objdump
+bpf: $(BPF_OBJ)
+
+build/%.bpf.o: bpf/%.bpf.c $(BPF_HDR)
+	@mkdir -p build
+	$(CLANG) $(BPF_FLAGS) -c $< -o $@
+
+## vmlinux: regenerate include/vmlinux.h from this kernel's BTF
+vmlinux:
+	$(BPFTOOL) btf dump file /sys/kernel/btf/vmlinux format c > include/vmlinux.h.tmp
+	mv include/vmlinux.h.tmp include/vmlinux.h
+
+## test: every test; root tests need root (XDPCTL_REQUIRE_ROOT=1 makes skipping them fail)
+test: deps
+	$(CARGO) test --locked
+
+## demo: the tour in a throwaway lab: attach, ping, stats, replace, unload, teardown
+demo: deps
+	$(CARGO) build --release --locked
+	./target/release/xdpctl demo
+
+## check: formatting and lints, Rust and C
+check:
+	$(CARGO) fmt --check
+	$(CARGO) clippy --locked --all-targets -- -D warnings
+	clang-format --dry-run -Werror $(C_FILES)
+
+clean:
+	$(CARGO) clean
+	rm -rf build

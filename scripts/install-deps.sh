@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Installs what building and testing xdpctl needs on Debian/Ubuntu, and only what is missing.
+# Run as root. Used by `make deps` (and so by `make test`, `make demo` and .ci/run).
+set -euo pipefail
+
+packages=(
+	clang llvm            # compile bpf/*.bpf.c (CO-RE) and inspect objects
+	libelf-dev zlib1g-dev # libbpf-sys builds the vendored libbpf against these
+	pkg-config make
+	libbpf-dev            # <bpf/bpf_helpers.h> for `make bpf` and user objects
+	clang-format          # `make check`
+	iproute2 ethtool      # the veth lab
+	iputils-ping          # traffic in the lab
+	util-linux            # unshare, setpriv, nsenter (tests)
+)
+
+missing=()
+for pkg in "${packages[@]}"; do
+	dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+# bpftool is its own package on Debian, part of linux-tools on Ubuntu.
+if ! command -v bpftool >/dev/null 2>&1; then
+	missing+=(bpftool)
+fi
+
+if ((${#missing[@]})); then
+	if ! command -v apt-get >/dev/null 2>&1; then
+		echo "install-deps: no apt-get here; install these with your package manager: ${missing[*]}" >&2
+		exit 1
+	fi
+	if [ "$(id -u)" != 0 ]; then
+		echo "install-deps: missing ${missing[*]}; run as root (sudo make deps) to install them" >&2
+		exit 1
+	fi
+	echo "install-deps: installing ${missing[*]}"
+	apt-get update -qq
+	if [[ " ${missing[*]} " == *" bpftool "* ]] && ! apt-cache show bpftool >/dev/null 2>&1; then
+		missing=("${missing[@]/bpftool/linux-tools-common}" "linux-tools-$(uname -r)")
+	fi
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if ! command -v cargo >/dev/null 2>&1; then
+	echo "install-deps: cargo is missing: install Rust (>= 1.82) first, e.g. from rustup" >&2
+	exit 1
+fi
+for component in rustfmt clippy; do
+	if ! cargo "${component/rustfmt/fmt}" --version >/dev/null 2>&1; then
+		if command -v rustup >/dev/null 2>&1; then
+			rustup component add "$component"
+		else
+			echo "install-deps: cargo $component is missing (needed by make check only)" >&2
+		fi
+	fi
+done
+echo "install-deps: all build and test dependencies are present"
