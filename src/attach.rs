@@ -100,19 +100,6 @@ pub fn ifindex(ifname: &str) -> Result<u32> {
     }
 }
 
-/// The name of an interface index, if it still exists.
-pub fn ifname(index: u32) -> Option<String> {
-    let mut buf = [0 as libc::c_char; libc::IF_NAMESIZE];
-    // SAFETY: buf has the IF_NAMESIZE bytes if_indextoname requires.
-    let ret = unsafe { libc::if_indextoname(index, buf.as_mut_ptr()) };
-    if ret.is_null() {
-        return None;
-    }
-    // SAFETY: on success if_indextoname wrote a NUL-terminated string into buf.
-    let name = unsafe { std::ffi::CStr::from_ptr(buf.as_ptr()) };
-    Some(name.to_string_lossy().into_owned())
-}
-
 /// Every interface of the current network namespace, by index.
 pub fn interfaces() -> Result<Vec<(u32, String)>> {
     let list = nix::net::if_::if_nameindex().context("listing network interfaces")?;

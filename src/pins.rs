@@ -102,12 +102,6 @@ pub enum Owner {
     Other,
 }
 
-impl Owner {
-    pub fn is_xdpctl(&self) -> bool {
-        !matches!(self, Owner::Other)
-    }
-}
-
 /// Decides who owns `attachment` on the interface `ifname`/`ifindex`.
 pub fn owner(ifname: &str, ifindex: u32, attachment: &Attachment) -> Owner {
     if let Ok(link) = attach::open_pinned(&link_path(ifname)) {

@@ -123,11 +123,11 @@ impl Loaded {
             .expect("the selected program is in the object")
     }
 
+    /// The program's fd. `Program::as_fd` borrows from a temporary `Program` handle, but the fd
+    /// belongs to the object, so it is re-borrowed here for as long as `self` lives.
     pub fn fd(&self) -> BorrowedFd<'_> {
-        // SAFETY-free: the fd lives as long as self.object.
-        let prog = self.program();
-        let raw = std::os::fd::AsRawFd::as_raw_fd(&prog.as_fd());
-        // SAFETY: the program fd is owned by self.object, which outlives the returned borrow.
+        let raw = std::os::fd::AsRawFd::as_raw_fd(&self.program().as_fd());
+        // SAFETY: the fd is owned by self.object, which outlives the returned borrow.
         unsafe { BorrowedFd::borrow_raw(raw) }
     }
 

@@ -81,7 +81,7 @@ fn xdp_pass_lets_ping_through_and_counts() {
         "{table}"
     );
 
-    let status: Value = serde_json::from_str(&xdpctl_ok(&["status", ifname, "--json"])).unwrap();
+    let status = status_json(ifname);
     assert_eq!(status.as_array().unwrap().len(), 1, "{status}");
     assert_eq!(status[0]["program"], "xdp_pass");
     assert_eq!(status[0]["mode"], "native");
@@ -251,8 +251,7 @@ fn run_attaches_until_a_signal_then_detaches_and_leaves_nothing() {
             assert!(Instant::now() < deadline, "run never attached");
             sleep(Duration::from_millis(50));
         }
-        let status: Value =
-            serde_json::from_str(&xdpctl_ok(&["status", ifname, "--json"])).unwrap();
+        let status = status_json(ifname);
         assert_eq!(status[0]["owner"], "xdpctl", "{status}");
         assert!(!pins::interface_dir(ifname).exists(), "run must not pin");
         assert!(ping(&lab, 3));
@@ -310,7 +309,7 @@ fn a_users_own_object_loads_through_obj_and_has_stats() {
         "--program",
         "xdp_user_count",
     ]);
-    let status: Value = serde_json::from_str(&xdpctl_ok(&["status", ifname, "--json"])).unwrap();
+    let status = status_json(ifname);
     assert_eq!(status[0]["program"], "xdp_user_count", "{status}");
     assert!(ping(&lab, 3));
     assert!(counters(ifname).action("XDP_PASS").packets >= 3);
@@ -414,7 +413,7 @@ fn another_tools_program_is_named_refused_and_replaced_only_with_force() {
     let their_id = theirs.id().unwrap();
     drop(theirs);
 
-    let status: Value = serde_json::from_str(&xdpctl_ok(&["status", ifname, "--json"])).unwrap();
+    let status = status_json(ifname);
     assert_eq!(status[0]["owner"], "other", "{status}");
     assert_eq!(status[0]["id"], their_id);
     let err = xdpctl_err(&["load", ifname]);
@@ -426,7 +425,7 @@ fn another_tools_program_is_named_refused_and_replaced_only_with_force() {
     assert!(err.contains("not loaded by xdpctl"), "{err}");
 
     xdpctl_ok(&["load", ifname, "--program", "xdp_drop", "--force"]);
-    let status: Value = serde_json::from_str(&xdpctl_ok(&["status", ifname, "--json"])).unwrap();
+    let status = status_json(ifname);
     assert_eq!(status[0]["owner"], "xdpctl", "{status}");
     assert_eq!(status[0]["program"], "xdp_drop");
     assert!(!ping(&lab, 1));

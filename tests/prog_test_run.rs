@@ -59,49 +59,48 @@ fn check(prog: &libbpf_rs::ProgramMut, map: &impl libbpf_rs::MapCore, expected: 
     }
 }
 
-#[test]
-fn xdp_pass_passes_and_counts_exactly() {
-    if !common::have_root("xdp_pass_passes_and_counts_exactly") {
-        return;
-    }
-    let mut object = MaybeUninit::uninit();
-    let skel = xdp_pass::XdpPassSkelBuilder::default()
-        .open(&mut object)
-        .unwrap()
-        .load()
-        .unwrap();
-    check(&skel.progs.xdp_pass, &skel.maps.xdp_stats_map, XDP_PASS);
-    // A second run adds up: the counters are cumulative.
-    check(&skel.progs.xdp_pass, &skel.maps.xdp_stats_map, XDP_PASS);
+/// Loads a built-in program's skeleton and checks its verdict and counters, twice: the second
+/// run proves the counters are cumulative.
+macro_rules! verdict_test {
+    ($test:ident, $module:ident, $builder:ident, $prog:ident, $verdict:expr) => {
+        #[test]
+        fn $test() {
+            if !common::have_root(stringify!($test)) {
+                return;
+            }
+            let mut object = MaybeUninit::uninit();
+            let skel = $module::$builder::default()
+                .open(&mut object)
+                .unwrap()
+                .load()
+                .unwrap();
+            check(&skel.progs.$prog, &skel.maps.xdp_stats_map, $verdict);
+            check(&skel.progs.$prog, &skel.maps.xdp_stats_map, $verdict);
+        }
+    };
 }
 
-#[test]
-fn xdp_drop_drops_and_counts_exactly() {
-    if !common::have_root("xdp_drop_drops_and_counts_exactly") {
-        return;
-    }
-    let mut object = MaybeUninit::uninit();
-    let skel = xdp_drop::XdpDropSkelBuilder::default()
-        .open(&mut object)
-        .unwrap()
-        .load()
-        .unwrap();
-    check(&skel.progs.xdp_drop, &skel.maps.xdp_stats_map, XDP_DROP);
-}
-
-#[test]
-fn xdp_abort_aborts_and_counts_exactly() {
-    if !common::have_root("xdp_abort_aborts_and_counts_exactly") {
-        return;
-    }
-    let mut object = MaybeUninit::uninit();
-    let skel = xdp_abort::XdpAbortSkelBuilder::default()
-        .open(&mut object)
-        .unwrap()
-        .load()
-        .unwrap();
-    check(&skel.progs.xdp_abort, &skel.maps.xdp_stats_map, XDP_ABORTED);
-}
+verdict_test!(
+    xdp_pass_passes_and_counts_exactly,
+    xdp_pass,
+    XdpPassSkelBuilder,
+    xdp_pass,
+    XDP_PASS
+);
+verdict_test!(
+    xdp_drop_drops_and_counts_exactly,
+    xdp_drop,
+    XdpDropSkelBuilder,
+    xdp_drop,
+    XDP_DROP
+);
+verdict_test!(
+    xdp_abort_aborts_and_counts_exactly,
+    xdp_abort,
+    XdpAbortSkelBuilder,
+    xdp_abort,
+    XDP_ABORTED
+);
 
 #[test]
 fn stats_map_has_the_tutorial_layout() {

@@ -9,7 +9,7 @@ use crate::attach::{self, Attachment, RequestedMode};
 use crate::cli::LoadArgs;
 use crate::pins::{self, Owner};
 use crate::privileges;
-use crate::programs::{self, Source};
+use crate::programs::{self, Loaded, Source};
 
 pub fn run(args: &LoadArgs) -> Result<ExitCode> {
     privileges::require("load")?;
@@ -68,6 +68,15 @@ fn already_attached(ifname: &str, current: &Attachment, owner: &Owner) -> String
 
 fn attach_new(ifname: &str, ifindex: u32, source: &Source, mode: RequestedMode) -> Result<String> {
     let loaded = programs::load(source, None)?;
+    attach_loaded(ifname, ifindex, &loaded, mode)
+}
+
+fn attach_loaded(
+    ifname: &str,
+    ifindex: u32,
+    loaded: &Loaded,
+    mode: RequestedMode,
+) -> Result<String> {
     let (link, mode) = attach::attach(loaded.fd(), ifindex, ifname, mode)?;
     let link_path = pins::link_path(ifname);
     // If pinning fails, `link` is dropped on return and the kernel detaches the program: no
@@ -142,7 +151,7 @@ fn replace_other(
         "xdpctl: warning: removed another tool's program {program} from {ifname}; \
          replacing it is not atomic"
     );
-    match attach_new(ifname, ifindex, source, mode) {
+    match attach_loaded(ifname, ifindex, &loaded, mode) {
         Ok(message) => Ok(message),
         Err(err) => {
             let restore = libbpf_rs::Xdp::new(old_prog.as_fd()).attach(
@@ -158,7 +167,6 @@ fn replace_other(
                     format!("putting the previous program back failed too: {restore_err}")
                 }
             };
-            drop(loaded);
             Err(err).context(note)
         }
     }

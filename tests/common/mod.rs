@@ -65,6 +65,11 @@ pub fn xdpctl_err(args: &[&str]) -> String {
     String::from_utf8(out.stderr).unwrap()
 }
 
+/// `xdpctl status IFACE --json`, parsed.
+pub fn status_json(ifname: &str) -> serde_json::Value {
+    serde_json::from_str(&xdpctl_ok(&["status", ifname, "--json"])).expect("status JSON")
+}
+
 /// A fresh lab with a unique name, torn down (pins included) when dropped, even on panic.
 pub fn lab() -> LabGuard {
     LabGuard::setup(&unique_name("xt")).expect("lab setup")
