@@ -2,13 +2,19 @@
 //! under /run for the foreground `xdpctl run`. Also decides who owns an attached program.
 //!
 //! ```text
-//! /sys/fs/bpf/xdpctl/<ifname>/link   pinned bpf_link: the program stays attached after exit
-//! /run/xdpctl/run/<ifname>           "<pid> <link id>" while `xdpctl run` holds the interface
+//! /sys/fs/bpf/xdpctl/<ifname>/link          pinned bpf_link: the program stays attached after exit
+//! /sys/fs/bpf/xdpctl/<ifname>:ns<inode>/    the same, for an interface in another network
+//!                                           namespace (bpffs is shared by all of them)
+//! /run/xdpctl/run/<ifname>[:ns<inode>]      "<pid> <link id>" while `xdpctl run` holds it
 //! ```
+//!
+//! ':' cannot occur in an interface name, so the namespace suffix never collides with a name.
 
 use std::fs;
 use std::os::fd::AsFd;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use anyhow::{Context, Result};
 
@@ -23,9 +29,29 @@ pub fn root() -> PathBuf {
     Path::new(BPFFS).join("xdpctl")
 }
 
-/// The pin directory of one interface.
+/// `:ns<inode>` when running outside the initial network namespace, so that `veth0` in two labs
+/// gets two pin directories.
+fn netns_suffix() -> &'static str {
+    static SUFFIX: OnceLock<String> = OnceLock::new();
+    // The kernel gives the initial network namespace a fixed inode (PROC_NET_INIT_INO).
+    // Comparing with /proc/1/ns/net instead fails: from another namespace it is unreadable.
+    const INIT_NETNS_INODE: u64 = 0xefff_fff9;
+    SUFFIX.get_or_init(
+        || match fs::metadata("/proc/self/ns/net").map(|m| m.ino()) {
+            Ok(own) if own != INIT_NETNS_INODE => format!(":ns{own}"),
+            _ => String::new(),
+        },
+    )
+}
+
+/// The name of an interface's pin directory (and run record) in this network namespace.
+fn state_name(ifname: &str) -> String {
+    format!("{ifname}{}", netns_suffix())
+}
+
+/// The pin directory of one interface of this network namespace.
 pub fn interface_dir(ifname: &str) -> PathBuf {
-    root().join(ifname)
+    root().join(state_name(ifname))
 }
 
 /// The pinned bpf_link that keeps xdpctl's program on `ifname`.
@@ -74,8 +100,8 @@ pub fn remove_interface_dir(ifname: &str) -> Result<()> {
     Ok(())
 }
 
-/// The interfaces that have a pin directory, whether or not they still exist.
-pub fn pinned_interfaces() -> Result<Vec<String>> {
+/// Every pin directory name, of every network namespace.
+fn pin_dirs() -> Result<Vec<String>> {
     let root = root();
     if !root.exists() {
         return Ok(Vec::new());
@@ -89,6 +115,48 @@ pub fn pinned_interfaces() -> Result<Vec<String>> {
     }
     names.sort();
     Ok(names)
+}
+
+/// The interfaces of this network namespace that have pins, whether or not they still exist.
+pub fn pinned_interfaces() -> Result<Vec<String>> {
+    let suffix = netns_suffix();
+    Ok(pin_dirs()?
+        .into_iter()
+        .filter_map(|dir| match dir.split_once(':') {
+            None if suffix.is_empty() => Some(dir),
+            Some((ifname, ns)) if !suffix.is_empty() && suffix[1..] == *ns => {
+                Some(ifname.to_owned())
+            }
+            _ => None,
+        })
+        .collect())
+}
+
+/// Removes the pins of other network namespaces whose links are defunct (their interface or
+/// namespace is gone). Returns the directories removed.
+pub fn remove_defunct_pins_of_other_namespaces() -> Result<Vec<String>> {
+    let mine = pinned_interfaces()?;
+    let mut removed = Vec::new();
+    for dir in pin_dirs()? {
+        let ifname = dir.split(':').next().unwrap_or(&dir);
+        if mine
+            .iter()
+            .any(|name| *name == ifname && state_name(name) == dir)
+        {
+            continue;
+        }
+        let path = root().join(&dir);
+        let defunct = attach::open_pinned(&path.join("link"))
+            .and_then(|link| attach::link_summary(link.as_fd()))
+            .map(|info| info.ifindex == 0)
+            .unwrap_or(true);
+        if defunct {
+            fs::remove_dir_all(&path).with_context(|| format!("removing {}", path.display()))?;
+            removed.push(dir);
+        }
+    }
+    let _ = fs::remove_dir(root());
+    Ok(removed)
 }
 
 /// Who holds an attached program.
@@ -147,6 +215,20 @@ pub fn remove_stale_pins(ifname: &str, ifindex: Option<u32>) -> Result<bool> {
     Ok(true)
 }
 
+/// Removes every pin made inside the network namespace with this inode (for a lab that is
+/// being torn down).
+pub fn remove_namespace_pins(netns_inode: u64) -> Result<()> {
+    let suffix = format!(":ns{netns_inode}");
+    for dir in pin_dirs()? {
+        if dir.ends_with(&suffix) {
+            let path = root().join(&dir);
+            fs::remove_dir_all(&path).with_context(|| format!("removing {}", path.display()))?;
+        }
+    }
+    let _ = fs::remove_dir(root());
+    Ok(())
+}
+
 /// What `xdpctl run` records while it holds an interface.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RunRecord {
@@ -155,7 +237,7 @@ pub struct RunRecord {
 }
 
 fn run_record_path(ifname: &str) -> PathBuf {
-    Path::new(RUN_DIR).join(ifname)
+    Path::new(RUN_DIR).join(state_name(ifname))
 }
 
 pub fn write_run_record(ifname: &str, record: RunRecord) -> Result<()> {

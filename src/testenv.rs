@@ -9,6 +9,7 @@
 use std::fs::{self, File};
 use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr};
+use std::os::unix::fs::MetadataExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -252,6 +253,9 @@ impl Lab {
     /// Removes the lab and anything xdpctl pinned for its outer interface. Idempotent.
     pub fn teardown(&self) -> Result<()> {
         let mut problems = Vec::new();
+        // Pins made from inside the lab (`testenv exec -- xdpctl load veth0`) are keyed by the
+        // namespace's inode: note it before the namespace goes.
+        let netns_inode = fs::metadata(self.netns_path()).map(|m| m.ino()).ok();
         if nix::net::if_::if_nametoindex(self.name.as_str()).is_ok() {
             if let Err(err) = ip(&["link", "del", "dev", &self.name]) {
                 problems.push(format!("{err:#}"));
@@ -265,6 +269,11 @@ impl Lab {
         // The link pinned for the deleted interface is defunct now: drop its pins.
         if let Err(err) = pins::remove_interface_dir(&self.name) {
             problems.push(format!("{err:#}"));
+        }
+        if let Some(inode) = netns_inode {
+            if let Err(err) = pins::remove_namespace_pins(inode) {
+                problems.push(format!("{err:#}"));
+            }
         }
         pins::remove_run_record(&self.name);
         let _ = fs::remove_file(state_path(&self.name));

@@ -566,6 +566,72 @@ fn scopeguard(name: &str) -> impl Drop {
 }
 
 #[test]
+fn loads_inside_two_labs_on_same_named_interfaces_do_not_collide() {
+    if !have_root("loads_inside_two_labs_on_same_named_interfaces_do_not_collide") {
+        return;
+    }
+    let (a, b) = (lab(), lab());
+    let inside = |lab: &xdpctl::testenv::LabGuard, args: &[&str]| {
+        let mut full = vec![
+            "testenv",
+            "exec",
+            "--name",
+            lab.outer_ifname(),
+            "--",
+            xdpctl_path(),
+        ];
+        full.extend_from_slice(args);
+        xdpctl_ok(&full)
+    };
+    // Both labs' inner interface is called veth0; each gets its own pins.
+    inside(&a, &["load", "veth0", "--program", "xdp_drop"]);
+    inside(&b, &["load", "veth0", "--program", "xdp_drop"]);
+    for lab in [&a, &b] {
+        let status = inside(lab, &["status", "veth0", "--json"]);
+        let status: Value = serde_json::from_str(&status).unwrap();
+        assert_eq!(status[0]["owner"], "xdpctl", "{status}");
+        assert_eq!(status[0]["program"], "xdp_drop", "{status}");
+        // Packets to the inner address are dropped on veth0.
+        let reached = Command::new("ping")
+            .args(["-c", "1", "-W", "1", &lab.inner_ipv4().to_string()])
+            .stdout(Stdio::null())
+            .status()
+            .unwrap()
+            .success();
+        assert!(
+            !reached,
+            "ping reached {} through xdp_drop",
+            lab.inner_ipv4()
+        );
+    }
+    // The root namespace sees none of them as its own.
+    assert!(!pins::pinned_interfaces()
+        .unwrap()
+        .contains(&"veth0".to_owned()));
+    let out = inside(&a, &["unload", "veth0"]);
+    assert!(out.contains("Unloaded"), "{out}");
+    let status: Value = serde_json::from_str(&inside(&b, &["status", "veth0", "--json"])).unwrap();
+    assert_eq!(
+        status[0]["program"], "xdp_drop",
+        "unloading lab a touched lab b: {status}"
+    );
+    // Tearing lab b down removes the pins made inside it.
+    let netns_inode =
+        std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(b.netns_path()).unwrap());
+    drop(b);
+    let leftover = std::fs::read_dir(pins::root())
+        .map(|dir| {
+            dir.filter_map(|e| e.ok()).any(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .ends_with(&format!(":ns{netns_inode}"))
+            })
+        })
+        .unwrap_or(false);
+    assert!(!leftover, "lab teardown left the pins made inside it");
+}
+
+#[test]
 fn errors_name_the_problem() {
     if !have_root("errors_name_the_problem") {
         return;

@@ -26,6 +26,17 @@ fn unload_all() -> Result<ExitCode> {
         println!("No interface has a program from xdpctl.");
     }
     let mut failed = false;
+    match pins::remove_defunct_pins_of_other_namespaces() {
+        Ok(removed) => {
+            for dir in removed {
+                println!("Removed the stale pins {dir} of a network namespace that is gone");
+            }
+        }
+        Err(err) => {
+            eprintln!("xdpctl: error: {err:#}");
+            failed = true;
+        }
+    }
     for ifname in names {
         match unload(&ifname) {
             Ok(message) => println!("{message}"),
