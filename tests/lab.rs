@@ -528,6 +528,27 @@ fn testenv_cli_sets_up_runs_pings_and_tears_down() {
     ]);
     assert!(out.contains("link"), "{out}");
 
+    // enter: a shell inside the lab, here fed from a pipe.
+    let mut shell = Command::new(xdpctl_path())
+        .args(["testenv", "enter", "--name", &name])
+        .env("SHELL", "/bin/sh")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(
+        shell.stdin.as_mut().unwrap(),
+        b"echo lab=$XDPCTL_LAB; ip -br link show dev veth0\n",
+    )
+    .unwrap();
+    let out = shell.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains(&format!("lab={name}")) && text.contains("veth0"),
+        "{text}"
+    );
+
     xdpctl_ok(&["testenv", "ping", "--name", &name, "--count", "2"]);
     xdpctl_ok(&["testenv", "ping", "--name", &name, "--count", "2", "-6"]);
     let status = xdpctl_ok(&["testenv", "status", "--name", &name]);

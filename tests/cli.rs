@@ -1,0 +1,47 @@
+//! The binary's command-line behaviour that needs no privileges: usage errors exit 2 and show
+//! usage; help and version work.
+
+use std::process::Command;
+
+fn xdpctl(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_xdpctl"))
+        .args(args)
+        .output()
+        .expect("xdpctl runs")
+}
+
+#[test]
+fn bad_flags_exit_2_with_usage() {
+    for args in [
+        &["load"][..],
+        &["load", "veth1", "--mode", "turbo"],
+        &["stats", "veth1", "--interval", "0"],
+        &["unload"],
+        &["frobnicate"],
+        &["testenv", "exec", "--name", "x"],
+    ] {
+        let out = xdpctl(args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        // clap shows the usage line, or for a bad value the allowed values and a pointer to it.
+        assert!(
+            stderr.contains("Usage:") || stderr.contains("try '--help'"),
+            "{args:?}: {stderr}"
+        );
+        assert!(stderr.starts_with("error:"), "{args:?}: {stderr}");
+    }
+}
+
+#[test]
+fn help_lists_every_command_and_version_prints() {
+    let out = xdpctl(&["--help"]);
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    for command in [
+        "load", "unload", "status", "stats", "run", "testenv", "demo",
+    ] {
+        assert!(help.contains(command), "{command} missing from:\n{help}");
+    }
+    let out = xdpctl(&["--version"]);
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("xdpctl "));
+}
