@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
  * The structs shared by the BPF programs and the Rust side. Every layout here
- * is part of xdpctl's ABI: the Rust side reads these bytes out of maps, so a
- * change must be made on both sides (src/stats.rs mirrors it and its unit
- * tests check the sizes against the skeleton's generated types).
+ * is part of xdpctl's ABI: the Rust side reads and writes these bytes in maps
+ * (through the types the skeletons generate from BTF), so change both sides
+ * together. Constants are mirrored in src/firewall.rs, whose tests check them.
  */
 #ifndef XDPCTL_H
 #define XDPCTL_H
@@ -15,6 +15,120 @@
 struct datarec {
 	__u64 rx_packets;
 	__u64 rx_bytes;
+};
+
+/* --- The firewall --------------------------------------------------------------------- */
+
+/* VLAN tags parsed before the packet counts as malformed (too deep). */
+#define FW_VLAN_MAX_DEPTH 4
+/* IPv6 extension headers walked before the packet counts as malformed (too deep). */
+#define FW_IPV6_EXT_MAX 8
+
+/* Protocol counters: every packet counts in exactly one of tcp/udp/icmp/other; syn counts TCP
+ * SYNs without ACK on top. */
+enum fw_proto {
+	FW_PROTO_TCP = 0,
+	FW_PROTO_UDP = 1,
+	FW_PROTO_ICMP = 2,
+	FW_PROTO_OTHER = 3,
+	FW_PROTO_SYN = 4,
+	FW_PROTO_MAX = 5,
+};
+
+/* Why a packet was dropped. */
+enum fw_drop_reason {
+	FW_DROP_BLOCKLIST = 0,
+	FW_DROP_PORT = 1,
+	FW_DROP_RATELIMIT = 2,
+	FW_DROP_MALFORMED = 3,
+	FW_DROP_MAX = 4,
+};
+
+/* Per-CPU firewall counters (one element). */
+struct fw_stats {
+	__u64 proto_packets[FW_PROTO_MAX];
+	__u64 drop_packets[FW_DROP_MAX];
+	__u64 drop_bytes[FW_DROP_MAX];
+	__u64 bytes_total;
+	__u64 bytes_dropped;
+};
+
+/* Keys of the prefix maps. Exact addresses (/32, /128) live in hash maps keyed by the bare
+ * address; shorter prefixes in LPM tries. Addresses are in network byte order. */
+struct fw_lpm_v4_key {
+	__u32 prefixlen;
+	__u32 addr;
+};
+
+struct fw_lpm_v6_key {
+	__u32 prefixlen;
+	__u8 addr[16];
+};
+
+struct fw_v6_addr {
+	__u8 addr[16];
+};
+
+/* Who made a rule. */
+enum fw_rule_reason {
+	FW_REASON_MANUAL = 0,
+	FW_REASON_RATELIMIT = 1,
+};
+
+/* The value of every prefix rule. hits is bumped atomically (no lock); expires_ns is
+ * CLOCK_MONOTONIC (bpf_ktime_get_ns), 0 for never. prefixlen repeats the key's, because a
+ * trie lookup does not say which prefix matched: past an expired match, the program looks
+ * again among the shorter prefixes. */
+struct fw_rule {
+	__u64 hits;
+	__u64 expires_ns;
+	__u32 reason; /* enum fw_rule_reason */
+	__u32 prefixlen;
+};
+
+/* Port rules: an array indexed by proto * 65536 + destination port. */
+enum fw_port_proto {
+	FW_PORT_TCP = 0,
+	FW_PORT_UDP = 1,
+	FW_PORT_PROTO_MAX = 2,
+};
+#define FW_PORT_SLOTS (FW_PORT_PROTO_MAX * 65536)
+
+struct fw_port_rule {
+	__u64 hits;
+	__u32 enabled;
+	__u32 _pad;
+};
+
+/* What the rate limit counts. */
+enum fw_rl_proto {
+	FW_RL_ALL = 0,
+	FW_RL_UDP = 1,
+	FW_RL_TCP = 2,
+	FW_RL_ICMP = 3,
+	FW_RL_SYN = 4,
+};
+
+/* Tokens are kept in nano-tokens: one packet costs FW_TOKEN. */
+#define FW_TOKEN 1000000000ULL
+
+/* The single element of fw_config. */
+struct fw_config {
+	__u64 rl_pps;	       /* tokens per second; 0 with rl_enabled = 0 */
+	__u64 rl_burst;	       /* bucket size in packets */
+	__u64 rl_block_for_ns; /* auto-block an over-limit source this long; 0: just drop */
+	__u32 rl_enabled;
+	__u32 rl_proto;	       /* enum fw_rl_proto */
+	__u64 now_override_ns; /* tests only: a fixed clock when non-zero */
+};
+
+/* Per-source state: the rate limiter's bucket and the top-talker counters. IPv4 sources use
+ * the IPv4-mapped form ::ffff:a.b.c.d. */
+struct fw_source {
+	__u64 tokens;  /* nano-tokens */
+	__u64 last_ns; /* last refill */
+	__u64 packets;
+	__u64 bytes;
 };
 
 #endif /* XDPCTL_H */

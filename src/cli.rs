@@ -35,6 +35,20 @@ pub enum Command {
     Stats(StatsArgs),
     /// Attach in the foreground, print stats until Ctrl-C or SIGTERM, then detach.
     Run(RunArgs),
+    /// Block source addresses or prefixes (IPv4/IPv6), or destination ports.
+    Block(BlockArgs),
+    /// Remove blocks.
+    Unblock(UnblockArgs),
+    /// Allowlist sources: they bypass every block and rate limit.
+    Allow(AllowArgs),
+    /// Remove sources from the allowlist.
+    Disallow(DisallowArgs),
+    /// Show every rule with its hit counter, and the time left for rules that expire.
+    List(ListArgs),
+    /// Per-source rate limits (token buckets), with optional auto-block.
+    Ratelimit(RatelimitArgs),
+    /// The current top sources by packets and by bytes per second.
+    Top(TopArgs),
     /// A veth lab in a network namespace to test programs on (after the xdp-tutorial's testenv).
     Testenv(TestenvArgs),
     /// Run the tour end to end in a throwaway lab: attach, send traffic, show stats, clean up.
@@ -68,6 +82,133 @@ pub struct LoadArgs {
     /// Replace a program that is already attached (xdpctl's own is replaced atomically).
     #[arg(short, long)]
     pub force: bool,
+
+    /// Entries per rule map when the firewall's maps are first created (default 1048576).
+    #[arg(long, value_name = "N")]
+    pub max_rules: Option<u32>,
+
+    /// Sources the rate limiter tracks when its map is first created (default 262144).
+    #[arg(long, value_name = "N")]
+    pub max_sources: Option<u32>,
+}
+
+/// Addresses and prefixes, from the command line and/or a file.
+#[derive(Debug, Args)]
+pub struct PrefixInput {
+    /// IPv4/IPv6 addresses or CIDR prefixes, e.g. 203.0.113.7 198.51.100.0/24 2001:db8::/32.
+    #[arg(value_name = "ADDR|CIDR")]
+    pub targets: Vec<String>,
+
+    /// Read more from a file (one a line, # comments), or from stdin with '-'.
+    #[arg(long, value_name = "FILE|-")]
+    pub file: Option<PathBuf>,
+}
+
+impl PrefixInput {
+    pub fn is_empty(&self) -> bool {
+        self.targets.is_empty() && self.file.is_none()
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct BlockArgs {
+    #[command(flatten)]
+    pub input: PrefixInput,
+
+    /// Block a destination port, e.g. 53/udp or 22/tcp (repeatable).
+    #[arg(long, value_name = "PORT/PROTO")]
+    pub port: Vec<String>,
+
+    /// Let the address blocks expire after this long, e.g. 90s, 10m, 1h30m, 1d.
+    #[arg(long, value_name = "DURATION", value_parser = duration)]
+    pub ttl: Option<std::time::Duration>,
+}
+
+#[derive(Debug, Args)]
+pub struct UnblockArgs {
+    #[command(flatten)]
+    pub input: PrefixInput,
+
+    /// Unblock a destination port, e.g. 53/udp (repeatable).
+    #[arg(long, value_name = "PORT/PROTO")]
+    pub port: Vec<String>,
+
+    /// Remove every block: addresses, prefixes and ports.
+    #[arg(long, conflicts_with_all = ["targets", "file", "port"])]
+    pub all: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct AllowArgs {
+    #[command(flatten)]
+    pub input: PrefixInput,
+}
+
+#[derive(Debug, Args)]
+pub struct DisallowArgs {
+    #[command(flatten)]
+    pub input: PrefixInput,
+
+    /// Empty the allowlist.
+    #[arg(long, conflicts_with_all = ["targets", "file"])]
+    pub all: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Print {"block", "allow", "ports", "ratelimit"} as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RatelimitArgs {
+    #[command(subcommand)]
+    pub command: RatelimitCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RatelimitCommand {
+    /// Limit every source to N packets per second (each source has its own token bucket).
+    Set {
+        /// Packets per second each source may send.
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1_000_000_000))]
+        pps: u64,
+        /// Packets a source may send at once after being quiet (default: one second's worth).
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1_000_000_000))]
+        burst: Option<u64>,
+        /// Also block a source that goes over the limit, for this long (e.g. 60s, 10m).
+        #[arg(long, value_name = "DURATION", value_parser = duration)]
+        block_for: Option<std::time::Duration>,
+        /// Which packets count.
+        #[arg(long, value_enum, default_value_t = crate::firewall::RateLimitProto::All)]
+        proto: crate::firewall::RateLimitProto,
+    },
+    /// Turn rate limiting off.
+    Off,
+    /// Show the rate limit.
+    Show {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct TopArgs {
+    /// Only check that this interface runs the firewall (the source table is shared by all).
+    pub interface: Option<String>,
+
+    /// How many sources to show.
+    #[arg(short = 'n', long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    pub count: u64,
+
+    /// Seconds to measure over.
+    #[arg(short, long, default_value_t = 1.0, value_parser = positive_seconds)]
+    pub interval: f64,
+
+    /// Print JSON: {"interval", "by_pps": [...], "by_bytes": [...]}.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -174,6 +315,10 @@ pub enum TestenvCommand {
         #[arg(short = '6', long)]
         ipv6: bool,
     },
+}
+
+fn duration(text: &str) -> Result<std::time::Duration, String> {
+    crate::rules::parse_duration(text)
 }
 
 fn positive_seconds(text: &str) -> Result<f64, String> {

@@ -11,9 +11,11 @@
 pub mod attach;
 pub mod cli;
 pub mod commands;
+pub mod firewall;
 pub mod libbpf_log;
 pub mod pins;
 pub mod privileges;
 pub mod programs;
+pub mod rules;
 pub mod stats;
 pub mod testenv;

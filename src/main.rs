@@ -13,6 +13,13 @@ fn main() -> ExitCode {
         Command::Status(args) => commands::status::run(args),
         Command::Stats(args) => commands::stats::run(args),
         Command::Run(args) => commands::run::run(args),
+        Command::Block(args) => commands::block::block(args),
+        Command::Unblock(args) => commands::block::unblock(args),
+        Command::Allow(args) => commands::allow::allow(args),
+        Command::Disallow(args) => commands::allow::disallow(args),
+        Command::List(args) => commands::list::run(args),
+        Command::Ratelimit(args) => commands::ratelimit::run(args),
+        Command::Top(args) => commands::top::run(args),
         Command::Testenv(args) => commands::testenv::run(args),
         Command::Demo => commands::demo::run(),
     };

@@ -2,10 +2,11 @@
 //! under /run for the foreground `xdpctl run`. Also decides who owns an attached program.
 //!
 //! ```text
-//! /sys/fs/bpf/xdpctl/<ifname>/link          pinned bpf_link: the program stays attached after exit
-//! /sys/fs/bpf/xdpctl/<ifname>:ns<inode>/    the same, for an interface in another network
-//!                                           namespace (bpffs is shared by all of them)
-//! /run/xdpctl/run/<ifname>[:ns<inode>]      "<pid> <link id>" while `xdpctl run` holds it
+//! /sys/fs/bpf/xdpctl/rules/                    the firewall's global maps (src/firewall.rs)
+//! /sys/fs/bpf/xdpctl/if/<ifname>/link          pinned bpf_link: the program stays attached
+//! /sys/fs/bpf/xdpctl/if/<ifname>:ns<inode>/    the same, for an interface in another network
+//!                                              namespace (bpffs is shared by all of them)
+//! /run/xdpctl/run/<ifname>[:ns<inode>]         "<pid> <link id>" while `xdpctl run` holds it
 //! ```
 //!
 //! ':' cannot occur in an interface name, so the namespace suffix never collides with a name.
@@ -24,9 +25,13 @@ pub const BPFFS: &str = "/sys/fs/bpf";
 const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
 const RUN_DIR: &str = "/run/xdpctl/run";
 
-/// The root of xdpctl's pins.
+/// The root of xdpctl's pins: /sys/fs/bpf/xdpctl, or $XDPCTL_PIN_ROOT (a directory in bpffs),
+/// which gives a separate instance: its own rules and interfaces (the tests use it).
 pub fn root() -> PathBuf {
-    Path::new(BPFFS).join("xdpctl")
+    match std::env::var_os("XDPCTL_PIN_ROOT") {
+        Some(root) if !root.is_empty() => PathBuf::from(root),
+        _ => Path::new(BPFFS).join("xdpctl"),
+    }
 }
 
 /// `:ns<inode>` when running outside the initial network namespace, so that `veth0` in two labs
@@ -49,9 +54,20 @@ fn state_name(ifname: &str) -> String {
     format!("{ifname}{}", netns_suffix())
 }
 
+/// Where the interfaces' pin directories live.
+fn interfaces_root() -> PathBuf {
+    root().join("if")
+}
+
 /// The pin directory of one interface of this network namespace.
 pub fn interface_dir(ifname: &str) -> PathBuf {
-    root().join(state_name(ifname))
+    interfaces_root().join(state_name(ifname))
+}
+
+/// Removes the interfaces' directory and xdpctl's root once they are empty.
+fn remove_empty_parents() {
+    let _ = fs::remove_dir(interfaces_root());
+    let _ = fs::remove_dir(root());
 }
 
 /// The pinned bpf_link that keeps xdpctl's program on `ifname`.
@@ -96,13 +112,13 @@ pub fn remove_interface_dir(ifname: &str) -> Result<()> {
         fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
     }
     // Fails harmlessly while other interfaces still have pins.
-    let _ = fs::remove_dir(root());
+    remove_empty_parents();
     Ok(())
 }
 
 /// Every pin directory name, of every network namespace.
 fn pin_dirs() -> Result<Vec<String>> {
-    let root = root();
+    let root = interfaces_root();
     if !root.exists() {
         return Ok(Vec::new());
     }
@@ -145,7 +161,7 @@ pub fn remove_defunct_pins_of_other_namespaces() -> Result<Vec<String>> {
         {
             continue;
         }
-        let path = root().join(&dir);
+        let path = interfaces_root().join(&dir);
         let defunct = attach::open_pinned(&path.join("link"))
             .and_then(|link| attach::link_summary(link.as_fd()))
             .map(|info| info.ifindex == 0)
@@ -155,7 +171,7 @@ pub fn remove_defunct_pins_of_other_namespaces() -> Result<Vec<String>> {
             removed.push(dir);
         }
     }
-    let _ = fs::remove_dir(root());
+    remove_empty_parents();
     Ok(removed)
 }
 
@@ -221,11 +237,11 @@ pub fn remove_namespace_pins(netns_inode: u64) -> Result<()> {
     let suffix = format!(":ns{netns_inode}");
     for dir in pin_dirs()? {
         if dir.ends_with(&suffix) {
-            let path = root().join(&dir);
+            let path = interfaces_root().join(&dir);
             fs::remove_dir_all(&path).with_context(|| format!("removing {}", path.display()))?;
         }
     }
-    let _ = fs::remove_dir(root());
+    remove_empty_parents();
     Ok(())
 }
 
@@ -268,9 +284,12 @@ mod tests {
 
     #[test]
     fn layout_is_per_interface_under_xdpctl() {
+        if std::env::var_os("XDPCTL_PIN_ROOT").is_some() {
+            return;
+        }
         assert_eq!(
             link_path("veth1"),
-            Path::new("/sys/fs/bpf/xdpctl/veth1/link")
+            Path::new("/sys/fs/bpf/xdpctl/if/veth1/link")
         );
     }
 

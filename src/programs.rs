@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{anyhow, bail, Context, Result};
 use libbpf_rs::{MapCore, MapHandle, Object, ObjectBuilder, OpenObject, Program, ProgramType};
 
+use crate::firewall::{self, Sizes};
 use crate::{attach, libbpf_log, stats};
 
 /// The libbpf-cargo skeletons, one per `bpf/*.bpf.c`.
@@ -21,6 +22,7 @@ pub mod skel {
     skeleton!(xdp_pass);
     skeleton!(xdp_drop);
     skeleton!(xdp_abort);
+    skeleton!(firewall);
 }
 
 /// A program xdpctl ships.
@@ -40,6 +42,11 @@ macro_rules! object {
 /// Every built-in program; `bpf/NAME.bpf.c` defines the program NAME.
 pub const BUILTINS: &[Builtin] = &[
     Builtin {
+        name: "firewall",
+        summary: "the firewall: block/allow lists, port rules, per-source rate limits",
+        object: object!("firewall"),
+    },
+    Builtin {
         name: "xdp_pass",
         summary: "passes every packet, counting it per action",
         object: object!("xdp_pass"),
@@ -57,7 +64,7 @@ pub const BUILTINS: &[Builtin] = &[
 ];
 
 /// The program `xdpctl load` uses when none is named.
-pub const DEFAULT_PROGRAM: &str = "xdp_pass";
+pub const DEFAULT_PROGRAM: &str = "firewall";
 
 pub fn builtin(name: &str) -> Option<&'static Builtin> {
     BUILTINS.iter().find(|builtin| builtin.name == name)
@@ -137,8 +144,13 @@ impl Loaded {
 }
 
 /// Opens, verifies and loads an XDP program. With `reuse_stats_of`, the new program shares that
-/// program's xdp_stats_map, so counters carry on across a replace.
+/// program's counters (xdp_stats_map, fw_stats), so they carry on across a replace.
 pub fn load(source: &Source, reuse_stats_of: Option<u32>) -> Result<Loaded> {
+    load_with(source, reuse_stats_of, Sizes::default())
+}
+
+/// `load`, with the sizes of the firewall's global maps for when they are created.
+pub fn load_with(source: &Source, reuse_stats_of: Option<u32>, sizes: Sizes) -> Result<Loaded> {
     let mut builder = ObjectBuilder::default();
     let open = match source {
         Source::Builtin(builtin) => builder
@@ -164,13 +176,16 @@ pub fn load(source: &Source, reuse_stats_of: Option<u32>) -> Result<Loaded> {
     };
     let (mut open, name) = select_program(open, wanted, &source.describe())?;
 
-    let stats_map = match reuse_stats_of {
-        Some(prog_id) => stats::stats_map_of_program(prog_id).ok().flatten(),
-        None => None,
-    };
-    if let Some(old) = &stats_map {
-        reuse_compatible_stats_map(&mut open, old)?;
+    if let Some(prog_id) = reuse_stats_of {
+        reuse_counter_maps(&mut open, prog_id)?;
     }
+    let is_firewall = matches!(source, Source::Builtin(b) if b.name == "firewall");
+    // Held until the load has pinned the maps it created.
+    let _creating = if is_firewall {
+        Some(firewall::prepare_global_maps(&mut open, sizes)?)
+    } else {
+        None
+    };
 
     libbpf_log::take();
     let object = open.load().map_err(|err| {
@@ -254,18 +269,32 @@ fn list_or_none(names: &[String]) -> String {
     }
 }
 
-fn reuse_compatible_stats_map(open: &mut OpenObject, old: &MapHandle) -> Result<()> {
+/// The per-interface counter maps that carry over when a program is replaced.
+const COUNTER_MAPS: [&str; 2] = [stats::STATS_MAP_NAME, "fw_stats"];
+
+/// Makes the new object use the old program's counter maps where name and layout match.
+fn reuse_counter_maps(open: &mut OpenObject, old_prog_id: u32) -> Result<()> {
+    let old_maps: Vec<MapHandle> = attach::program_summary(old_prog_id)?
+        .map_ids
+        .into_iter()
+        .filter_map(|id| MapHandle::from_map_id(id).ok())
+        .filter(|map| COUNTER_MAPS.iter().any(|name| map.name() == *name))
+        .collect();
     for mut map in open.maps_mut() {
-        if map.name() != stats::STATS_MAP_NAME {
+        let Some(old) = old_maps.iter().find(|old| old.name() == map.name()) else {
             continue;
-        }
+        };
         let compatible = map.map_type() == old.map_type()
             && map.key_size() == old.key_size()
             && map.value_size() == old.value_size()
             && map.max_entries() == old.max_entries();
         if compatible {
-            map.reuse_fd(old.as_fd())
-                .context("reusing the previous program's xdp_stats_map")?;
+            map.reuse_fd(old.as_fd()).with_context(|| {
+                format!(
+                    "reusing the previous program's {}",
+                    old.name().to_string_lossy()
+                )
+            })?;
         }
     }
     Ok(())
@@ -301,9 +330,9 @@ mod tests {
     }
 
     #[test]
-    fn source_defaults_to_xdp_pass_and_rejects_unknown_names() {
+    fn source_defaults_to_the_firewall_and_rejects_unknown_names() {
         match Source::from_args(None, None).unwrap() {
-            Source::Builtin(b) => assert_eq!(b.name, "xdp_pass"),
+            Source::Builtin(b) => assert_eq!(b.name, "firewall"),
             other => panic!("{other:?}"),
         }
         let err = Source::from_args(Some("xdp_nope"), None)

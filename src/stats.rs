@@ -9,6 +9,7 @@ use libbpf_rs::{MapCore, MapFlags, MapHandle, MapType};
 use serde_json::{json, Map, Value};
 
 use crate::attach;
+use crate::firewall::{FwStats, DROP_REASONS, PROTOCOLS};
 use crate::programs::skel;
 
 pub const STATS_MAP_NAME: &str = "xdp_stats_map";
@@ -47,6 +48,38 @@ pub fn stats_map_of_program(prog_id: u32) -> Result<Option<MapHandle>> {
         }
     }
     Ok(None)
+}
+
+/// The firewall's counter map (fw_stats) of a loaded program, if it has one.
+pub fn fw_stats_map_of_program(prog_id: u32) -> Result<Option<MapHandle>> {
+    let program = attach::program_summary(prog_id)?;
+    Ok(program
+        .map_ids
+        .into_iter()
+        .filter_map(|id| MapHandle::from_map_id(id).ok())
+        .find(|map| {
+            map.name() == "fw_stats"
+                && map.map_type() == MapType::PercpuArray
+                && map.value_size() as usize == std::mem::size_of::<FwStats>()
+        }))
+}
+
+/// The maps a stats sample reads: per-action counters, and the firewall's when it is one.
+pub struct StatsMaps {
+    pub actions: MapHandle,
+    pub firewall: Option<MapHandle>,
+}
+
+impl StatsMaps {
+    pub fn of_program(prog_id: u32) -> Result<Option<StatsMaps>> {
+        let Some(actions) = stats_map_of_program(prog_id)? else {
+            return Ok(None);
+        };
+        Ok(Some(StatsMaps {
+            actions,
+            firewall: fw_stats_map_of_program(prog_id)?,
+        }))
+    }
 }
 
 /// The program on an interface and its stats map, or an error that says why there is none.
@@ -109,19 +142,57 @@ pub fn read_counters<M: MapCore>(map: &M) -> Result<Counters> {
     Ok(counters)
 }
 
+/// The firewall's counters, summed over CPUs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FwCounters {
+    pub proto_packets: [u64; 5],
+    pub drop_packets: [u64; 4],
+    pub drop_bytes: [u64; 4],
+    pub bytes_total: u64,
+    pub bytes_dropped: u64,
+}
+
+pub fn read_fw_counters<M: MapCore>(map: &M) -> Result<FwCounters> {
+    let per_cpu = map
+        .lookup_percpu(&0u32.to_ne_bytes(), MapFlags::ANY)
+        .context("reading fw_stats")?
+        .unwrap_or_default();
+    let mut sum = FwCounters::default();
+    for bytes in per_cpu {
+        let mut cpu = FwStats::default();
+        plain::copy_from_bytes(&mut cpu, &bytes)
+            .map_err(|_| anyhow::anyhow!("fw_stats value has the wrong size"))?;
+        for (total, n) in sum.proto_packets.iter_mut().zip(cpu.proto_packets) {
+            *total = total.wrapping_add(n);
+        }
+        for (total, n) in sum.drop_packets.iter_mut().zip(cpu.drop_packets) {
+            *total = total.wrapping_add(n);
+        }
+        for (total, n) in sum.drop_bytes.iter_mut().zip(cpu.drop_bytes) {
+            *total = total.wrapping_add(n);
+        }
+        sum.bytes_total = sum.bytes_total.wrapping_add(cpu.bytes_total);
+        sum.bytes_dropped = sum.bytes_dropped.wrapping_add(cpu.bytes_dropped);
+    }
+    Ok(sum)
+}
+
 /// Counters with the moment they were read.
 #[derive(Clone, Copy, Debug)]
 pub struct Sample {
     pub counters: Counters,
+    pub firewall: Option<FwCounters>,
     pub at: Instant,
     pub unix_time: f64,
 }
 
 impl Sample {
-    pub fn take(map: &MapHandle) -> Result<Sample> {
-        let counters = read_counters(map)?;
+    pub fn take(maps: &StatsMaps) -> Result<Sample> {
+        let counters = read_counters(&maps.actions)?;
+        let firewall = maps.firewall.as_ref().map(read_fw_counters).transpose()?;
         Ok(Sample {
             counters,
+            firewall,
             at: Instant::now(),
             unix_time: SystemTime::now()
                 .duration_since(UNIX_EPOCH)
@@ -141,12 +212,41 @@ pub struct ActionRate {
     pub bps: f64,
 }
 
+/// A firewall counter over a period.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct CounterRate {
+    pub packets: u64,
+    pub bytes: u64,
+    pub pps: f64,
+}
+
+/// The firewall's part of a report.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FwReport {
+    /// In PROTOCOLS order (bytes are not counted per protocol: 0).
+    pub protocols: [CounterRate; 5],
+    /// In DROP_REASONS order.
+    pub drops: [CounterRate; 4],
+    pub bytes_total: u64,
+    pub bytes_dropped: u64,
+}
+
 /// What one stats line-up shows: every action over one period.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Report {
     pub unix_time: f64,
     pub period: f64,
     pub actions: [ActionRate; 5],
+    pub firewall: Option<FwReport>,
+}
+
+/// A counter's growth, from zero if it went backwards (a replaced map).
+fn delta(old: u64, new: u64) -> u64 {
+    if new >= old {
+        new - old
+    } else {
+        new
+    }
 }
 
 /// Rates between two samples. A counter that went backwards (the map was replaced) counts from
@@ -162,7 +262,6 @@ pub fn report(prev: &Sample, cur: &Sample) -> Report {
     };
     let actions = std::array::from_fn(|i| {
         let (old, new) = (prev.counters.0[i], cur.counters.0[i]);
-        let delta = |old: u64, new: u64| if new >= old { new - old } else { new };
         ActionRate {
             packets: new.packets,
             bytes: new.bytes,
@@ -170,10 +269,28 @@ pub fn report(prev: &Sample, cur: &Sample) -> Report {
             bps: rate(delta(old.bytes, new.bytes)) * 8.0,
         }
     });
+    let firewall = cur.firewall.map(|new| {
+        let old = prev.firewall.unwrap_or_default();
+        FwReport {
+            protocols: std::array::from_fn(|i| CounterRate {
+                packets: new.proto_packets[i],
+                bytes: 0,
+                pps: rate(delta(old.proto_packets[i], new.proto_packets[i])),
+            }),
+            drops: std::array::from_fn(|i| CounterRate {
+                packets: new.drop_packets[i],
+                bytes: new.drop_bytes[i],
+                pps: rate(delta(old.drop_packets[i], new.drop_packets[i])),
+            }),
+            bytes_total: new.bytes_total,
+            bytes_dropped: new.bytes_dropped,
+        }
+    });
     Report {
         unix_time: cur.unix_time,
         period,
         actions,
+        firewall,
     }
 }
 
@@ -204,6 +321,30 @@ pub fn format_table(title: &str, report: &Report) -> String {
             report.period
         ));
     }
+    if let Some(fw) = &report.firewall {
+        out.push_str(&format!("{:<12}", "Protocols"));
+        for (name, rate) in PROTOCOLS.iter().zip(&fw.protocols) {
+            out.push_str(&format!(
+                " {name} {} ({} pps)",
+                thousands(rate.packets),
+                thousands(rate.pps.round() as u64)
+            ));
+        }
+        out.push_str(&format!("\n{:<12}", "Drops"));
+        for (name, rate) in DROP_REASONS.iter().zip(&fw.drops) {
+            out.push_str(&format!(
+                " {name} {} ({} pps)",
+                thousands(rate.packets),
+                thousands(rate.pps.round() as u64)
+            ));
+        }
+        out.push_str(&format!(
+            "\n{:<12} total {} Kbytes, dropped {} Kbytes\n",
+            "Bytes",
+            thousands(fw.bytes_total / 1000),
+            thousands(fw.bytes_dropped / 1000)
+        ));
+    }
     out
 }
 
@@ -216,12 +357,38 @@ pub fn to_json(interface: &str, report: &Report) -> Value {
             json!({"packets": rate.packets, "bytes": rate.bytes, "pps": rate.pps, "bps": rate.bps}),
         );
     }
-    json!({
+    let mut value = json!({
         "interface": interface,
         "time": report.unix_time,
         "period": report.period,
         "actions": actions,
-    })
+    });
+    if let Some(fw) = &report.firewall {
+        let protocols: Map<String, Value> = PROTOCOLS
+            .iter()
+            .zip(&fw.protocols)
+            .map(|(name, r)| {
+                (
+                    (*name).to_owned(),
+                    json!({"packets": r.packets, "pps": r.pps}),
+                )
+            })
+            .collect();
+        let drops: Map<String, Value> = DROP_REASONS
+            .iter()
+            .zip(&fw.drops)
+            .map(|(name, r)| {
+                (
+                    (*name).to_owned(),
+                    json!({"packets": r.packets, "bytes": r.bytes, "pps": r.pps}),
+                )
+            })
+            .collect();
+        value["protocols"] = Value::Object(protocols);
+        value["drops"] = Value::Object(drops);
+        value["bytes"] = json!({"total": fw.bytes_total, "dropped": fw.bytes_dropped});
+    }
+    value
 }
 
 #[cfg(test)]
@@ -237,6 +404,7 @@ mod tests {
         };
         Sample {
             counters,
+            firewall: None,
             at,
             unix_time: 1_700_000_000.5,
         }
@@ -322,5 +490,46 @@ mod tests {
         assert_eq!(v["actions"]["XDP_PASS"]["pps"], 7.0);
         assert_eq!(v["actions"]["XDP_PASS"]["bps"], 5600.0);
         assert_eq!(v["actions"].as_object().unwrap().len(), 5);
+        assert!(
+            v.get("protocols").is_none(),
+            "only the firewall has protocols"
+        );
+    }
+
+    #[test]
+    fn firewall_counters_add_protocols_drops_and_bytes() {
+        let t0 = Instant::now();
+        let mut a = sample(t0, (0, 0));
+        let mut b = sample(t0 + Duration::from_secs(2), (10, 1000));
+        a.firewall = Some(FwCounters::default());
+        b.firewall = Some(FwCounters {
+            proto_packets: [4, 6, 0, 0, 2],
+            drop_packets: [8, 0, 2, 0],
+            drop_bytes: [800, 0, 200, 0],
+            bytes_total: 2000,
+            bytes_dropped: 1000,
+        });
+        let r = report(&a, &b);
+        let v = to_json("fw0", &r);
+        assert_eq!(v["protocols"]["udp"]["packets"], 6);
+        assert_eq!(v["protocols"]["syn"]["pps"], 1.0);
+        assert_eq!(v["drops"]["blocklist"]["packets"], 8);
+        assert_eq!(v["drops"]["blocklist"]["bytes"], 800);
+        assert_eq!(v["drops"]["ratelimit"]["pps"], 1.0);
+        assert_eq!(v["bytes"]["total"], 2000);
+        assert_eq!(v["bytes"]["dropped"], 1000);
+        let table = format_table("fw0", &r);
+        assert!(
+            table.contains("Protocols    tcp 4 (2 pps) udp 6 (3 pps)"),
+            "{table}"
+        );
+        assert!(
+            table.contains("Drops        blocklist 8 (4 pps)"),
+            "{table}"
+        );
+        assert!(
+            table.contains("Bytes        total 2 Kbytes, dropped 1 Kbytes"),
+            "{table}"
+        );
     }
 }

@@ -189,7 +189,7 @@ fn unload_all_detaches_every_xdpctl_program() {
     // programs of the tests running beside this one.
     let script = format!(
         "set -e; umount /sys/fs/bpf 2>/dev/null || true; umount /sys/fs/bpf 2>/dev/null || true; \
-         x={x}; $x load {a} --program xdp_drop; $x load {b} --mode generic; \
+         x={x}; $x load {a} --program xdp_drop; $x load {b} -p xdp_pass --mode generic; \
          $x unload --all; echo status-a; $x status {a} --json; echo status-b; $x status {b} --json; \
          echo pins; ls /sys/fs/bpf; $x unload --all",
         x = xdpctl_path()
@@ -361,7 +361,7 @@ fn modes_generic_and_auto_and_no_mode_switch_on_replace() {
     }
     let lab = lab();
     let ifname = lab.outer_ifname();
-    xdpctl_ok(&["load", ifname, "--mode", "generic"]);
+    xdpctl_ok(&["load", ifname, "-p", "xdp_pass", "--mode", "generic"]);
     assert_eq!(attached(ifname)[0].mode, AttachedMode::Generic);
     assert!(ping(&lab, 1));
     let err = xdpctl_err(&[
@@ -391,7 +391,7 @@ fn modes_generic_and_auto_and_no_mode_switch_on_replace() {
     assert!(!ping(&lab, 1));
     xdpctl_ok(&["unload", ifname]);
     // veth supports native XDP, so auto picks native.
-    xdpctl_ok(&["load", ifname, "--mode", "auto"]);
+    xdpctl_ok(&["load", ifname, "-p", "xdp_pass", "--mode", "auto"]);
     assert_eq!(attached(ifname)[0].mode, AttachedMode::Native);
     xdpctl_ok(&["unload", ifname]);
 }
@@ -440,7 +440,7 @@ fn a_stale_pin_of_a_deleted_interface_is_cleaned_up() {
     }
     let name = {
         let lab = lab();
-        xdpctl_ok(&["load", lab.outer_ifname()]);
+        xdpctl_ok(&["load", lab.outer_ifname(), "-p", "xdp_pass"]);
         // Delete the interface behind xdpctl's back; the pinned link becomes defunct.
         let status = Command::new("ip")
             .args(["link", "del", "dev", lab.outer_ifname()])
@@ -470,7 +470,7 @@ fn bpffs_is_mounted_when_missing() {
     let script = format!(
         "umount /sys/fs/bpf 2>/dev/null; umount /sys/fs/bpf 2>/dev/null; \
          if grep -q ' /sys/fs/bpf bpf ' /proc/mounts; then echo still-mounted; exit 3; fi; \
-         {} load {ifname} && grep ' /sys/fs/bpf bpf ' /proc/mounts",
+         {} load {ifname} -p xdp_pass && grep ' /sys/fs/bpf bpf ' /proc/mounts",
         xdpctl_path()
     );
     let out = Command::new("unshare")
@@ -516,7 +516,7 @@ fn testenv_cli_sets_up_runs_pings_and_tears_down() {
     ]);
     assert_eq!(out.status.code(), Some(7));
     // bpffs pins stay visible inside (setns, not `ip netns exec`).
-    xdpctl_ok(&["load", &name]);
+    xdpctl_ok(&["load", &name, "-p", "xdp_pass"]);
     let out = xdpctl_ok(&[
         "testenv",
         "exec",

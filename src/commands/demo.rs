@@ -28,10 +28,20 @@ pub fn run() -> Result<ExitCode> {
     step(&format!("xdpctl load {ifname} --program xdp_pass"));
     println!(
         "{}",
-        load::load(&ifname, &pass, RequestedMode::Native, false)?
+        load::load(
+            &ifname,
+            &pass,
+            RequestedMode::Native,
+            false,
+            Default::default()
+        )?
     );
-    let (map, _) = stats::stats_map_of_interface(&ifname)?;
-    let before = Sample::take(&map)?;
+    let (map, program) = stats::stats_map_of_interface(&ifname)?;
+    let maps = stats::StatsMaps {
+        actions: map,
+        firewall: stats::fw_stats_map_of_program(program.id)?,
+    };
+    let before = Sample::take(&maps)?;
 
     step(&format!(
         "xdpctl testenv ping --name {ifname} --count 5   (through xdp_pass)"
@@ -48,7 +58,7 @@ pub fn run() -> Result<ExitCode> {
     if !ok {
         bail!("ping through xdp_pass failed: the lab or the kernel is not working as expected");
     }
-    show_stats(&ifname, &map, &before)?;
+    show_stats(&ifname, &maps, &before)?;
 
     let drop = Source::Builtin(programs::builtin("xdp_drop").expect("built in"));
     step(&format!(
@@ -56,7 +66,13 @@ pub fn run() -> Result<ExitCode> {
     ));
     println!(
         "{}",
-        load::load(&ifname, &drop, RequestedMode::Native, true)?
+        load::load(
+            &ifname,
+            &drop,
+            RequestedMode::Native,
+            true,
+            Default::default()
+        )?
     );
     step(&format!(
         "xdpctl testenv ping --name {ifname} --count 3   (through xdp_drop)"
@@ -74,7 +90,7 @@ pub fn run() -> Result<ExitCode> {
             "no replies: dropped at XDP"
         }
     );
-    show_stats(&ifname, &map, &before)?;
+    show_stats(&ifname, &maps, &before)?;
 
     step(&format!("xdpctl unload {ifname}"));
     println!("{}", unload::unload(&ifname)?);
@@ -91,9 +107,9 @@ fn step(what: &str) {
     println!("\n==> {what}");
 }
 
-fn show_stats(ifname: &str, map: &libbpf_rs::MapHandle, since: &Sample) -> Result<()> {
+fn show_stats(ifname: &str, maps: &stats::StatsMaps, since: &Sample) -> Result<()> {
     step(&format!("xdpctl stats {ifname}"));
-    let report = stats::report(since, &Sample::take(map)?);
+    let report = stats::report(since, &Sample::take(maps)?);
     print!("{}", stats::format_table(ifname, &report));
     Ok(())
 }

@@ -7,6 +7,7 @@ use anyhow::{bail, Context, Result};
 
 use crate::attach::{self, Attachment, RequestedMode};
 use crate::cli::LoadArgs;
+use crate::firewall::Sizes;
 use crate::pins::{self, Owner};
 use crate::privileges;
 use crate::programs::{self, Loaded, Source};
@@ -14,30 +15,46 @@ use crate::programs::{self, Loaded, Source};
 pub fn run(args: &LoadArgs) -> Result<ExitCode> {
     privileges::require("load")?;
     let source = Source::from_args(args.program.program.as_deref(), args.program.obj.as_deref())?;
-    let message = load(&args.interface, &source, args.program.mode, args.force)?;
+    let sizes = Sizes {
+        max_rules: args.max_rules,
+        max_sources: args.max_sources,
+    };
+    let message = load(
+        &args.interface,
+        &source,
+        args.program.mode,
+        args.force,
+        sizes,
+    )?;
     println!("{message}");
     Ok(ExitCode::SUCCESS)
 }
 
 /// Loads `source` onto `ifname` and pins its link; returns what happened, for the user.
-pub fn load(ifname: &str, source: &Source, mode: RequestedMode, force: bool) -> Result<String> {
+pub fn load(
+    ifname: &str,
+    source: &Source,
+    mode: RequestedMode,
+    force: bool,
+    sizes: Sizes,
+) -> Result<String> {
     pins::ensure_bpffs()?;
     let ifindex = attach::ifindex(ifname)?;
     pins::remove_stale_pins(ifname, Some(ifindex))?;
     let attached = attach::query(ifindex)?;
     let Some(current) = attached.first() else {
-        return attach_new(ifname, ifindex, source, mode);
+        return attach_new(ifname, ifindex, source, mode, sizes);
     };
     let owner = pins::owner(ifname, ifindex, current);
     if !force {
         bail!("{}", already_attached(ifname, current, &owner));
     }
     match owner {
-        Owner::Pinned { .. } => replace_own(ifname, current, source, mode),
+        Owner::Pinned { .. } => replace_own(ifname, current, source, mode, sizes),
         Owner::Foreground { pid, .. } => {
             bail!("{ifname} is held by `xdpctl run` (pid {pid}): stop it (Ctrl-C) before loading")
         }
-        Owner::Other => replace_other(ifname, ifindex, current, source, mode),
+        Owner::Other => replace_other(ifname, ifindex, current, source, mode, sizes),
     }
 }
 
@@ -66,8 +83,14 @@ fn already_attached(ifname: &str, current: &Attachment, owner: &Owner) -> String
     }
 }
 
-fn attach_new(ifname: &str, ifindex: u32, source: &Source, mode: RequestedMode) -> Result<String> {
-    let loaded = programs::load(source, None)?;
+fn attach_new(
+    ifname: &str,
+    ifindex: u32,
+    source: &Source,
+    mode: RequestedMode,
+    sizes: Sizes,
+) -> Result<String> {
+    let loaded = programs::load_with(source, None, sizes)?;
     attach_loaded(ifname, ifindex, &loaded, mode)
 }
 
@@ -100,6 +123,7 @@ fn replace_own(
     current: &Attachment,
     source: &Source,
     mode: RequestedMode,
+    sizes: Sizes,
 ) -> Result<String> {
     if !current.mode.satisfies(mode) {
         bail!(
@@ -111,7 +135,7 @@ fn replace_own(
     let link = attach::open_pinned(&pins::link_path(ifname))?;
     let link_id = attach::link_summary(link.as_fd())?.id;
     let old_prog = attach::program_fd(current.prog_id)?;
-    let loaded = programs::load(source, Some(current.prog_id))?;
+    let loaded = programs::load_with(source, Some(current.prog_id), sizes)?;
     attach::update_link(link.as_fd(), loaded.fd(), old_prog.as_fd())?;
     Ok(format!(
         "Replaced program id {} on {ifname} with {} (program id {}) atomically, in {} mode \
@@ -132,11 +156,12 @@ fn replace_other(
     current: &Attachment,
     source: &Source,
     mode: RequestedMode,
+    sizes: Sizes,
 ) -> Result<String> {
     let program = describe(current);
     let old_prog = attach::program_fd(current.prog_id)?;
     // Load (and verify) first, so a rejected program leaves the other tool's program alone.
-    let loaded = programs::load(source, None)?;
+    let loaded = programs::load_with(source, None, sizes)?;
     attach::detach_netlink(ifindex, current.mode, old_prog.as_fd()).map_err(|err| {
         if err.raw_os_error() == Some(libc::EBUSY) {
             anyhow::anyhow!(

@@ -1,12 +1,17 @@
 //! One module per subcommand. Each `run` returns the process exit code or an error that says
 //! what went wrong and how to fix it.
 
+pub mod allow;
+pub mod block;
 pub mod demo;
+pub mod list;
 pub mod load;
+pub mod ratelimit;
 pub mod run;
 pub mod stats;
 pub mod status;
 pub mod testenv;
+pub mod top;
 pub mod unload;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -38,4 +43,18 @@ pub fn sleep_unless_stopped(duration: Duration) -> bool {
         std::thread::sleep(left.min(Duration::from_millis(50)));
     }
     false
+}
+
+/// Rules do nothing until some interface runs the firewall: say so instead of letting a user
+/// believe they are protected.
+pub fn note_if_firewall_not_loaded() {
+    let loaded = status::rows(None)
+        .map(|rows| rows.iter().any(|row| row.program == "firewall"))
+        .unwrap_or(true);
+    if !loaded {
+        eprintln!(
+            "note: no interface runs the firewall yet, so rules have no effect until \
+             `xdpctl load IFACE`"
+        );
+    }
 }

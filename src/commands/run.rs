@@ -64,10 +64,10 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
          Ctrl-C detaches it.",
         loaded.name()
     );
-    match stats::stats_map_of_program(prog_id)? {
-        Some(map) => {
+    match stats::StatsMaps::of_program(prog_id)? {
+        Some(maps) => {
             let title = format!("{ifname} (program '{}', id {prog_id})", loaded.name());
-            super::stats::print_samples(&map, ifname, &title, &args.sampling)?;
+            super::stats::print_samples(&maps, ifname, &title, &args.sampling)?;
         }
         None => {
             eprintln!("{} has no xdp_stats_map: no stats to show.", loaded.name());

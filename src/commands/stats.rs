@@ -5,38 +5,41 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Result;
-use libbpf_rs::MapHandle;
 
 use crate::cli::{SamplingArgs, StatsArgs};
 use crate::privileges;
-use crate::stats::{self, Sample};
+use crate::stats::{self, Sample, StatsMaps};
 
 pub fn run(args: &StatsArgs) -> Result<ExitCode> {
     privileges::require("stats")?;
-    let (map, program) = stats::stats_map_of_interface(&args.interface)?;
+    let (actions, program) = stats::stats_map_of_interface(&args.interface)?;
+    let maps = StatsMaps {
+        actions,
+        firewall: stats::fw_stats_map_of_program(program.id)?,
+    };
     let title = format!(
         "{} (program '{}', id {})",
         args.interface, program.name, program.id
     );
-    print_samples(&map, &args.interface, &title, &args.sampling)?;
+    print_samples(&maps, &args.interface, &title, &args.sampling)?;
     Ok(ExitCode::SUCCESS)
 }
 
 /// Prints a sample every interval until `count` samples, Ctrl-C or SIGTERM.
 pub fn print_samples(
-    map: &MapHandle,
+    maps: &StatsMaps,
     interface: &str,
     title: &str,
     sampling: &SamplingArgs,
 ) -> Result<()> {
     let interval = Duration::from_secs_f64(sampling.interval);
-    let mut prev = Sample::take(map)?;
+    let mut prev = Sample::take(maps)?;
     let mut printed = 0u64;
     while sampling.count.is_none_or(|count| printed < count) {
         if !super::sleep_unless_stopped(interval) {
             break;
         }
-        let cur = Sample::take(map)?;
+        let cur = Sample::take(maps)?;
         let report = stats::report(&prev, &cur);
         let mut out = std::io::stdout().lock();
         let written = if sampling.json {

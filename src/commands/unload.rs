@@ -7,6 +7,7 @@ use anyhow::{bail, Result};
 
 use crate::attach;
 use crate::cli::UnloadArgs;
+use crate::firewall;
 use crate::pins::{self, Owner};
 use crate::privileges;
 
@@ -44,6 +45,16 @@ fn unload_all() -> Result<ExitCode> {
                 eprintln!("xdpctl: error: {err:#}");
                 failed = true;
             }
+        }
+    }
+    // Everything is detached: the firewall's rules go too (programs in other network
+    // namespaces keep their maps alive until they are unloaded).
+    match firewall::remove_global_pins() {
+        Ok(true) => println!("Removed the firewall's rules and maps."),
+        Ok(false) => {}
+        Err(err) => {
+            eprintln!("xdpctl: error: {err:#}");
+            failed = true;
         }
     }
     Ok(if failed {

@@ -1,0 +1,392 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * firewall: xdpctl's main program. Per packet:
+ *
+ *   parse eth + VLAN/QinQ -> IPv4 (options, fragments) | IPv6 (extension headers) -> L4
+ *   allowlist -> PASS
+ *   blocklist (exact-address hash, then CIDR trie) -> DROP blocklist
+ *   malformed (anything truncated or invalid after the fixed IP header) -> DROP malformed
+ *   port rules (TCP/UDP destination port; never for non-first fragments) -> DROP port
+ *   per-source token bucket -> DROP ratelimit, and auto-block with an expiry
+ *   PASS
+ *
+ * Address rules only need the fixed IP header (20 / 40 bytes): whatever follows it cannot get
+ * a blocked source past the blocklist. Packets without a complete fixed header, and L2 frames
+ * truncated or tagged deeper than FW_VLAN_MAX_DEPTH, are dropped as malformed; non-IP frames
+ * pass. src/model.rs is the reference model of these semantics, checked against this program
+ * packet by packet.
+ */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+#include "xdpctl.h"
+#include "parsing.h"
+#include "xdp_stats.h"
+
+/* The rule maps are global: userspace pins them under /sys/fs/bpf/xdpctl/rules and every
+ * interface's firewall shares them. Sizes here are defaults; xdpctl sets them at load. */
+#define FW_DEFAULT_MAX_RULES   1048576
+#define FW_DEFAULT_MAX_SOURCES 262144
+
+#define PREFIX_MAP(_name, _type, _key)                                                             \
+	struct {                                                                                   \
+		__uint(type, _type);                                                               \
+		__type(key, _key);                                                                 \
+		__type(value, struct fw_rule);                                                     \
+		__uint(max_entries, FW_DEFAULT_MAX_RULES);                                         \
+		__uint(map_flags, BPF_F_NO_PREALLOC);                                              \
+	} _name SEC(".maps")
+
+PREFIX_MAP(allow_v4, BPF_MAP_TYPE_HASH, __u32);
+PREFIX_MAP(allow_v4_lpm, BPF_MAP_TYPE_LPM_TRIE, struct fw_lpm_v4_key);
+PREFIX_MAP(allow_v6, BPF_MAP_TYPE_HASH, struct fw_v6_addr);
+PREFIX_MAP(allow_v6_lpm, BPF_MAP_TYPE_LPM_TRIE, struct fw_lpm_v6_key);
+PREFIX_MAP(block_v4, BPF_MAP_TYPE_HASH, __u32);
+PREFIX_MAP(block_v4_lpm, BPF_MAP_TYPE_LPM_TRIE, struct fw_lpm_v4_key);
+PREFIX_MAP(block_v6, BPF_MAP_TYPE_HASH, struct fw_v6_addr);
+PREFIX_MAP(block_v6_lpm, BPF_MAP_TYPE_LPM_TRIE, struct fw_lpm_v6_key);
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32);
+	__type(value, struct fw_port_rule);
+	__uint(max_entries, FW_PORT_SLOTS);
+} ports SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32);
+	__type(value, struct fw_config);
+	__uint(max_entries, 1);
+} fw_config SEC(".maps");
+
+/* An LRU: a source is evicted only after every other source was seen more recently, so a
+ * flooding source (always recent) keeps its bucket. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__type(key, struct fw_v6_addr);
+	__type(value, struct fw_source);
+	__uint(max_entries, FW_DEFAULT_MAX_SOURCES);
+} sources SEC(".maps");
+
+/* Per interface (not pinned): the firewall's own counters, beside xdp_stats_map. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__type(key, __u32);
+	__type(value, struct fw_stats);
+	__uint(max_entries, 1);
+} fw_stats SEC(".maps");
+
+/* What parsing found out about a packet. */
+struct pkt {
+	int is_v6;
+	__u32 saddr4;
+	struct fw_v6_addr saddr6;
+	int l4proto;   /* -1 until the IP header (options, extension chain) parsed */
+	int malformed; /* something after the fixed IP header is truncated or invalid */
+	int has_ports; /* TCP/UDP header parsed: dport is valid */
+	__u16 dport;
+	int syn; /* TCP SYN without ACK */
+};
+
+static __always_inline int expired(struct fw_rule *rule, __u64 now)
+{
+	return rule->expires_ns && now >= rule->expires_ns;
+}
+
+/* An exact-address rule that has not expired. An expired one is deleted on the way. */
+static __always_inline struct fw_rule *live_exact(void *map, void *key, __u64 now)
+{
+	struct fw_rule *rule = bpf_map_lookup_elem(map, key);
+
+	if (!rule)
+		return NULL;
+	if (!expired(rule, now))
+		return rule;
+	bpf_map_delete_elem(map, key);
+	return NULL;
+}
+
+/* The longest live prefix in a trie. A lookup finds the longest match no longer than the key's
+ * prefixlen, so past an expired match, look again below its length. (Userspace sweeps expired
+ * ranges; the program cannot delete them, not knowing which prefix matched.) */
+static __always_inline struct fw_rule *live_lpm(void *map, void *key, __u64 now)
+{
+	__u32 *prefixlen = key; /* the first field of both trie keys */
+	struct fw_rule *rule;
+	int i;
+
+#pragma clang loop unroll(disable)
+	for (i = 0; i < 129; i++) {
+		rule = bpf_map_lookup_elem(map, key);
+		if (!rule || !expired(rule, now))
+			return rule;
+		if (rule->prefixlen == 0 || rule->prefixlen > *prefixlen)
+			return NULL;
+		*prefixlen = rule->prefixlen - 1;
+	}
+	return NULL;
+}
+
+/* Exact hash first, then the trie: returns the matching live rule or NULL. */
+static __always_inline struct fw_rule *match_v4(void *exact, void *lpm, __u32 addr, __u64 now)
+{
+	struct fw_lpm_v4_key key = {.prefixlen = 32, .addr = addr};
+	struct fw_rule *rule = live_exact(exact, &addr, now);
+
+	if (rule)
+		return rule;
+	return live_lpm(lpm, &key, now);
+}
+
+static __always_inline struct fw_rule *match_v6(void *exact, void *lpm, struct fw_v6_addr *addr,
+						__u64 now)
+{
+	struct fw_lpm_v6_key key = {.prefixlen = 128};
+	struct fw_rule *rule = live_exact(exact, addr, now);
+
+	if (rule)
+		return rule;
+	__builtin_memcpy(key.addr, addr->addr, 16);
+	return live_lpm(lpm, &key, now);
+}
+
+static __always_inline void parse_l4(struct hdr_cursor *nh, void *data_end, struct pkt *p,
+				     int nonfirst_frag)
+{
+	struct tcphdr *tcph;
+	struct udphdr *udph;
+	int icmp = p->is_v6 ? IPPROTO_ICMPV6 : IPPROTO_ICMP;
+
+	if (nonfirst_frag)
+		return;
+	if (p->l4proto == IPPROTO_TCP) {
+		if (parse_tcphdr(nh, data_end, &tcph)) {
+			p->malformed = 1;
+			return;
+		}
+		p->has_ports = 1;
+		p->dport = bpf_ntohs(tcph->dest);
+		p->syn = tcph->syn && !tcph->ack;
+	} else if (p->l4proto == IPPROTO_UDP) {
+		if (parse_udphdr(nh, data_end, &udph)) {
+			p->malformed = 1;
+			return;
+		}
+		p->has_ports = 1;
+		p->dport = bpf_ntohs(udph->dest);
+	} else if (p->l4proto == icmp) {
+		if (parse_icmphdr(nh, data_end))
+			p->malformed = 1;
+	}
+}
+
+/* Parses everything after Ethernet. Returns -1 when the fixed IP header is incomplete. */
+static __always_inline int parse_ip(struct hdr_cursor *nh, void *data_end, int eth_type,
+				    struct pkt *p)
+{
+	struct ipv6hdr *ip6h;
+	struct iphdr *iph;
+	int nonfirst_frag = 0;
+
+	p->l4proto = -1;
+	if (eth_type == bpf_htons(ETH_P_IP)) {
+		if (parse_iphdr_fixed(nh, data_end, &iph))
+			return -1;
+		p->saddr4 = iph->saddr;
+		/* The IPv4-mapped form keys the per-source state. */
+		__builtin_memset(p->saddr6.addr, 0, 10);
+		p->saddr6.addr[10] = 0xff;
+		p->saddr6.addr[11] = 0xff;
+		__builtin_memcpy(&p->saddr6.addr[12], &iph->saddr, 4);
+		p->l4proto = parse_iphdr_options(nh, data_end, iph);
+		if (p->l4proto < 0) {
+			p->malformed = 1;
+			return 0;
+		}
+		nonfirst_frag = (bpf_ntohs(iph->frag_off) & IP_OFFSET) != 0;
+	} else {
+		if (parse_ip6hdr_fixed(nh, data_end, &ip6h))
+			return -1;
+		p->is_v6 = 1;
+		__builtin_memcpy(p->saddr6.addr, &ip6h->saddr, 16);
+		p->l4proto = parse_ip6_ext(nh, data_end, ip6h, &nonfirst_frag);
+		if (p->l4proto < 0) {
+			p->malformed = 1;
+			return 0;
+		}
+	}
+	parse_l4(nh, data_end, p, nonfirst_frag);
+	return 0;
+}
+
+static __always_inline int proto_counter(struct pkt *p)
+{
+	if (p->l4proto == IPPROTO_TCP)
+		return FW_PROTO_TCP;
+	if (p->l4proto == IPPROTO_UDP)
+		return FW_PROTO_UDP;
+	if (p->l4proto == (p->is_v6 ? IPPROTO_ICMPV6 : IPPROTO_ICMP))
+		return FW_PROTO_ICMP;
+	return FW_PROTO_OTHER;
+}
+
+static __always_inline int rl_applies(struct fw_config *cfg, struct pkt *p)
+{
+	switch (cfg->rl_proto) {
+	case FW_RL_UDP:
+		return p->l4proto == IPPROTO_UDP;
+	case FW_RL_TCP:
+		return p->l4proto == IPPROTO_TCP;
+	case FW_RL_ICMP:
+		return proto_counter(p) == FW_PROTO_ICMP;
+	case FW_RL_SYN:
+		return p->syn;
+	default:
+		return 1;
+	}
+}
+
+/* Counts the source (top talkers) and runs its token bucket. Returns 1 if over the limit. */
+static __always_inline int over_rate_limit(struct fw_config *cfg, struct pkt *p, __u64 len,
+					   __u64 now)
+{
+	__u64 cap = cfg->rl_burst * FW_TOKEN;
+	__u64 tokens, elapsed;
+	struct fw_source *src;
+
+	src = bpf_map_lookup_elem(&sources, &p->saddr6);
+	if (!src) {
+		struct fw_source fresh = {
+		    .tokens = cfg->rl_enabled ? cap : 0,
+		    .last_ns = now,
+		};
+
+		bpf_map_update_elem(&sources, &p->saddr6, &fresh, BPF_NOEXIST);
+		src = bpf_map_lookup_elem(&sources, &p->saddr6);
+		if (!src)
+			return 0;
+	}
+	__sync_fetch_and_add(&src->packets, 1);
+	__sync_fetch_and_add(&src->bytes, len);
+	if (!cfg->rl_enabled || !cfg->rl_pps || !rl_applies(cfg, p))
+		return 0;
+
+	/* Continuous refill from the last update: no windows, so no refill at a boundary.
+	 * A clock that reads earlier than last_ns refills nothing instead of underflowing. */
+	tokens = src->tokens;
+	if (now > src->last_ns) {
+		elapsed = now - src->last_ns;
+		if (elapsed >= cap / cfg->rl_pps)
+			tokens = cap;
+		else
+			tokens += elapsed * cfg->rl_pps;
+		src->last_ns = now;
+	}
+	if (tokens > cap)
+		tokens = cap;
+	if (tokens >= FW_TOKEN) {
+		src->tokens = tokens - FW_TOKEN;
+		return 0;
+	}
+	src->tokens = tokens;
+	return 1;
+}
+
+static __always_inline void auto_block(struct fw_config *cfg, struct pkt *p, __u64 now)
+{
+	struct fw_rule rule = {
+	    .expires_ns = now + cfg->rl_block_for_ns,
+	    .reason = FW_REASON_RATELIMIT,
+	    .prefixlen = p->is_v6 ? 128 : 32,
+	};
+
+	if (!cfg->rl_block_for_ns)
+		return;
+	/* A full map refuses the entry: the source is still dropped by its bucket. */
+	if (p->is_v6)
+		bpf_map_update_elem(&block_v6, &p->saddr6, &rule, BPF_ANY);
+	else
+		bpf_map_update_elem(&block_v4, &p->saddr4, &rule, BPF_ANY);
+}
+
+static __always_inline __u32 count(struct xdp_md *ctx, int proto, int syn, int drop_reason,
+				   __u64 len)
+{
+	__u32 zero = 0;
+	struct fw_stats *stats = bpf_map_lookup_elem(&fw_stats, &zero);
+
+	if (stats) {
+		stats->proto_packets[proto & 3]++;
+		if (syn)
+			stats->proto_packets[FW_PROTO_SYN]++;
+		stats->bytes_total += len;
+		if (drop_reason >= 0 && drop_reason < FW_DROP_MAX) {
+			stats->drop_packets[drop_reason]++;
+			stats->drop_bytes[drop_reason] += len;
+			stats->bytes_dropped += len;
+		}
+	}
+	return xdp_stats_record_action(ctx, drop_reason >= 0 ? XDP_DROP : XDP_PASS);
+}
+
+SEC("xdp")
+int firewall(struct xdp_md *ctx)
+{
+	void *data_end = (void *)(long)ctx->data_end;
+	void *data = (void *)(long)ctx->data;
+	struct hdr_cursor nh = {.pos = data};
+	__u64 len = data_end - data;
+	struct pkt p = {};
+	struct fw_config *cfg;
+	struct fw_rule *rule;
+	__u32 zero = 0, slot;
+	int eth_type, proto;
+	__u64 now;
+
+	cfg = bpf_map_lookup_elem(&fw_config, &zero);
+	if (!cfg)
+		return XDP_ABORTED;
+	now = cfg->now_override_ns ? cfg->now_override_ns : bpf_ktime_get_ns();
+
+	eth_type = parse_ethhdr(&nh, data_end);
+	if (eth_type < 0)
+		return count(ctx, FW_PROTO_OTHER, 0, FW_DROP_MALFORMED, len);
+	if (eth_type != bpf_htons(ETH_P_IP) && eth_type != bpf_htons(ETH_P_IPV6))
+		return count(ctx, FW_PROTO_OTHER, 0, -1, len);
+	if (parse_ip(&nh, data_end, eth_type, &p))
+		return count(ctx, FW_PROTO_OTHER, 0, FW_DROP_MALFORMED, len);
+	proto = proto_counter(&p);
+
+	rule = p.is_v6 ? match_v6(&allow_v6, &allow_v6_lpm, &p.saddr6, now)
+		       : match_v4(&allow_v4, &allow_v4_lpm, p.saddr4, now);
+	if (rule) {
+		__sync_fetch_and_add(&rule->hits, 1);
+		return count(ctx, proto, p.syn, -1, len);
+	}
+	rule = p.is_v6 ? match_v6(&block_v6, &block_v6_lpm, &p.saddr6, now)
+		       : match_v4(&block_v4, &block_v4_lpm, p.saddr4, now);
+	if (rule) {
+		__sync_fetch_and_add(&rule->hits, 1);
+		return count(ctx, proto, p.syn, FW_DROP_BLOCKLIST, len);
+	}
+	if (p.malformed)
+		return count(ctx, proto, p.syn, FW_DROP_MALFORMED, len);
+	if (p.has_ports) {
+		struct fw_port_rule *port;
+
+		slot = (p.l4proto == IPPROTO_TCP ? FW_PORT_TCP : FW_PORT_UDP) * 65536 + p.dport;
+		port = bpf_map_lookup_elem(&ports, &slot);
+		if (port && port->enabled) {
+			__sync_fetch_and_add(&port->hits, 1);
+			return count(ctx, proto, p.syn, FW_DROP_PORT, len);
+		}
+	}
+	if (over_rate_limit(cfg, &p, len, now)) {
+		auto_block(cfg, &p, now);
+		return count(ctx, proto, p.syn, FW_DROP_RATELIMIT, len);
+	}
+	return count(ctx, proto, p.syn, -1, len);
+}
+
+char LICENSE[] SEC("license") = "GPL";

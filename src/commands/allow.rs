@@ -1,0 +1,49 @@
+//! `xdpctl allow` and `xdpctl disallow`: sources that bypass every block and rate limit.
+
+use std::process::ExitCode;
+
+use anyhow::{bail, Result};
+
+use crate::cli::{AllowArgs, DisallowArgs};
+use crate::firewall::{FirewallMaps, List, REASON_MANUAL};
+use crate::privileges;
+use crate::rules;
+
+pub fn allow(args: &AllowArgs) -> Result<ExitCode> {
+    privileges::require("allow")?;
+    if args.input.is_empty() {
+        bail!("nothing to allow: give addresses or prefixes, or --file FILE");
+    }
+    let prefixes = rules::gather_prefixes(&args.input.targets, args.input.file.as_deref())?;
+    let maps = FirewallMaps::open_or_create()?;
+    let report = rules::add_prefixes(&maps, List::Allow, &prefixes, 0, REASON_MANUAL)?;
+    println!(
+        "Allowed {} prefix{} ({} new, {} already there).",
+        prefixes.len(),
+        if prefixes.len() == 1 { "" } else { "es" },
+        report.added,
+        report.updated
+    );
+    super::note_if_firewall_not_loaded();
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn disallow(args: &DisallowArgs) -> Result<ExitCode> {
+    privileges::require("disallow")?;
+    let maps = FirewallMaps::open_or_create()?;
+    if args.all {
+        let removed = rules::clear(&maps, List::Allow)?;
+        println!("Emptied the allowlist ({removed} prefixes).");
+        return Ok(ExitCode::SUCCESS);
+    }
+    if args.input.is_empty() {
+        bail!("nothing to disallow: give addresses or prefixes, --file FILE, or --all");
+    }
+    let prefixes = rules::gather_prefixes(&args.input.targets, args.input.file.as_deref())?;
+    let removed = rules::remove_prefixes(&maps, List::Allow, &prefixes)?;
+    println!(
+        "Removed {removed} prefix{} from the allowlist.",
+        if removed == 1 { "" } else { "es" }
+    );
+    Ok(ExitCode::SUCCESS)
+}

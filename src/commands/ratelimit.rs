@@ -1,0 +1,80 @@
+//! `xdpctl ratelimit set|off|show`: the per-source token bucket.
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+use serde_json::{json, Value};
+
+use crate::cli::{RatelimitArgs, RatelimitCommand};
+use crate::firewall::{Config, FirewallMaps, RateLimitProto};
+use crate::privileges;
+
+pub fn run(args: &RatelimitArgs) -> Result<ExitCode> {
+    privileges::require("ratelimit")?;
+    let maps = FirewallMaps::open_or_create()?;
+    let mut config = maps.config()?;
+    match &args.command {
+        RatelimitCommand::Set {
+            pps,
+            burst,
+            block_for,
+            proto,
+        } => {
+            config.rl_enabled = 1;
+            config.rl_pps = *pps;
+            config.rl_burst = burst.unwrap_or(*pps);
+            config.rl_block_for_ns = block_for.map(|d| d.as_nanos() as u64).unwrap_or(0);
+            config.rl_proto = proto.to_abi();
+            maps.set_config(&config)?;
+            println!("Rate limit: {}", describe(&config));
+            super::note_if_firewall_not_loaded();
+        }
+        RatelimitCommand::Off => {
+            config.rl_enabled = 0;
+            maps.set_config(&config)?;
+            println!("Rate limit: off");
+        }
+        RatelimitCommand::Show { json } => {
+            if *json {
+                println!("{}", serde_json::to_string_pretty(&to_json(&config))?);
+            } else {
+                println!("Rate limit: {}", describe(&config));
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn describe(config: &Config) -> String {
+    if config.rl_enabled == 0 {
+        return "off".into();
+    }
+    let block = if config.rl_block_for_ns == 0 {
+        "over-limit packets are dropped".to_owned()
+    } else {
+        format!(
+            "over-limit sources are blocked for {}s",
+            config.rl_block_for_ns / 1_000_000_000
+        )
+    };
+    let proto = serde_json::to_value(RateLimitProto::from_abi(config.rl_proto))
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default();
+    format!(
+        "{} packets/s per source, burst {}, counting {proto} packets; {block}",
+        crate::stats::thousands(config.rl_pps),
+        crate::stats::thousands(config.rl_burst)
+    )
+}
+
+/// `{"enabled", "pps", "burst", "block_for", "proto"}`; block_for in seconds or null.
+pub fn to_json(config: &Config) -> Value {
+    json!({
+        "enabled": config.rl_enabled != 0,
+        "pps": config.rl_pps,
+        "burst": config.rl_burst,
+        "block_for": (config.rl_block_for_ns != 0).then(|| config.rl_block_for_ns as f64 / 1e9),
+        "proto": RateLimitProto::from_abi(config.rl_proto),
+    })
+}

@@ -1,0 +1,332 @@
+//! The firewall's ABI (the structs and constants of include/xdpctl.h) and its global maps:
+//! pinned under `<pin root>/rules/`, shared by every interface that runs the firewall, created
+//! at the first `load` or rule edit, and reused (never recreated) after that, so rules survive
+//! xdpctl exiting and a program replace.
+
+use std::fs::{self, File};
+use std::os::fd::AsFd;
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use libbpf_rs::{MapCore, MapFlags, MapHandle, Object, OpenObject};
+use nix::fcntl::{Flock, FlockArg};
+
+use crate::pins;
+use crate::programs::skel::firewall::types as abi;
+
+pub type Config = abi::fw_config;
+pub type Rule = abi::fw_rule;
+pub type PortRule = abi::fw_port_rule;
+pub type Source = abi::fw_source;
+pub type FwStats = abi::fw_stats;
+
+// SAFETY: plain-old-data structs of integers: any bytes are a valid value.
+unsafe impl plain::Plain for Config {}
+unsafe impl plain::Plain for Rule {}
+unsafe impl plain::Plain for PortRule {}
+unsafe impl plain::Plain for Source {}
+unsafe impl plain::Plain for FwStats {}
+
+/// enum fw_proto: the protocol counters, in order.
+pub const PROTOCOLS: [&str; 5] = ["tcp", "udp", "icmp", "other", "syn"];
+/// enum fw_drop_reason: why packets were dropped, in order.
+pub const DROP_REASONS: [&str; 4] = ["blocklist", "port", "ratelimit", "malformed"];
+/// enum fw_rule_reason.
+pub const REASON_MANUAL: u32 = 0;
+pub const REASON_RATELIMIT: u32 = 1;
+/// enum fw_port_proto and FW_PORT_SLOTS.
+pub const PORT_TCP: u32 = 0;
+pub const PORT_UDP: u32 = 1;
+pub const PORT_SLOTS: u32 = 2 * 65536;
+/// FW_TOKEN: nano-tokens per packet.
+pub const TOKEN: u64 = 1_000_000_000;
+/// FW_VLAN_MAX_DEPTH and FW_IPV6_EXT_MAX.
+pub const VLAN_MAX_DEPTH: usize = 4;
+pub const IPV6_EXT_MAX: usize = 8;
+
+/// What the rate limit counts (enum fw_rl_proto).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RateLimitProto {
+    /// Every packet.
+    #[default]
+    All,
+    Udp,
+    Tcp,
+    /// ICMP and ICMPv6.
+    Icmp,
+    /// TCP SYNs without ACK: SYN floods.
+    Syn,
+}
+
+impl RateLimitProto {
+    pub fn to_abi(self) -> u32 {
+        match self {
+            RateLimitProto::All => 0,
+            RateLimitProto::Udp => 1,
+            RateLimitProto::Tcp => 2,
+            RateLimitProto::Icmp => 3,
+            RateLimitProto::Syn => 4,
+        }
+    }
+
+    pub fn from_abi(value: u32) -> RateLimitProto {
+        match value {
+            1 => RateLimitProto::Udp,
+            2 => RateLimitProto::Tcp,
+            3 => RateLimitProto::Icmp,
+            4 => RateLimitProto::Syn,
+            _ => RateLimitProto::All,
+        }
+    }
+}
+
+/// The prefix maps, in the order of `FirewallMaps::prefix`'s indices.
+pub const PREFIX_MAPS: [&str; 8] = [
+    "allow_v4",
+    "allow_v4_lpm",
+    "allow_v6",
+    "allow_v6_lpm",
+    "block_v4",
+    "block_v4_lpm",
+    "block_v6",
+    "block_v6_lpm",
+];
+/// Every global (pinned, shared) map of the firewall.
+pub const GLOBAL_MAPS: [&str; 11] = [
+    "allow_v4",
+    "allow_v4_lpm",
+    "allow_v6",
+    "allow_v6_lpm",
+    "block_v4",
+    "block_v4_lpm",
+    "block_v6",
+    "block_v6_lpm",
+    "ports",
+    "fw_config",
+    "sources",
+];
+
+pub const DEFAULT_MAX_RULES: u32 = 1 << 20;
+pub const DEFAULT_MAX_SOURCES: u32 = 1 << 18;
+
+/// Where the global maps are pinned.
+pub fn rules_dir() -> PathBuf {
+    pins::root().join("rules")
+}
+
+/// Map sizes asked for at load. `None` keeps what exists (or the default for a new map).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Sizes {
+    pub max_rules: Option<u32>,
+    pub max_sources: Option<u32>,
+}
+
+/// Which list a prefix rule belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum List {
+    Allow,
+    Block,
+}
+
+/// Handles to the global maps, however they were found (pins, or a loaded object in tests).
+pub struct FirewallMaps {
+    /// In PREFIX_MAPS order.
+    prefix: Vec<MapHandle>,
+    pub ports: MapHandle,
+    pub config: MapHandle,
+    pub sources: MapHandle,
+}
+
+impl FirewallMaps {
+    /// The pinned maps, if the firewall's maps exist yet.
+    pub fn open_pinned() -> Result<Option<FirewallMaps>> {
+        let dir = rules_dir();
+        if !dir.join("fw_config").exists() {
+            return Ok(None);
+        }
+        let open = |name: &str| {
+            MapHandle::from_pinned_path(dir.join(name))
+                .with_context(|| format!("opening the pinned map {}", dir.join(name).display()))
+        };
+        Ok(Some(FirewallMaps {
+            prefix: PREFIX_MAPS
+                .iter()
+                .map(|name| open(name))
+                .collect::<Result<_>>()?,
+            ports: open("ports")?,
+            config: open("fw_config")?,
+            sources: open("sources")?,
+        }))
+    }
+
+    /// The pinned maps, creating them (by loading the firewall once, unattached) if needed, so
+    /// rules can be set before the firewall is loaded anywhere.
+    pub fn open_or_create() -> Result<FirewallMaps> {
+        pins::ensure_bpffs()?;
+        if let Some(maps) = FirewallMaps::open_pinned()? {
+            return Ok(maps);
+        }
+        let source = crate::programs::Source::from_args(Some("firewall"), None)?;
+        drop(crate::programs::load_with(&source, None, Sizes::default())?);
+        FirewallMaps::open_pinned()?.context("the firewall's maps were not pinned")
+    }
+
+    /// The maps of a loaded firewall object (tests load it without pins).
+    pub fn from_object(object: &Object) -> Result<FirewallMaps> {
+        let find = |name: &str| -> Result<MapHandle> {
+            let map = object
+                .maps()
+                .find(|map| map.name() == name)
+                .with_context(|| format!("the object has no map {name}"))?;
+            MapHandle::try_from(&map).with_context(|| format!("duplicating map {name}"))
+        };
+        Ok(FirewallMaps {
+            prefix: PREFIX_MAPS
+                .iter()
+                .map(|name| find(name))
+                .collect::<Result<_>>()?,
+            ports: find("ports")?,
+            config: find("fw_config")?,
+            sources: find("sources")?,
+        })
+    }
+
+    /// The exact-address hash and the trie of one list and family.
+    pub fn prefix_maps(&self, list: List, ipv6: bool) -> (&MapHandle, &MapHandle) {
+        let base = match list {
+            List::Allow => 0,
+            List::Block => 4,
+        } + if ipv6 { 2 } else { 0 };
+        (&self.prefix[base], &self.prefix[base + 1])
+    }
+
+    pub fn config(&self) -> Result<Config> {
+        let bytes = self
+            .config
+            .lookup(&0u32.to_ne_bytes(), MapFlags::ANY)
+            .context("reading fw_config")?
+            .context("fw_config has no element")?;
+        let mut config = Config::default();
+        plain::copy_from_bytes(&mut config, &bytes)
+            .map_err(|_| anyhow::anyhow!("fw_config size"))?;
+        Ok(config)
+    }
+
+    pub fn set_config(&self, config: &Config) -> Result<()> {
+        // SAFETY: Config is plain old data.
+        let bytes = unsafe { plain::as_bytes(config) };
+        self.config
+            .update(&0u32.to_ne_bytes(), bytes, MapFlags::ANY)
+            .context("writing fw_config")
+    }
+
+    /// The firewall's clock: CLOCK_MONOTONIC (bpf_ktime_get_ns), or the tests' fixed clock.
+    pub fn now_ns(&self) -> Result<u64> {
+        let config = self.config()?;
+        if config.now_override_ns != 0 {
+            return Ok(config.now_override_ns);
+        }
+        Ok(monotonic_ns())
+    }
+}
+
+pub fn monotonic_ns() -> u64 {
+    let now = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
+        .expect("CLOCK_MONOTONIC is always available");
+    now.tv_sec() as u64 * 1_000_000_000 + now.tv_nsec() as u64
+}
+
+/// Serialises the creation of the global maps between concurrent xdpctl processes.
+fn lock_creation() -> Result<Flock<File>> {
+    fs::create_dir_all("/run/xdpctl").context("creating /run/xdpctl")?;
+    let root = pins::root();
+    let name = root.to_string_lossy().replace('/', "_");
+    let file =
+        File::create(format!("/run/xdpctl/maps{name}.lock")).context("creating the map lock")?;
+    Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, err)| anyhow::anyhow!("locking: {err}"))
+}
+
+/// Prepares a firewall object before load: each global map reuses its pin, or is created at
+/// the requested size and pinned. Returns a lock to hold until the load is done.
+pub fn prepare_global_maps(open: &mut OpenObject, sizes: Sizes) -> Result<Flock<File>> {
+    pins::ensure_bpffs()?;
+    let lock = lock_creation()?;
+    let dir = rules_dir();
+    fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    for mut map in open.maps_mut() {
+        let name = map.name().to_string_lossy().into_owned();
+        if !GLOBAL_MAPS.contains(&name.as_str()) {
+            continue;
+        }
+        let (requested, flag) = match name.as_str() {
+            "sources" => (sizes.max_sources, "--max-sources"),
+            "ports" | "fw_config" => (None, ""),
+            _ => (sizes.max_rules, "--max-rules"),
+        };
+        let path = dir.join(&name);
+        if path.exists() {
+            let pinned = MapHandle::from_pinned_path(&path)
+                .with_context(|| format!("opening {}", path.display()))?;
+            if let Some(requested) = requested.filter(|&n| n != pinned.max_entries()) {
+                bail!(
+                    "the firewall's map {name} already exists with {} entries, not {requested}: \
+                     rule maps keep the size they were created with. To resize, save the rules \
+                     (`xdpctl list --json`), run `xdpctl unload --all`, and load again with \
+                     {flag} {requested}",
+                    pinned.max_entries()
+                );
+            }
+            map.set_max_entries(pinned.max_entries())?;
+            map.reuse_fd(pinned.as_fd())
+                .with_context(|| format!("reusing the pinned map {}", path.display()))?;
+        } else {
+            if let Some(requested) = requested {
+                if requested == 0 {
+                    bail!("{flag} must be at least 1");
+                }
+                map.set_max_entries(requested)?;
+            }
+            map.set_pin_path(&path)?;
+        }
+    }
+    Ok(lock)
+}
+
+/// Removes the pins of the global maps (`unload --all`).
+pub fn remove_global_pins() -> Result<bool> {
+    let dir = rules_dir();
+    if !dir.exists() {
+        return Ok(false);
+    }
+    fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
+    let _ = fs::remove_dir(pins::root());
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn abi_sizes_match_the_c_structs() {
+        assert_eq!(std::mem::size_of::<Rule>(), 24);
+        assert_eq!(std::mem::size_of::<PortRule>(), 16);
+        assert_eq!(std::mem::size_of::<Config>(), 40);
+        assert_eq!(std::mem::size_of::<Source>(), 32);
+        assert_eq!(std::mem::size_of::<FwStats>(), (5 + 4 + 4 + 2) * 8);
+    }
+
+    #[test]
+    fn rate_limit_proto_round_trips() {
+        for proto in [
+            RateLimitProto::All,
+            RateLimitProto::Udp,
+            RateLimitProto::Tcp,
+            RateLimitProto::Icmp,
+            RateLimitProto::Syn,
+        ] {
+            assert_eq!(RateLimitProto::from_abi(proto.to_abi()), proto);
+        }
+    }
+}

@@ -1,0 +1,897 @@
+//! Rules: parsing what users type (addresses, CIDR prefixes, ports, durations, rule files) and
+//! applying it to the firewall's maps. Every edit is checked in full before anything is
+//! written, and rolled back if the kernel refuses part of it, so a command applies all of its
+//! rules or none.
+
+use std::collections::{HashMap, HashSet};
+use std::io::{self, BufRead};
+use std::net::IpAddr;
+use std::os::fd::{AsFd, AsRawFd};
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+use libbpf_rs::libbpf_sys;
+use libbpf_rs::{MapCore, MapFlags, MapHandle, MapType};
+
+use crate::firewall::{self, FirewallMaps, List, PortRule, Rule};
+
+// --- Parsing -----------------------------------------------------------------------------
+
+/// An address (a /32 or /128) or a CIDR prefix. Host bits must be zero, so a typo cannot
+/// silently block more than was meant.
+pub fn parse_prefix(text: &str) -> Result<IpNet, String> {
+    let text = text.trim();
+    if text.contains('/') {
+        let net = IpNet::from_str(text).map_err(|_| {
+            format!("'{text}' is not an IP address or CIDR prefix (e.g. 203.0.113.7, 198.51.100.0/24, 2001:db8::/32)")
+        })?;
+        if net.trunc() != net {
+            return Err(format!(
+                "'{text}' has host bits set: did you mean {}?",
+                net.trunc()
+            ));
+        }
+        Ok(net)
+    } else {
+        IpAddr::from_str(text).map(IpNet::from).map_err(|_| {
+            format!("'{text}' is not an IP address or CIDR prefix (e.g. 203.0.113.7, 198.51.100.0/24, 2001:db8::/32)")
+        })
+    }
+}
+
+/// The protocol of a port rule.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum PortProto {
+    Tcp,
+    Udp,
+}
+
+impl PortProto {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PortProto::Tcp => "tcp",
+            PortProto::Udp => "udp",
+        }
+    }
+}
+
+/// A destination port rule: `53/udp`, `22/tcp`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PortSpec {
+    pub port: u16,
+    pub proto: PortProto,
+}
+
+impl PortSpec {
+    /// The index of this rule in the `ports` array (proto * 65536 + port).
+    pub fn slot(self) -> u32 {
+        let proto = match self.proto {
+            PortProto::Tcp => firewall::PORT_TCP,
+            PortProto::Udp => firewall::PORT_UDP,
+        };
+        proto * 65536 + self.port as u32
+    }
+
+    pub fn from_slot(slot: u32) -> PortSpec {
+        PortSpec {
+            port: (slot % 65536) as u16,
+            proto: if slot / 65536 == firewall::PORT_TCP {
+                PortProto::Tcp
+            } else {
+                PortProto::Udp
+            },
+        }
+    }
+}
+
+impl std::fmt::Display for PortSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.port, self.proto.as_str())
+    }
+}
+
+pub fn parse_port(text: &str) -> Result<PortSpec, String> {
+    let text = text.trim();
+    let Some((port, proto)) = text.split_once('/') else {
+        return Err(format!(
+            "'{text}' names no protocol: write {text}/udp or {text}/tcp"
+        ));
+    };
+    let port: u16 = port
+        .parse()
+        .map_err(|_| format!("'{text}': the port must be a number from 0 to 65535"))?;
+    let proto = match proto.to_ascii_lowercase().as_str() {
+        "tcp" => PortProto::Tcp,
+        "udp" => PortProto::Udp,
+        _ => return Err(format!("'{text}': the protocol must be tcp or udp")),
+    };
+    Ok(PortSpec { port, proto })
+}
+
+/// A duration: `90` (seconds), `30s`, `5m`, `2h`, `1d`, or combined like `1h30m`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let bad = || format!("'{text}' is not a duration (e.g. 90, 30s, 5m, 1h30m, 1d)");
+    if text.is_empty() {
+        return Err(bad());
+    }
+    if let Ok(seconds) = text.parse::<u64>() {
+        return positive(Duration::from_secs(seconds), text);
+    }
+    let mut total = 0u64;
+    let mut number = String::new();
+    for c in text.chars() {
+        if c.is_ascii_digit() {
+            number.push(c);
+            continue;
+        }
+        let unit = match c {
+            's' => 1,
+            'm' => 60,
+            'h' => 3600,
+            'd' => 86400,
+            _ => return Err(bad()),
+        };
+        let n: u64 = number.parse().map_err(|_| bad())?;
+        total = n
+            .checked_mul(unit)
+            .and_then(|v| total.checked_add(v))
+            .ok_or_else(bad)?;
+        number.clear();
+    }
+    if !number.is_empty() {
+        return Err(bad());
+    }
+    positive(Duration::from_secs(total), text)
+}
+
+fn positive(duration: Duration, text: &str) -> Result<Duration, String> {
+    if duration.is_zero() {
+        Err(format!("'{text}': the duration must be more than zero"))
+    } else {
+        Ok(duration)
+    }
+}
+
+/// A line of a rule file that did not parse.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BadLine {
+    pub line: usize,
+    pub error: String,
+}
+
+/// Reads a rule file: one address or prefix a line, `#` starts a comment, blank lines are
+/// skipped. Returns every bad line (with its number) rather than stopping at the first.
+pub fn read_prefix_list(reader: impl BufRead) -> io::Result<Result<Vec<IpNet>, Vec<BadLine>>> {
+    let mut prefixes = Vec::new();
+    let mut bad = Vec::new();
+    for (index, line) in reader.lines().enumerate() {
+        let line = line?;
+        let entry = line.split('#').next().unwrap_or("").trim();
+        if entry.is_empty() {
+            continue;
+        }
+        match parse_prefix(entry) {
+            Ok(prefix) => prefixes.push(prefix),
+            Err(error) => bad.push(BadLine {
+                line: index + 1,
+                error,
+            }),
+        }
+    }
+    Ok(if bad.is_empty() {
+        Ok(prefixes)
+    } else {
+        Err(bad)
+    })
+}
+
+/// The prefixes of a command: its arguments plus `--file` (a path, or `-` for stdin). Any bad
+/// entry fails the whole command, naming every bad entry.
+pub fn gather_prefixes(targets: &[String], file: Option<&Path>) -> Result<Vec<IpNet>> {
+    let mut prefixes = Vec::new();
+    let mut errors = Vec::new();
+    for target in targets {
+        match parse_prefix(target) {
+            Ok(prefix) => prefixes.push(prefix),
+            Err(error) => errors.push(error),
+        }
+    }
+    if let Some(path) = file {
+        let listed = if path == Path::new("-") {
+            read_prefix_list(io::stdin().lock())
+        } else {
+            let file = std::fs::File::open(path)
+                .with_context(|| format!("opening the rule file {}", path.display()))?;
+            read_prefix_list(io::BufReader::new(file))
+        }
+        .with_context(|| format!("reading {}", path.display()))?;
+        match listed {
+            Ok(mut listed) => prefixes.append(&mut listed),
+            Err(bad) => errors.extend(
+                bad.into_iter()
+                    .map(|b| format!("{} line {}: {}", path.display(), b.line, b.error)),
+            ),
+        }
+    }
+    if !errors.is_empty() {
+        let shown = errors.len().min(20);
+        let more = if errors.len() > shown {
+            format!("\n... and {} more", errors.len() - shown)
+        } else {
+            String::new()
+        };
+        bail!(
+            "{} bad entr{}; nothing was applied:\n{}{more}",
+            errors.len(),
+            if errors.len() == 1 { "y" } else { "ies" },
+            errors[..shown].join("\n")
+        );
+    }
+    Ok(prefixes)
+}
+
+// --- Map keys ----------------------------------------------------------------------------
+
+/// Which of a list's maps holds a prefix: exact addresses go to the hash, ranges to the trie.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct Target {
+    ipv6: bool,
+    exact: bool,
+}
+
+fn target_of(prefix: &IpNet) -> Target {
+    Target {
+        ipv6: matches!(prefix, IpNet::V6(_)),
+        exact: prefix.prefix_len() == prefix.max_prefix_len(),
+    }
+}
+
+/// The map key of a prefix (see the key structs in include/xdpctl.h).
+fn key_of(prefix: &IpNet) -> Vec<u8> {
+    let addr: Vec<u8> = match prefix.addr() {
+        IpAddr::V4(a) => a.octets().to_vec(),
+        IpAddr::V6(a) => a.octets().to_vec(),
+    };
+    if target_of(prefix).exact {
+        addr
+    } else {
+        let mut key = (prefix.prefix_len() as u32).to_ne_bytes().to_vec();
+        key.extend_from_slice(&addr);
+        key
+    }
+}
+
+fn prefix_of(target: Target, key: &[u8]) -> Option<IpNet> {
+    let (len, addr) = if target.exact {
+        (if target.ipv6 { 128 } else { 32 }, key)
+    } else {
+        (
+            u32::from_ne_bytes(key.get(..4)?.try_into().ok()?) as u8,
+            &key[4..],
+        )
+    };
+    Some(if target.ipv6 {
+        let octets: [u8; 16] = addr.try_into().ok()?;
+        IpNet::V6(Ipv6Net::new(octets.into(), len).ok()?)
+    } else {
+        let octets: [u8; 4] = addr.try_into().ok()?;
+        IpNet::V4(Ipv4Net::new(octets.into(), len).ok()?)
+    })
+}
+
+fn map_of(maps: &FirewallMaps, list: List, target: Target) -> &MapHandle {
+    let (exact, lpm) = maps.prefix_maps(list, target.ipv6);
+    if target.exact {
+        exact
+    } else {
+        lpm
+    }
+}
+
+const TARGETS: [Target; 4] = [
+    Target {
+        ipv6: false,
+        exact: true,
+    },
+    Target {
+        ipv6: false,
+        exact: false,
+    },
+    Target {
+        ipv6: true,
+        exact: true,
+    },
+    Target {
+        ipv6: true,
+        exact: false,
+    },
+];
+
+fn rule_of(bytes: &[u8]) -> Rule {
+    let mut rule = Rule::default();
+    let _ = plain::copy_from_bytes(&mut rule, bytes);
+    rule
+}
+
+fn rule_bytes(rule: &Rule) -> Vec<u8> {
+    // SAFETY: Rule is plain old data.
+    unsafe { plain::as_bytes(rule) }.to_vec()
+}
+
+// --- Bulk map access ----------------------------------------------------------------------
+
+/// Batch calls move this many entries per syscall.
+const BATCH: usize = 16384;
+
+fn errno(ret: libc::c_int) -> Option<i32> {
+    (ret < 0).then(|| -ret)
+}
+
+/// Whether a batch call failed because the map type has no batch operations.
+fn batch_unsupported(err: i32) -> bool {
+    matches!(
+        err,
+        libc::EOPNOTSUPP | libc::EINVAL | 524 /* ENOTSUPP */
+    )
+}
+
+/// Every (key, value) of a map: batched where the map supports it, else key by key.
+pub fn entries(map: &MapHandle) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    let (ks, vs) = (map.key_size() as usize, map.value_size() as usize);
+    let batched = matches!(
+        map.map_type(),
+        MapType::Hash | MapType::LruHash | MapType::Array
+    );
+    if batched {
+        let mut keys = vec![0u8; ks * BATCH];
+        let mut values = vec![0u8; vs * BATCH];
+        // The batch cursor is opaque: a bucket index for hashes, a key for others.
+        let mut cursor_in = vec![0u8; ks.max(8)];
+        let mut cursor_out = vec![0u8; ks.max(8)];
+        let mut first = true;
+        let mut out = Vec::new();
+        loop {
+            let mut count = BATCH as u32;
+            let opts = libbpf_sys::bpf_map_batch_opts {
+                sz: std::mem::size_of::<libbpf_sys::bpf_map_batch_opts>() as _,
+                ..Default::default()
+            };
+            // SAFETY: every buffer is as large as count entries (or a cursor) needs.
+            let ret = unsafe {
+                libbpf_sys::bpf_map_lookup_batch(
+                    map.as_fd().as_raw_fd(),
+                    if first {
+                        std::ptr::null_mut()
+                    } else {
+                        cursor_in.as_mut_ptr().cast()
+                    },
+                    cursor_out.as_mut_ptr().cast(),
+                    keys.as_mut_ptr().cast(),
+                    values.as_mut_ptr().cast(),
+                    &mut count,
+                    &opts,
+                )
+            };
+            first = false;
+            for i in 0..count as usize {
+                out.push((
+                    keys[i * ks..(i + 1) * ks].to_vec(),
+                    values[i * vs..(i + 1) * vs].to_vec(),
+                ));
+            }
+            match errno(ret) {
+                None => std::mem::swap(&mut cursor_in, &mut cursor_out),
+                Some(libc::ENOENT) => return Ok(out),
+                Some(err) if out.is_empty() && batch_unsupported(err) => break,
+                Some(err) => bail!(
+                    "reading map {}: {}",
+                    map.name().to_string_lossy(),
+                    io::Error::from_raw_os_error(err)
+                ),
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for key in map.keys() {
+        if let Some(value) = map.lookup(&key, MapFlags::ANY)? {
+            out.push((key, value));
+        }
+    }
+    Ok(out)
+}
+
+/// Writes many entries: batched where the map supports it, else one by one.
+fn update_many(map: &MapHandle, entries: &[(Vec<u8>, Vec<u8>)]) -> Result<()> {
+    let mut rest = entries;
+    while !rest.is_empty() {
+        let chunk = &rest[..rest.len().min(BATCH)];
+        let keys: Vec<u8> = chunk.iter().flat_map(|(k, _)| k.iter().copied()).collect();
+        let values: Vec<u8> = chunk.iter().flat_map(|(_, v)| v.iter().copied()).collect();
+        let mut count = chunk.len() as u32;
+        let opts = libbpf_sys::bpf_map_batch_opts {
+            sz: std::mem::size_of::<libbpf_sys::bpf_map_batch_opts>() as _,
+            ..Default::default()
+        };
+        // SAFETY: keys and values hold count entries each.
+        let ret = unsafe {
+            libbpf_sys::bpf_map_update_batch(
+                map.as_fd().as_raw_fd(),
+                keys.as_ptr().cast(),
+                values.as_ptr().cast(),
+                &mut count,
+                &opts,
+            )
+        };
+        match errno(ret) {
+            None => rest = &rest[chunk.len()..],
+            Some(err) if count == 0 && batch_unsupported(err) => {
+                for (key, value) in rest {
+                    map.update(key, value, MapFlags::ANY)
+                        .map_err(|e| full_error(map, e))?;
+                }
+                return Ok(());
+            }
+            Some(err) => {
+                return Err(full_error(
+                    map,
+                    libbpf_rs::Error::from(io::Error::from_raw_os_error(err)),
+                ))
+            }
+        }
+    }
+    Ok(())
+}
+
+fn full_error(map: &MapHandle, err: libbpf_rs::Error) -> anyhow::Error {
+    if err.kind() == libbpf_rs::ErrorKind::TooBig {
+        anyhow::anyhow!(
+            "the map {} is full ({} entries): load the firewall with a larger --max-rules",
+            map.name().to_string_lossy(),
+            map.max_entries()
+        )
+    } else {
+        anyhow::anyhow!("writing map {}: {err}", map.name().to_string_lossy())
+    }
+}
+
+/// Deletes many keys, ignoring ones already gone: batched where the map supports it.
+fn delete_many(map: &MapHandle, keys: &[Vec<u8>]) -> Result<()> {
+    let mut rest = keys;
+    while !rest.is_empty() {
+        let chunk = &rest[..rest.len().min(BATCH)];
+        let flat: Vec<u8> = chunk.iter().flat_map(|k| k.iter().copied()).collect();
+        let mut count = chunk.len() as u32;
+        let opts = libbpf_sys::bpf_map_batch_opts {
+            sz: std::mem::size_of::<libbpf_sys::bpf_map_batch_opts>() as _,
+            ..Default::default()
+        };
+        // SAFETY: flat holds count keys.
+        let ret = unsafe {
+            libbpf_sys::bpf_map_delete_batch(
+                map.as_fd().as_raw_fd(),
+                flat.as_ptr().cast(),
+                &mut count,
+                &opts,
+            )
+        };
+        match errno(ret) {
+            None => rest = &rest[chunk.len()..],
+            // A key already gone (or no batch support): finish key by key.
+            Some(err) if err == libc::ENOENT || batch_unsupported(err) => {
+                for key in &rest[count as usize..] {
+                    match map.delete(key) {
+                        Ok(()) => {}
+                        Err(e) if e.kind() == libbpf_rs::ErrorKind::NotFound => {}
+                        Err(e) => bail!("deleting from map {}: {e}", map.name().to_string_lossy()),
+                    }
+                }
+                return Ok(());
+            }
+            Some(err) => bail!(
+                "deleting from map {}: {}",
+                map.name().to_string_lossy(),
+                io::Error::from_raw_os_error(err)
+            ),
+        }
+    }
+    Ok(())
+}
+
+// --- Prefix rules --------------------------------------------------------------------------
+
+/// What an add did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AddReport {
+    pub added: usize,
+    pub updated: usize,
+}
+
+/// Adds (or refreshes) prefixes on a list. `expires_ns` is on the firewall's clock, 0 for
+/// never. All or nothing: a list that would overflow its map is refused before anything is
+/// written, and a failure part-way is rolled back.
+pub fn add_prefixes(
+    maps: &FirewallMaps,
+    list: List,
+    prefixes: &[IpNet],
+    expires_ns: u64,
+    reason: u32,
+) -> Result<AddReport> {
+    let mut by_target: HashMap<Target, HashMap<Vec<u8>, u32>> = HashMap::new();
+    for prefix in prefixes {
+        by_target
+            .entry(target_of(prefix))
+            .or_default()
+            .insert(key_of(prefix), prefix.prefix_len() as u32);
+    }
+    // Check every map first, so a full one refuses the whole command.
+    let mut plans = Vec::new();
+    let mut report = AddReport::default();
+    for (target, keys) in by_target {
+        let map = map_of(maps, list, target);
+        let existing: HashMap<Vec<u8>, Vec<u8>> = entries(map)?.into_iter().collect();
+        let new = keys.keys().filter(|k| !existing.contains_key(*k)).count();
+        if existing.len() + new > map.max_entries() as usize {
+            bail!(
+                "the {} has room for {} more entr{} of this kind ({} of {} used) but this command \
+                 adds {new}; nothing was applied. Load the firewall with a larger --max-rules",
+                list_name(list),
+                map.max_entries() as usize - existing.len(),
+                if map.max_entries() as usize - existing.len() == 1 {
+                    "y"
+                } else {
+                    "ies"
+                },
+                existing.len(),
+                map.max_entries()
+            );
+        }
+        report.added += new;
+        report.updated += keys.len() - new;
+        let writes: Vec<(Vec<u8>, Vec<u8>)> = keys
+            .into_iter()
+            .map(|(key, prefixlen)| {
+                let hits = existing.get(&key).map(|v| rule_of(v).hits).unwrap_or(0);
+                let rule = Rule {
+                    hits,
+                    expires_ns,
+                    reason,
+                    prefixlen,
+                };
+                (key, rule_bytes(&rule))
+            })
+            .collect();
+        plans.push((map, writes, existing));
+    }
+    for (done, (map, writes, _)) in plans.iter().enumerate() {
+        if let Err(err) = update_many(map, writes) {
+            // Undo this map and the ones before it: new keys go, old values come back.
+            for (map, writes, existing) in &plans[..=done] {
+                let new: Vec<Vec<u8>> = writes
+                    .iter()
+                    .filter(|(k, _)| !existing.contains_key(k))
+                    .map(|(k, _)| k.clone())
+                    .collect();
+                let _ = delete_many(map, &new);
+                let old: Vec<(Vec<u8>, Vec<u8>)> = writes
+                    .iter()
+                    .filter_map(|(k, _)| existing.get(k).map(|v| (k.clone(), v.clone())))
+                    .collect();
+                let _ = update_many(map, &old);
+            }
+            return Err(err.context("nothing was applied"));
+        }
+    }
+    Ok(report)
+}
+
+fn list_name(list: List) -> &'static str {
+    match list {
+        List::Allow => "allowlist",
+        List::Block => "blocklist",
+    }
+}
+
+/// Removes prefixes from a list. If any is not on it, nothing is removed.
+pub fn remove_prefixes(maps: &FirewallMaps, list: List, prefixes: &[IpNet]) -> Result<usize> {
+    let mut by_target: HashMap<Target, Vec<(IpNet, Vec<u8>)>> = HashMap::new();
+    for prefix in prefixes {
+        by_target
+            .entry(target_of(prefix))
+            .or_default()
+            .push((*prefix, key_of(prefix)));
+    }
+    let mut missing = Vec::new();
+    for (target, wanted) in &by_target {
+        let map = map_of(maps, list, *target);
+        let present: HashSet<Vec<u8>> = if wanted.len() > 64 {
+            entries(map)?.into_iter().map(|(k, _)| k).collect()
+        } else {
+            wanted
+                .iter()
+                .filter(|(_, key)| matches!(map.lookup(key, MapFlags::ANY), Ok(Some(_))))
+                .map(|(_, key)| key.clone())
+                .collect()
+        };
+        missing.extend(
+            wanted
+                .iter()
+                .filter(|(_, key)| !present.contains(key))
+                .map(|(prefix, _)| prefix.to_string()),
+        );
+    }
+    if !missing.is_empty() {
+        missing.sort();
+        missing.dedup();
+        bail!(
+            "not on the {}: {}; nothing was removed",
+            list_name(list),
+            missing.join(", ")
+        );
+    }
+    let mut removed = 0;
+    for (target, wanted) in by_target {
+        let keys: Vec<Vec<u8>> = wanted.into_iter().map(|(_, key)| key).collect();
+        removed += keys.len();
+        delete_many(map_of(maps, list, target), &keys)?;
+    }
+    Ok(removed)
+}
+
+/// Empties a list. Returns how many entries went.
+pub fn clear(maps: &FirewallMaps, list: List) -> Result<usize> {
+    let mut removed = 0;
+    for target in TARGETS {
+        let map = map_of(maps, list, target);
+        let keys: Vec<Vec<u8>> = entries(map)?.into_iter().map(|(k, _)| k).collect();
+        removed += keys.len();
+        delete_many(map, &keys)?;
+    }
+    Ok(removed)
+}
+
+/// One rule as `list` shows it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PrefixEntry {
+    pub prefix: IpNet,
+    pub hits: u64,
+    /// Seconds left, for rules that expire.
+    pub expires_in: Option<f64>,
+    pub reason: u32,
+}
+
+/// Every live rule of a list, sorted. Expired rules are swept out on the way.
+pub fn list_prefixes(maps: &FirewallMaps, list: List, now_ns: u64) -> Result<Vec<PrefixEntry>> {
+    let mut out = Vec::new();
+    for target in TARGETS {
+        let map = map_of(maps, list, target);
+        let mut expired = Vec::new();
+        for (key, value) in entries(map)? {
+            let rule = rule_of(&value);
+            if rule.expires_ns != 0 && now_ns >= rule.expires_ns {
+                expired.push(key);
+                continue;
+            }
+            let Some(prefix) = prefix_of(target, &key) else {
+                continue;
+            };
+            out.push(PrefixEntry {
+                prefix,
+                hits: rule.hits,
+                expires_in: (rule.expires_ns != 0).then(|| (rule.expires_ns - now_ns) as f64 / 1e9),
+                reason: rule.reason,
+            });
+        }
+        delete_many(map, &expired)?;
+    }
+    out.sort_by_key(|entry| entry.prefix);
+    Ok(out)
+}
+
+// --- Port rules ----------------------------------------------------------------------------
+
+/// Turns port rules on (keeping hit counts of rules already on) or off. Turning off a rule that
+/// is not on fails, and then nothing changes.
+pub fn set_ports(maps: &FirewallMaps, specs: &[PortSpec], enabled: bool) -> Result<()> {
+    let mut current = Vec::new();
+    for spec in specs {
+        let value = maps
+            .ports
+            .lookup(&spec.slot().to_ne_bytes(), MapFlags::ANY)?
+            .context("reading the ports map")?;
+        let mut rule = PortRule::default();
+        let _ = plain::copy_from_bytes(&mut rule, &value);
+        current.push(rule);
+    }
+    if !enabled {
+        let off: Vec<String> = specs
+            .iter()
+            .zip(&current)
+            .filter(|(_, rule)| rule.enabled == 0)
+            .map(|(spec, _)| spec.to_string())
+            .collect();
+        if !off.is_empty() {
+            bail!("not blocked: port {}; nothing was removed", off.join(", "));
+        }
+    }
+    for (spec, rule) in specs.iter().zip(current) {
+        let rule = PortRule {
+            hits: if enabled && rule.enabled != 0 {
+                rule.hits
+            } else {
+                0
+            },
+            enabled: enabled as u32,
+            _pad: 0,
+        };
+        // SAFETY: PortRule is plain old data.
+        let bytes = unsafe { plain::as_bytes(&rule) };
+        maps.ports
+            .update(&spec.slot().to_ne_bytes(), bytes, MapFlags::ANY)
+            .context("writing the ports map")?;
+    }
+    Ok(())
+}
+
+/// Every port rule that is on, with its hits.
+pub fn list_ports(maps: &FirewallMaps) -> Result<Vec<(PortSpec, u64)>> {
+    let mut out = Vec::new();
+    for (key, value) in entries(&maps.ports)? {
+        let mut rule = PortRule::default();
+        let _ = plain::copy_from_bytes(&mut rule, &value);
+        if rule.enabled != 0 {
+            let slot = u32::from_ne_bytes(key[..4].try_into().unwrap());
+            out.push((PortSpec::from_slot(slot), rule.hits));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// The ports among `specs` that are not blocked.
+pub fn ports_not_blocked(maps: &FirewallMaps, specs: &[PortSpec]) -> Result<Vec<PortSpec>> {
+    let on: HashSet<PortSpec> = list_ports(maps)?
+        .into_iter()
+        .map(|(spec, _)| spec)
+        .collect();
+    Ok(specs.iter().filter(|s| !on.contains(s)).copied().collect())
+}
+
+/// Turns every port rule off. Returns how many were on.
+pub fn clear_ports(maps: &FirewallMaps) -> Result<usize> {
+    let on: Vec<PortSpec> = list_ports(maps)?
+        .into_iter()
+        .map(|(spec, _)| spec)
+        .collect();
+    set_ports(maps, &on, false)?;
+    Ok(on.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_and_prefixes_parse() {
+        assert_eq!(
+            parse_prefix("203.0.113.7").unwrap().to_string(),
+            "203.0.113.7/32"
+        );
+        assert_eq!(
+            parse_prefix(" 198.51.100.0/24 ").unwrap().to_string(),
+            "198.51.100.0/24"
+        );
+        assert_eq!(
+            parse_prefix("2001:db8::/32").unwrap().to_string(),
+            "2001:db8::/32"
+        );
+        assert_eq!(
+            parse_prefix("2001:db8::1").unwrap().to_string(),
+            "2001:db8::1/128"
+        );
+        assert_eq!(parse_prefix("0.0.0.0/0").unwrap().prefix_len(), 0);
+    }
+
+    #[test]
+    fn bad_prefixes_are_named() {
+        for bad in [
+            "203.0.113",
+            "1.2.3.4/33",
+            "example.com",
+            "",
+            "2001:db8::/129",
+            "1.2.3.4/",
+        ] {
+            let err = parse_prefix(bad).unwrap_err();
+            assert!(err.contains(&format!("'{}'", bad.trim())), "{err}");
+        }
+        let err = parse_prefix("198.51.100.7/24").unwrap_err();
+        assert!(
+            err.contains("host bits") && err.contains("198.51.100.0/24"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn ports_parse_with_their_protocol() {
+        assert_eq!(
+            parse_port("53/udp").unwrap(),
+            PortSpec {
+                port: 53,
+                proto: PortProto::Udp
+            }
+        );
+        assert_eq!(parse_port("22/TCP").unwrap().proto, PortProto::Tcp);
+        assert!(parse_port("53").unwrap_err().contains("53/udp"));
+        assert!(parse_port("70000/tcp").is_err());
+        assert!(parse_port("53/sctp").is_err());
+        for spec in [
+            parse_port("0/tcp").unwrap(),
+            parse_port("65535/udp").unwrap(),
+        ] {
+            assert_eq!(PortSpec::from_slot(spec.slot()), spec);
+        }
+        assert_eq!(parse_port("22/tcp").unwrap().slot(), 22);
+        assert_eq!(parse_port("53/udp").unwrap().slot(), 65536 + 53);
+    }
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(parse_duration("90").unwrap(), Duration::from_secs(90));
+        assert_eq!(parse_duration("30s").unwrap(), Duration::from_secs(30));
+        assert_eq!(parse_duration("5m").unwrap(), Duration::from_secs(300));
+        assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
+        assert_eq!(parse_duration("1d").unwrap(), Duration::from_secs(86400));
+        for bad in ["", "0", "0s", "5x", "m", "5m3", "-1"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn rule_files_report_every_bad_line() {
+        let text = "# a list\n203.0.113.7\n\n198.51.100.0/24  # a comment\nnope\n10.0.0.1/8\n";
+        let bad = read_prefix_list(text.as_bytes()).unwrap().unwrap_err();
+        assert_eq!(bad.len(), 2);
+        assert_eq!(bad[0].line, 5);
+        assert!(bad[0].error.contains("'nope'"));
+        assert_eq!(bad[1].line, 6);
+        let good = read_prefix_list("203.0.113.7\n2001:db8::/32\n".as_bytes())
+            .unwrap()
+            .unwrap();
+        assert_eq!(good.len(), 2);
+    }
+
+    #[test]
+    fn gathering_fails_whole_on_any_bad_entry() {
+        let err = gather_prefixes(&["203.0.113.7".into(), "bogus".into()], None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("'bogus'") && err.contains("nothing was applied"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn keys_round_trip_and_route_exact_addresses_to_the_hash() {
+        for text in [
+            "203.0.113.7",
+            "198.51.100.0/24",
+            "2001:db8::/32",
+            "2001:db8::1",
+            "0.0.0.0/0",
+        ] {
+            let prefix = parse_prefix(text).unwrap();
+            let target = target_of(&prefix);
+            assert_eq!(target.exact, prefix.prefix_len() == prefix.max_prefix_len());
+            assert_eq!(prefix_of(target, &key_of(&prefix)), Some(prefix), "{text}");
+        }
+        assert_eq!(key_of(&parse_prefix("1.2.3.4").unwrap()), vec![1, 2, 3, 4]);
+        let lpm = key_of(&parse_prefix("10.0.0.0/8").unwrap());
+        assert_eq!(lpm.len(), 8);
+        assert_eq!(&lpm[4..], &[10, 0, 0, 0]);
+    }
+}
