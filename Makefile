@@ -12,7 +12,7 @@ BPF_HDR   := $(wildcard bpf/*.h) include/xdpctl.h include/vmlinux.h
 BPF_FLAGS := -O2 -g -target bpf -D__TARGET_ARCH_$(ARCH) -Iinclude -Ibpf -Wall -Werror
 C_FILES   := $(wildcard bpf/*.c bpf/*.h tests/bpf/*.c) include/xdpctl.h
 
-.PHONY: all deps bpf vmlinux test demo check clean
+.PHONY: all deps bpf vmlinux test difftest demo check clean
 
 ## all: the release build (target/release/xdpctl)
 all:
@@ -37,6 +37,10 @@ vmlinux:
 ## test: every test; root tests need root (XDPCTL_REQUIRE_ROOT=1 makes skipping them fail)
 test: deps
 	$(CARGO) test --locked
+
+## difftest: the firewall against its reference model on 1,000,000 random and mutated packets
+difftest: deps
+	XDPCTL_DIFF_PACKETS=1000000 $(CARGO) test --release --locked --test differential -- --nocapture
 
 ## demo: the tour in a throwaway lab: attach, ping, stats, replace, unload, teardown
 demo: deps

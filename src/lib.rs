@@ -13,6 +13,7 @@ pub mod cli;
 pub mod commands;
 pub mod firewall;
 pub mod libbpf_log;
+pub mod model;
 pub mod pins;
 pub mod privileges;
 pub mod programs;

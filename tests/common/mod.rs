@@ -2,6 +2,8 @@
 //! after themselves, and compiling the user-side test object.
 #![allow(dead_code)]
 
+pub mod packets;
+
 use std::os::fd::AsFd;
 use std::path::PathBuf;
 use std::process::{Command, Output};
