@@ -232,11 +232,7 @@ fn parse_l4(data: &[u8], pos: usize, icmp: u8, packet: &mut IpPacket) {
             }
             packet.dport = Some(be16(data, pos + 2));
         }
-        Some(p) if p == icmp => {
-            if pos + 8 > data.len() {
-                packet.malformed = true;
-            }
-        }
+        Some(p) if p == icmp && pos + 8 > data.len() => packet.malformed = true,
         _ => {}
     }
 }
