@@ -46,11 +46,19 @@ pub fn sleep_unless_stopped(duration: Duration) -> bool {
 }
 
 /// Rules do nothing until some interface runs the firewall: say so instead of letting a user
-/// believe they are protected.
+/// believe they are protected. Only this instance's interfaces (its pin root) count.
 pub fn note_if_firewall_not_loaded() {
-    let loaded = status::rows(None)
-        .map(|rows| rows.iter().any(|row| row.program == "firewall"))
-        .unwrap_or(true);
+    let loaded = crate::pins::pinned_interfaces()
+        .unwrap_or_default()
+        .iter()
+        .any(|ifname| {
+            status::rows(Some(ifname))
+                .map(|rows| {
+                    rows.iter()
+                        .any(|r| r.program == "firewall" && r.owner == "xdpctl")
+                })
+                .unwrap_or(false)
+        });
     if !loaded {
         eprintln!(
             "note: no interface runs the firewall yet, so rules have no effect until \

@@ -129,3 +129,121 @@ pub fn user_object() -> PathBuf {
         })
         .clone()
 }
+
+/// A private xdpctl instance: its own pin root (XDPCTL_PIN_ROOT), hence its own rules, so
+/// tests that edit the firewall's global rules run in parallel without seeing each other's.
+/// Dropping it unloads everything it loaded and removes its pins.
+pub struct Instance {
+    pub root: PathBuf,
+}
+
+impl Instance {
+    pub fn new() -> Instance {
+        static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Instance {
+            root: PathBuf::from(format!(
+                "/sys/fs/bpf/xdpctl-test-{}-{n}",
+                std::process::id()
+            )),
+        }
+    }
+
+    pub fn command(&self) -> Command {
+        let mut command = Command::new(xdpctl_path());
+        command.env("XDPCTL_PIN_ROOT", &self.root);
+        command
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.command().args(args).output().expect("xdpctl runs")
+    }
+
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "xdpctl {args:?} failed ({}):\n{}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    pub fn err(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "xdpctl {args:?} should fail:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stderr).unwrap()
+    }
+
+    pub fn json(&self, args: &[&str]) -> serde_json::Value {
+        serde_json::from_str(&self.ok(args)).expect("JSON")
+    }
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        let _ = self.run(&["unload", "--all"]);
+        let _ = std::fs::remove_dir_all(&self.root);
+    }
+}
+
+/// Runs `f` on a thread inside the lab's network namespace.
+pub fn in_lab<T: Send + 'static>(lab: &LabGuard, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let netns = std::fs::File::open(lab.netns_path()).expect("lab netns");
+    std::thread::spawn(move || {
+        nix::sched::setns(&netns, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
+        f()
+    })
+    .join()
+    .expect("lab thread")
+}
+
+/// Sends UDP datagrams from inside the lab to the outer address; true if one arrived.
+pub fn udp_reaches(lab: &LabGuard, port: u16, ipv6: bool) -> bool {
+    use std::net::{SocketAddr, UdpSocket};
+    let target: SocketAddr = if ipv6 {
+        (lab.outer_ipv6(), port).into()
+    } else {
+        (lab.outer_ipv4(), port).into()
+    };
+    let server = UdpSocket::bind(target).expect("bind on the lab's outer address");
+    server
+        .set_read_timeout(Some(std::time::Duration::from_millis(700)))
+        .unwrap();
+    in_lab(lab, move || {
+        let local: SocketAddr = if ipv6 { "[::]:0" } else { "0.0.0.0:0" }.parse().unwrap();
+        let client = UdpSocket::bind(local).unwrap();
+        for _ in 0..3 {
+            client.send_to(b"xdpctl test", target).unwrap();
+        }
+    });
+    let mut buf = [0u8; 64];
+    server.recv_from(&mut buf).is_ok()
+}
+
+/// Connects over TCP from inside the lab to the outer address; true if it connected.
+pub fn tcp_connects(lab: &LabGuard, port: u16) -> bool {
+    use std::net::{SocketAddr, TcpListener, TcpStream};
+    let target: SocketAddr = (lab.outer_ipv4(), port).into();
+    let _listener = TcpListener::bind(target).expect("listen on the lab's outer address");
+    in_lab(lab, move || {
+        TcpStream::connect_timeout(&target, std::time::Duration::from_millis(1500)).is_ok()
+    })
+}
+
+/// A free port for a test listener on the lab's outer address.
+pub fn free_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
