@@ -1,6 +1,7 @@
 //! The veth lab, after the xdp-tutorial's testenv.sh: a veth pair whose outer end (named after the
 //! lab) stays in the root namespace and whose inner end `veth0` lives in a network namespace of
 //! the same name. Lab N has 10.11.N.1/24 and fc00:dead:cafe:N::1/64 outside, .2 and ::2 inside,
+//! plus a second inside source .3 and ::3 (a "good" host beside a flooder in demos and tests),
 //! fixed MACs and static neighbour entries, so the first packet needs no ARP or ND.
 //!
 //! Commands run inside the namespace through setns(2) on the network namespace only, never
@@ -80,6 +81,15 @@ impl Lab {
 
     pub fn inner_ipv4(&self) -> Ipv4Addr {
         Ipv4Addr::new(10, 11, self.index, 2)
+    }
+
+    /// A second address inside the lab, for a second source.
+    pub fn second_inner_ipv4(&self) -> Ipv4Addr {
+        Ipv4Addr::new(10, 11, self.index, 3)
+    }
+
+    pub fn second_inner_ipv6(&self) -> Ipv6Addr {
+        Ipv6Addr::new(0xfc00, 0xdead, 0xcafe, self.index as u16, 0, 0, 0, 3)
     }
 
     pub fn outer_ipv6(&self) -> Ipv6Addr {
@@ -210,9 +220,22 @@ impl Lab {
             INNER_IFNAME,
             "nodad",
         ])?;
+        for (addr, prefix) in [
+            (self.second_inner_ipv4().to_string(), 24),
+            (self.second_inner_ipv6().to_string(), 64),
+        ] {
+            let cidr = format!("{addr}/{prefix}");
+            let mut args = vec!["-n", ns, "addr", "add", &cidr, "dev", INNER_IFNAME];
+            if prefix == 64 {
+                args.push("nodad");
+            }
+            ip(&args)?;
+        }
         for (addr, mac) in [
             (self.inner_ipv4().to_string(), &inner_mac),
             (self.inner_ipv6().to_string(), &inner_mac),
+            (self.second_inner_ipv4().to_string(), &inner_mac),
+            (self.second_inner_ipv6().to_string(), &inner_mac),
         ] {
             ip(&[
                 "neigh",
@@ -350,7 +373,21 @@ impl Lab {
     /// `ping` from inside the lab to the outer interface, so the packets arrive on the outer
     /// interface, where programs get attached.
     pub fn ping_command(&self, count: u32, ipv6: bool, interval: f64) -> Result<Command> {
+        self.ping_command_from(None, count, ipv6, interval)
+    }
+
+    /// `ping_command` from a given inside source address (`ping -I`).
+    pub fn ping_command_from(
+        &self,
+        source: Option<std::net::IpAddr>,
+        count: u32,
+        ipv6: bool,
+        interval: f64,
+    ) -> Result<Command> {
         let mut command = self.command("ping")?;
+        if let Some(source) = source {
+            command.args(["-I", &source.to_string()]);
+        }
         let target = if ipv6 {
             self.outer_ipv6().to_string()
         } else {

@@ -22,46 +22,53 @@ pub fn run(args: &UnloadArgs) -> Result<ExitCode> {
 }
 
 fn unload_all() -> Result<ExitCode> {
-    let names = pins::pinned_interfaces()?;
-    if names.is_empty() {
-        println!("No interface has a program from xdpctl.");
+    let (messages, errors) = unload_everything();
+    for message in &messages {
+        println!("{message}");
     }
-    let mut failed = false;
+    for err in &errors {
+        eprintln!("xdpctl: error: {err:#}");
+    }
+    Ok(if errors.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// Detaches every program xdpctl pinned, drops stale pins of gone namespaces, and removes the
+/// firewall's rules: `unload --all`. Returns what it did and what failed.
+pub fn unload_everything() -> (Vec<String>, Vec<anyhow::Error>) {
+    let mut messages = Vec::new();
+    let mut errors = Vec::new();
+    match pins::pinned_interfaces() {
+        Ok(names) if names.is_empty() => {
+            messages.push("No interface has a program from xdpctl.".to_owned())
+        }
+        Ok(names) => {
+            for ifname in names {
+                match unload(&ifname) {
+                    Ok(message) => messages.push(message),
+                    Err(err) => errors.push(err),
+                }
+            }
+        }
+        Err(err) => errors.push(err),
+    }
     match pins::remove_defunct_pins_of_other_namespaces() {
-        Ok(removed) => {
-            for dir in removed {
-                println!("Removed the stale pins {dir} of a network namespace that is gone");
-            }
-        }
-        Err(err) => {
-            eprintln!("xdpctl: error: {err:#}");
-            failed = true;
-        }
-    }
-    for ifname in names {
-        match unload(&ifname) {
-            Ok(message) => println!("{message}"),
-            Err(err) => {
-                eprintln!("xdpctl: error: {err:#}");
-                failed = true;
-            }
-        }
+        Ok(removed) => messages.extend(removed.into_iter().map(|dir| {
+            format!("Removed the stale pins {dir} of a network namespace that is gone")
+        })),
+        Err(err) => errors.push(err),
     }
     // Everything is detached: the firewall's rules go too (programs in other network
     // namespaces keep their maps alive until they are unloaded).
     match firewall::remove_global_pins() {
-        Ok(true) => println!("Removed the firewall's rules and maps."),
+        Ok(true) => messages.push("Removed the firewall's rules and maps.".to_owned()),
         Ok(false) => {}
-        Err(err) => {
-            eprintln!("xdpctl: error: {err:#}");
-            failed = true;
-        }
+        Err(err) => errors.push(err),
     }
-    Ok(if failed {
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
-    })
+    (messages, errors)
 }
 
 /// Detaches xdpctl's pinned program from `ifname` and removes its pins.
