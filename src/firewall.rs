@@ -81,6 +81,31 @@ impl RateLimitProto {
     }
 }
 
+/// The rate limit settings (the rl_ fields of struct fw_config).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RateLimit {
+    pub enabled: bool,
+    /// Tokens (packets) per second.
+    pub pps: u64,
+    /// Bucket size, in packets.
+    pub burst: u64,
+    /// Auto-block an over-limit source this long; 0: only drop its excess.
+    pub block_for_ns: u64,
+    pub proto: RateLimitProto,
+}
+
+impl RateLimit {
+    pub fn of_config(config: &Config) -> RateLimit {
+        RateLimit {
+            enabled: config.rl_enabled != 0,
+            pps: config.rl_pps,
+            burst: config.rl_burst,
+            block_for_ns: config.rl_block_for_ns,
+            proto: RateLimitProto::from_abi(config.rl_proto),
+        }
+    }
+}
+
 /// The prefix maps, in the order of `FirewallMaps::prefix`'s indices.
 pub const PREFIX_MAPS: [&str; 8] = [
     "allow_v4",
@@ -92,20 +117,13 @@ pub const PREFIX_MAPS: [&str; 8] = [
     "block_v6",
     "block_v6_lpm",
 ];
-/// Every global (pinned, shared) map of the firewall.
-pub const GLOBAL_MAPS: [&str; 11] = [
-    "allow_v4",
-    "allow_v4_lpm",
-    "allow_v6",
-    "allow_v6_lpm",
-    "block_v4",
-    "block_v4_lpm",
-    "block_v6",
-    "block_v6_lpm",
-    "ports",
-    "fw_config",
-    "sources",
-];
+/// The other global (pinned, shared) maps of the firewall.
+const OTHER_GLOBAL_MAPS: [&str; 3] = ["ports", "fw_config", "sources"];
+
+/// Whether a map of the firewall object is one of its global (pinned, shared) maps.
+pub fn is_global_map(name: &str) -> bool {
+    PREFIX_MAPS.contains(&name) || OTHER_GLOBAL_MAPS.contains(&name)
+}
 
 pub const DEFAULT_MAX_RULES: u32 = 1 << 20;
 pub const DEFAULT_MAX_SOURCES: u32 = 1 << 18;
@@ -221,6 +239,28 @@ impl FirewallMaps {
             .context("writing fw_config")
     }
 
+    pub fn rate_limit(&self) -> Result<RateLimit> {
+        Ok(RateLimit::of_config(&self.config()?))
+    }
+
+    /// Writes the rate limit settings, leaving the rest of fw_config as it is.
+    pub fn set_rate_limit(&self, rl: &RateLimit) -> Result<()> {
+        let mut config = self.config()?;
+        config.rl_enabled = rl.enabled as u32;
+        config.rl_pps = rl.pps;
+        config.rl_burst = rl.burst;
+        config.rl_block_for_ns = rl.block_for_ns;
+        config.rl_proto = rl.proto.to_abi();
+        self.set_config(&config)
+    }
+
+    /// Fixes the firewall's clock at `now_ns` (tests only; 0 returns to the real clock).
+    pub fn set_clock(&self, now_ns: u64) -> Result<()> {
+        let mut config = self.config()?;
+        config.now_override_ns = now_ns;
+        self.set_config(&config)
+    }
+
     /// The firewall's clock: CLOCK_MONOTONIC (bpf_ktime_get_ns), or the tests' fixed clock.
     pub fn now_ns(&self) -> Result<u64> {
         let config = self.config()?;
@@ -256,7 +296,7 @@ pub fn prepare_global_maps(open: &mut OpenObject, sizes: Sizes) -> Result<Flock<
     fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     for mut map in open.maps_mut() {
         let name = map.name().to_string_lossy().into_owned();
-        if !GLOBAL_MAPS.contains(&name.as_str()) {
+        if !is_global_map(&name) {
             continue;
         }
         let (requested, flag) = match name.as_str() {

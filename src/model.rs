@@ -25,6 +25,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use ipnet::IpNet;
 
+pub use crate::firewall::RateLimit;
 use crate::firewall::{RateLimitProto, IPV6_EXT_MAX, REASON_RATELIMIT, TOKEN, VLAN_MAX_DEPTH};
 use crate::rules::{PortProto, PortSpec};
 
@@ -302,16 +303,6 @@ impl PrefixTable {
             .max_by_key(|(net, _)| net.prefix_len())
             .map(|(_, rule)| rule)
     }
-}
-
-/// The rate limit settings (struct fw_config).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct RateLimit {
-    pub enabled: bool,
-    pub pps: u64,
-    pub burst: u64,
-    pub block_for_ns: u64,
-    pub proto: RateLimitProto,
 }
 
 /// A source's state (struct fw_source).

@@ -145,21 +145,9 @@ fn install_rules(
         },
     };
     model.rate_limit = rl;
-    let mut config = maps.config().unwrap();
-    config.rl_enabled = rl.enabled as u32;
-    config.rl_pps = rl.pps;
-    config.rl_burst = rl.burst;
-    config.rl_block_for_ns = rl.block_for_ns;
-    config.rl_proto = rl.proto.to_abi();
-    config.now_override_ns = now;
-    maps.set_config(&config).unwrap();
+    maps.set_rate_limit(&rl).unwrap();
+    maps.set_clock(now).unwrap();
     RuleSet { model, now }
-}
-
-fn set_clock(maps: &FirewallMaps, now: u64) {
-    let mut config = maps.config().unwrap();
-    config.now_override_ns = now;
-    maps.set_config(&config).unwrap();
 }
 
 /// Compares every piece of state; returns the differences.
@@ -299,7 +287,7 @@ fn firewall_matches_its_model_on_random_and_mutated_packets() {
                 rs.now -= rng.gen_range(0..50_000_000);
             }
             if rs.now != old {
-                set_clock(&maps, rs.now);
+                maps.set_clock(rs.now).unwrap();
             }
             let bytes = if rng.gen_bool(0.03) {
                 non_ip_frame()

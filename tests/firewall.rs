@@ -31,6 +31,15 @@ fn find<'a>(list: &'a Value, which: &str, prefix: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("{prefix} not in {which}: {list}"))
 }
 
+/// One `stats --json` sample.
+fn stats_json(fw: &Instance, ifname: &str) -> Value {
+    serde_json::from_str(
+        fw.ok(&["stats", ifname, "-i", "0.1", "-c", "1", "--json"])
+            .trim(),
+    )
+    .unwrap()
+}
+
 fn ping6(lab: &xdpctl::testenv::LabGuard, count: u32) -> bool {
     lab.ping_command(count, true, 0.05)
         .unwrap()
@@ -62,19 +71,7 @@ fn block_and_unblock_a_source_with_exact_hit_counts() {
     assert_eq!(rule["reason"], "manual");
     assert!(rule["expires_in"].is_null());
 
-    let stats: Value = serde_json::from_str(
-        fw.ok(&[
-            "stats",
-            lab.outer_ifname(),
-            "-i",
-            "0.1",
-            "-c",
-            "1",
-            "--json",
-        ])
-        .trim(),
-    )
-    .unwrap();
+    let stats = stats_json(&fw, lab.outer_ifname());
     assert_eq!(stats["drops"]["blocklist"]["packets"], 3, "{stats}");
     assert!(
         stats["protocols"]["icmp"]["packets"].as_u64().unwrap() >= 5,
@@ -232,19 +229,7 @@ fn rate_limit_auto_blocks_a_flood_then_the_block_expires() {
     assert_eq!(rule["reason"], "ratelimit", "{list}");
     let left = rule["expires_in"].as_f64().unwrap();
     assert!(left > 0.0 && left <= 2.0, "{list}");
-    let stats: Value = serde_json::from_str(
-        fw.ok(&[
-            "stats",
-            lab.outer_ifname(),
-            "-i",
-            "0.1",
-            "-c",
-            "1",
-            "--json",
-        ])
-        .trim(),
-    )
-    .unwrap();
+    let stats = stats_json(&fw, lab.outer_ifname());
     assert!(
         stats["drops"]["ratelimit"]["packets"].as_u64().unwrap() >= 1,
         "{stats}"

@@ -436,24 +436,6 @@ fn install(maps: &FirewallMaps) -> Firewall {
     model
 }
 
-fn set_rate_limit(maps: &FirewallMaps, model: &mut Firewall, rl: RateLimit, now: u64) {
-    model.rate_limit = rl;
-    let mut config = maps.config().unwrap();
-    config.rl_enabled = rl.enabled as u32;
-    config.rl_pps = rl.pps;
-    config.rl_burst = rl.burst;
-    config.rl_block_for_ns = rl.block_for_ns;
-    config.rl_proto = rl.proto.to_abi();
-    config.now_override_ns = now;
-    maps.set_config(&config).unwrap();
-}
-
-fn set_clock(maps: &FirewallMaps, now: u64) {
-    let mut config = maps.config().unwrap();
-    config.now_override_ns = now;
-    maps.set_config(&config).unwrap();
-}
-
 #[test]
 fn every_fixture_gets_its_exact_verdict_from_kernel_and_model() {
     if !common::have_root("every_fixture_gets_its_exact_verdict_from_kernel_and_model") {
@@ -467,7 +449,7 @@ fn every_fixture_gets_its_exact_verdict_from_kernel_and_model() {
         .unwrap();
     let maps = FirewallMaps::from_object(skel.object()).unwrap();
     let mut model = install(&maps);
-    set_clock(&maps, T0);
+    maps.set_clock(T0).unwrap();
 
     let fixtures = fixtures();
     assert!(fixtures.len() >= 40, "only {} fixtures", fixtures.len());
@@ -499,10 +481,13 @@ fn sequence(rl: RateLimit, steps: &[(u64, Vec<u8>, Verdict)]) {
         .load()
         .unwrap();
     let maps = FirewallMaps::from_object(skel.object()).unwrap();
-    let mut model = Firewall::default();
-    set_rate_limit(&maps, &mut model, rl, steps[0].0);
+    let mut model = Firewall {
+        rate_limit: rl,
+        ..Default::default()
+    };
+    maps.set_rate_limit(&rl).unwrap();
     for (i, (now, bytes, expected)) in steps.iter().enumerate() {
-        set_clock(&maps, *now);
+        maps.set_clock(*now).unwrap();
         let kernel = run(&skel, bytes);
         let modeled = model.process(bytes, *now);
         assert_eq!(

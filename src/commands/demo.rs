@@ -66,14 +66,17 @@ fn tour() -> Result<()> {
         "xdpctl ratelimit set --pps {LIMIT_PPS} --block-for 60s   # per source; over it: blocked"
     ));
     let maps = FirewallMaps::open_or_create()?;
-    let mut config = maps.config()?;
-    config.rl_enabled = 1;
-    config.rl_pps = LIMIT_PPS;
-    config.rl_burst = LIMIT_PPS;
-    config.rl_block_for_ns = 60_000_000_000;
-    config.rl_proto = firewall::RateLimitProto::All.to_abi();
-    maps.set_config(&config)?;
-    println!("Rate limit: {}", super::ratelimit::describe(&config));
+    maps.set_rate_limit(&firewall::RateLimit {
+        enabled: true,
+        pps: LIMIT_PPS,
+        burst: LIMIT_PPS,
+        block_for_ns: 60_000_000_000,
+        proto: firewall::RateLimitProto::All,
+    })?;
+    println!(
+        "Rate limit: {}",
+        super::ratelimit::describe(&maps.config()?)
+    );
 
     let (actions, program) = stats::stats_map_of_interface(&ifname)?;
     let stats_maps = stats::StatsMaps {

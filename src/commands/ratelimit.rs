@@ -6,13 +6,12 @@ use anyhow::Result;
 use serde_json::{json, Value};
 
 use crate::cli::{RatelimitArgs, RatelimitCommand};
-use crate::firewall::{Config, FirewallMaps, RateLimitProto};
+use crate::firewall::{Config, FirewallMaps, RateLimit, RateLimitProto};
 use crate::privileges;
 
 pub fn run(args: &RatelimitArgs) -> Result<ExitCode> {
     privileges::require("ratelimit")?;
     let maps = FirewallMaps::open_or_create()?;
-    let mut config = maps.config()?;
     match &args.command {
         RatelimitCommand::Set {
             pps,
@@ -20,21 +19,26 @@ pub fn run(args: &RatelimitArgs) -> Result<ExitCode> {
             block_for,
             proto,
         } => {
-            config.rl_enabled = 1;
-            config.rl_pps = *pps;
-            config.rl_burst = burst.unwrap_or(*pps);
-            config.rl_block_for_ns = block_for.map(|d| d.as_nanos() as u64).unwrap_or(0);
-            config.rl_proto = proto.to_abi();
-            maps.set_config(&config)?;
-            println!("Rate limit: {}", describe(&config));
+            maps.set_rate_limit(&RateLimit {
+                enabled: true,
+                pps: *pps,
+                burst: burst.unwrap_or(*pps),
+                block_for_ns: block_for.map(|d| d.as_nanos() as u64).unwrap_or(0),
+                proto: *proto,
+            })?;
+            println!("Rate limit: {}", describe(&maps.config()?));
             super::note_if_firewall_not_loaded();
         }
         RatelimitCommand::Off => {
-            config.rl_enabled = 0;
-            maps.set_config(&config)?;
+            let rl = maps.rate_limit()?;
+            maps.set_rate_limit(&RateLimit {
+                enabled: false,
+                ..rl
+            })?;
             println!("Rate limit: off");
         }
         RatelimitCommand::Show { json } => {
+            let config = maps.config()?;
             if *json {
                 println!("{}", serde_json::to_string_pretty(&to_json(&config))?);
             } else {
