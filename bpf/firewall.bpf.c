@@ -89,19 +89,36 @@ struct pkt {
 	int syn; /* TCP SYN without ACK */
 };
 
-static __always_inline int expired(struct fw_rule *rule, __u64 now)
+/* The clock, read once per packet and only when something needs it: a rule that expires, or
+ * the rate limiter. It is CLOCK_MONOTONIC_COARSE: tick resolution (1-4 ms) is plenty for
+ * expiries and token buckets, and in a VM it costs a third of bpf_ktime_get_ns (measured:
+ * 13 ns vs 30 ns). */
+struct clock {
+	struct fw_config *cfg;
+	__u64 now;
+};
+
+static __always_inline __u64 now_ns(struct clock *clk)
 {
-	return rule->expires_ns && now >= rule->expires_ns;
+	if (!clk->now)
+		clk->now = clk->cfg->now_override_ns ? clk->cfg->now_override_ns
+						     : bpf_ktime_get_coarse_ns();
+	return clk->now;
+}
+
+static __always_inline int expired(struct fw_rule *rule, struct clock *clk)
+{
+	return rule->expires_ns && now_ns(clk) >= rule->expires_ns;
 }
 
 /* An exact-address rule that has not expired. An expired one is deleted on the way. */
-static __always_inline struct fw_rule *live_exact(void *map, void *key, __u64 now)
+static __always_inline struct fw_rule *live_exact(void *map, void *key, struct clock *clk)
 {
 	struct fw_rule *rule = bpf_map_lookup_elem(map, key);
 
 	if (!rule)
 		return NULL;
-	if (!expired(rule, now))
+	if (!expired(rule, clk))
 		return rule;
 	bpf_map_delete_elem(map, key);
 	return NULL;
@@ -110,7 +127,7 @@ static __always_inline struct fw_rule *live_exact(void *map, void *key, __u64 no
 /* The longest live prefix in a trie. A lookup finds the longest match no longer than the key's
  * prefixlen, so past an expired match, look again below its length. (Userspace sweeps expired
  * ranges; the program cannot delete them, not knowing which prefix matched.) */
-static __always_inline struct fw_rule *live_lpm(void *map, void *key, __u64 now)
+static __always_inline struct fw_rule *live_lpm(void *map, void *key, struct clock *clk)
 {
 	__u32 *prefixlen = key; /* the first field of both trie keys */
 	struct fw_rule *rule;
@@ -119,7 +136,7 @@ static __always_inline struct fw_rule *live_lpm(void *map, void *key, __u64 now)
 #pragma clang loop unroll(disable)
 	for (i = 0; i < 129; i++) {
 		rule = bpf_map_lookup_elem(map, key);
-		if (!rule || !expired(rule, now))
+		if (!rule || !expired(rule, clk))
 			return rule;
 		if (rule->prefixlen == 0 || rule->prefixlen > *prefixlen)
 			return NULL;
@@ -128,27 +145,35 @@ static __always_inline struct fw_rule *live_lpm(void *map, void *key, __u64 now)
 	return NULL;
 }
 
-/* Exact hash first, then the trie: returns the matching live rule or NULL. */
-static __always_inline struct fw_rule *match_v4(void *exact, void *lpm, __u32 addr, __u64 now)
+/* Exact hash first, then the trie, each only if it may hold entries (`bits`: the list's
+ * fw_map_bit flags): returns the matching live rule or NULL. */
+static __always_inline struct fw_rule *match_v4(void *exact, void *lpm, __u32 bits, __u32 addr,
+						struct clock *clk)
 {
 	struct fw_lpm_v4_key key = {.prefixlen = 32, .addr = addr};
-	struct fw_rule *rule = live_exact(exact, &addr, now);
+	__u32 in_use = clk->cfg->maps_in_use & bits;
+	struct fw_rule *rule = NULL;
 
-	if (rule)
+	if (in_use & (FW_ALLOW_V4 | FW_BLOCK_V4))
+		rule = live_exact(exact, &addr, clk);
+	if (rule || !(in_use & (FW_ALLOW_V4_LPM | FW_BLOCK_V4_LPM)))
 		return rule;
-	return live_lpm(lpm, &key, now);
+	return live_lpm(lpm, &key, clk);
 }
 
-static __always_inline struct fw_rule *match_v6(void *exact, void *lpm, struct fw_v6_addr *addr,
-						__u64 now)
+static __always_inline struct fw_rule *match_v6(void *exact, void *lpm, __u32 bits,
+						struct fw_v6_addr *addr, struct clock *clk)
 {
 	struct fw_lpm_v6_key key = {.prefixlen = 128};
-	struct fw_rule *rule = live_exact(exact, addr, now);
+	__u32 in_use = clk->cfg->maps_in_use & bits;
+	struct fw_rule *rule = NULL;
 
-	if (rule)
+	if (in_use & (FW_ALLOW_V6 | FW_BLOCK_V6))
+		rule = live_exact(exact, addr, clk);
+	if (rule || !(in_use & (FW_ALLOW_V6_LPM | FW_BLOCK_V6_LPM)))
 		return rule;
 	__builtin_memcpy(key.addr, addr->addr, 16);
-	return live_lpm(lpm, &key, now);
+	return live_lpm(lpm, &key, clk);
 }
 
 static __always_inline void parse_l4(struct hdr_cursor *nh, void *data_end, struct pkt *p,
@@ -248,18 +273,18 @@ static __always_inline int rl_applies(struct fw_config *cfg, struct pkt *p)
 }
 
 /* Counts the source (top talkers) and runs its token bucket. Returns 1 if over the limit. */
-static __always_inline int over_rate_limit(struct fw_config *cfg, struct pkt *p, __u64 len,
-					   __u64 now)
+static __always_inline int over_rate_limit(struct clock *clk, struct pkt *p, __u64 len)
 {
+	struct fw_config *cfg = clk->cfg;
 	__u64 cap = cfg->rl_burst * FW_TOKEN;
-	__u64 tokens, elapsed;
+	__u64 tokens, elapsed, now;
 	struct fw_source *src;
 
 	src = bpf_map_lookup_elem(&sources, &p->saddr6);
 	if (!src) {
 		struct fw_source fresh = {
 		    .tokens = cfg->rl_enabled ? cap : 0,
-		    .last_ns = now,
+		    .last_ns = now_ns(clk),
 		};
 
 		bpf_map_update_elem(&sources, &p->saddr6, &fresh, BPF_NOEXIST);
@@ -267,17 +292,21 @@ static __always_inline int over_rate_limit(struct fw_config *cfg, struct pkt *p,
 		if (!src)
 			return 0;
 	}
-	__sync_fetch_and_add(&src->packets, 1);
-	__sync_fetch_and_add(&src->bytes, len);
+	/* Top-talker counters: plain adds, as the bucket below; a race between CPUs on one
+	 * source can lose an increment, which costs less than two atomics on every packet. */
+	src->packets++;
+	src->bytes += len;
 	if (!cfg->rl_enabled || !cfg->rl_pps || !rl_applies(cfg, p))
 		return 0;
 
 	/* Continuous refill from the last update: no windows, so no refill at a boundary.
-	 * A clock that reads earlier than last_ns refills nothing instead of underflowing. */
+	 * A clock that reads earlier than last_ns refills nothing instead of underflowing.
+	 * rl_full_ns (userspace divides once) is when an empty bucket is full again. */
+	now = now_ns(clk);
 	tokens = src->tokens;
 	if (now > src->last_ns) {
 		elapsed = now - src->last_ns;
-		if (elapsed >= cap / cfg->rl_pps)
+		if (elapsed >= cfg->rl_full_ns)
 			tokens = cap;
 		else
 			tokens += elapsed * cfg->rl_pps;
@@ -293,10 +322,11 @@ static __always_inline int over_rate_limit(struct fw_config *cfg, struct pkt *p,
 	return 1;
 }
 
-static __always_inline void auto_block(struct fw_config *cfg, struct pkt *p, __u64 now)
+static __always_inline void auto_block(struct clock *clk, struct pkt *p)
 {
+	struct fw_config *cfg = clk->cfg;
 	struct fw_rule rule = {
-	    .expires_ns = now + cfg->rl_block_for_ns,
+	    .expires_ns = now_ns(clk) + cfg->rl_block_for_ns,
 	    .reason = FW_REASON_RATELIMIT,
 	    .prefixlen = p->is_v6 ? 128 : 32,
 	};
@@ -338,16 +368,14 @@ int firewall(struct xdp_md *ctx)
 	struct hdr_cursor nh = {.pos = data};
 	__u64 len = data_end - data;
 	struct pkt p = {};
-	struct fw_config *cfg;
+	struct clock clk = {};
 	struct fw_rule *rule;
 	__u32 zero = 0, slot;
 	int eth_type, proto;
-	__u64 now;
 
-	cfg = bpf_map_lookup_elem(&fw_config, &zero);
-	if (!cfg)
+	clk.cfg = bpf_map_lookup_elem(&fw_config, &zero);
+	if (!clk.cfg)
 		return XDP_ABORTED;
-	now = cfg->now_override_ns ? cfg->now_override_ns : bpf_ktime_get_ns();
 
 	eth_type = parse_ethhdr(&nh, data_end);
 	if (eth_type < 0)
@@ -358,14 +386,18 @@ int firewall(struct xdp_md *ctx)
 		return count(ctx, FW_PROTO_OTHER, 0, FW_DROP_MALFORMED, len);
 	proto = proto_counter(&p);
 
-	rule = p.is_v6 ? match_v6(&allow_v6, &allow_v6_lpm, &p.saddr6, now)
-		       : match_v4(&allow_v4, &allow_v4_lpm, p.saddr4, now);
+	rule =
+	    p.is_v6
+		? match_v6(&allow_v6, &allow_v6_lpm, FW_ALLOW_V6 | FW_ALLOW_V6_LPM, &p.saddr6, &clk)
+		: match_v4(&allow_v4, &allow_v4_lpm, FW_ALLOW_V4 | FW_ALLOW_V4_LPM, p.saddr4, &clk);
 	if (rule) {
 		__sync_fetch_and_add(&rule->hits, 1);
 		return count(ctx, proto, p.syn, -1, len);
 	}
-	rule = p.is_v6 ? match_v6(&block_v6, &block_v6_lpm, &p.saddr6, now)
-		       : match_v4(&block_v4, &block_v4_lpm, p.saddr4, now);
+	rule =
+	    p.is_v6
+		? match_v6(&block_v6, &block_v6_lpm, FW_BLOCK_V6 | FW_BLOCK_V6_LPM, &p.saddr6, &clk)
+		: match_v4(&block_v4, &block_v4_lpm, FW_BLOCK_V4 | FW_BLOCK_V4_LPM, p.saddr4, &clk);
 	if (rule) {
 		__sync_fetch_and_add(&rule->hits, 1);
 		return count(ctx, proto, p.syn, FW_DROP_BLOCKLIST, len);
@@ -382,8 +414,8 @@ int firewall(struct xdp_md *ctx)
 			return count(ctx, proto, p.syn, FW_DROP_PORT, len);
 		}
 	}
-	if (over_rate_limit(cfg, &p, len, now)) {
-		auto_block(cfg, &p, now);
+	if (over_rate_limit(&clk, &p, len)) {
+		auto_block(&clk, &p);
 		return count(ctx, proto, p.syn, FW_DROP_RATELIMIT, len);
 	}
 	return count(ctx, proto, p.syn, -1, len);

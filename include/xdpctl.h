@@ -76,8 +76,8 @@ enum fw_rule_reason {
 };
 
 /* The value of every prefix rule. hits is bumped atomically (no lock); expires_ns is
- * CLOCK_MONOTONIC (bpf_ktime_get_ns), 0 for never. prefixlen repeats the key's, because a
- * trie lookup does not say which prefix matched: past an expired match, the program looks
+ * CLOCK_MONOTONIC_COARSE (bpf_ktime_get_coarse_ns), 0 for never. prefixlen repeats the key's,
+ * because a trie lookup does not say which prefix matched: past an expired match, the program looks
  * again among the shorter prefixes. */
 struct fw_rule {
 	__u64 hits;
@@ -112,14 +112,32 @@ enum fw_rl_proto {
 /* Tokens are kept in nano-tokens: one packet costs FW_TOKEN. */
 #define FW_TOKEN 1000000000ULL
 
+/* Bits of fw_config.maps_in_use: the prefix maps that may hold entries. A clear bit lets the
+ * program skip a lookup; userspace sets a bit before it inserts and clears it only once the map
+ * is empty (holding its edit lock), and keeps the block hashes' bits set while auto-block may
+ * insert. */
+enum fw_map_bit {
+	FW_ALLOW_V4 = 1 << 0,
+	FW_ALLOW_V4_LPM = 1 << 1,
+	FW_ALLOW_V6 = 1 << 2,
+	FW_ALLOW_V6_LPM = 1 << 3,
+	FW_BLOCK_V4 = 1 << 4,
+	FW_BLOCK_V4_LPM = 1 << 5,
+	FW_BLOCK_V6 = 1 << 6,
+	FW_BLOCK_V6_LPM = 1 << 7,
+};
+
 /* The single element of fw_config. */
 struct fw_config {
 	__u64 rl_pps;	       /* tokens per second; 0 with rl_enabled = 0 */
 	__u64 rl_burst;	       /* bucket size in packets */
+	__u64 rl_full_ns;      /* time to fill an empty bucket: rl_burst * FW_TOKEN / rl_pps */
 	__u64 rl_block_for_ns; /* auto-block an over-limit source this long; 0: just drop */
 	__u32 rl_enabled;
 	__u32 rl_proto;	       /* enum fw_rl_proto */
 	__u64 now_override_ns; /* tests only: a fixed clock when non-zero */
+	__u32 maps_in_use;     /* enum fw_map_bit */
+	__u32 _pad;
 };
 
 /* Per-source state: the rate limiter's bucket and the top-talker counters. IPv4 sources use
@@ -127,7 +145,7 @@ struct fw_config {
 struct fw_source {
 	__u64 tokens;  /* nano-tokens */
 	__u64 last_ns; /* last refill */
-	__u64 packets;
+	__u64 packets; /* plain increments: cheap, exact but for races between CPUs */
 	__u64 bytes;
 };
 

@@ -95,6 +95,15 @@ pub struct RateLimit {
 }
 
 impl RateLimit {
+    /// Nanoseconds for an empty bucket to fill (burst * TOKEN / pps), as the program reads it
+    /// from fw_config.rl_full_ns; computed once here so the program never divides.
+    pub fn full_ns(&self) -> u64 {
+        if self.pps == 0 {
+            return 0;
+        }
+        self.burst.wrapping_mul(TOKEN) / self.pps
+    }
+
     pub fn of_config(config: &Config) -> RateLimit {
         RateLimit {
             enabled: config.rl_enabled != 0,
@@ -104,6 +113,11 @@ impl RateLimit {
             proto: RateLimitProto::from_abi(config.rl_proto),
         }
     }
+}
+
+/// enum fw_map_bit: bit i of fw_config.maps_in_use stands for PREFIX_MAPS[i].
+pub fn map_bit(index: usize) -> u32 {
+    1 << index
 }
 
 /// The prefix maps, in the order of `FirewallMaps::prefix`'s indices.
@@ -154,6 +168,8 @@ pub struct FirewallMaps {
     pub ports: MapHandle,
     pub config: MapHandle,
     pub sources: MapHandle,
+    /// Serialises edits between processes; None for a private (unpinned) set of maps.
+    edit_lock: Option<PathBuf>,
 }
 
 impl FirewallMaps {
@@ -175,6 +191,7 @@ impl FirewallMaps {
             ports: open("ports")?,
             config: open("fw_config")?,
             sources: open("sources")?,
+            edit_lock: Some(lock_path("edit")),
         }))
     }
 
@@ -207,16 +224,70 @@ impl FirewallMaps {
             ports: find("ports")?,
             config: find("fw_config")?,
             sources: find("sources")?,
+            edit_lock: None,
         })
+    }
+
+    /// The index (in PREFIX_MAPS) of the exact-address hash of one list and family; the trie
+    /// is the next one.
+    pub fn prefix_index(list: List, ipv6: bool) -> usize {
+        (match list {
+            List::Allow => 0,
+            List::Block => 4,
+        }) + if ipv6 { 2 } else { 0 }
     }
 
     /// The exact-address hash and the trie of one list and family.
     pub fn prefix_maps(&self, list: List, ipv6: bool) -> (&MapHandle, &MapHandle) {
-        let base = match list {
-            List::Allow => 0,
-            List::Block => 4,
-        } + if ipv6 { 2 } else { 0 };
+        let base = Self::prefix_index(list, ipv6);
         (&self.prefix[base], &self.prefix[base + 1])
+    }
+
+    /// The prefix map at an index of PREFIX_MAPS.
+    pub fn prefix_map(&self, index: usize) -> &MapHandle {
+        &self.prefix[index]
+    }
+
+    /// Takes the lock that serialises rule and config edits between xdpctl processes (the
+    /// kernel makes single updates atomic; this keeps multi-step edits, such as keeping
+    /// maps_in_use true, whole).
+    pub fn lock(&self) -> Result<Option<Flock<File>>> {
+        let Some(path) = &self.edit_lock else {
+            return Ok(None);
+        };
+        let file = File::create(path).context("creating the edit lock")?;
+        Flock::lock(file, FlockArg::LockExclusive)
+            .map(Some)
+            .map_err(|(_, err)| anyhow::anyhow!("locking the rules: {err}"))
+    }
+
+    /// Marks prefix maps as possibly holding entries (before inserting into them).
+    pub fn mark_in_use(&self, bits: u32) -> Result<()> {
+        let mut config = self.config()?;
+        if config.maps_in_use & bits != bits {
+            config.maps_in_use |= bits;
+            self.set_config(&config)?;
+        }
+        Ok(())
+    }
+
+    /// Clears the in-use bit of every prefix map that is empty, except the block hashes while
+    /// auto-block may insert into them. Call with the edit lock held, after deleting.
+    pub fn refresh_in_use(&self) -> Result<()> {
+        let mut config = self.config()?;
+        let auto_block = config.rl_enabled != 0 && config.rl_block_for_ns != 0;
+        let mut in_use = 0;
+        for (index, map) in self.prefix.iter().enumerate() {
+            let block_hash = PREFIX_MAPS[index] == "block_v4" || PREFIX_MAPS[index] == "block_v6";
+            if map.keys().next().is_some() || (block_hash && auto_block) {
+                in_use |= map_bit(index);
+            }
+        }
+        if config.maps_in_use != in_use {
+            config.maps_in_use = in_use;
+            self.set_config(&config)?;
+        }
+        Ok(())
     }
 
     pub fn config(&self) -> Result<Config> {
@@ -245,12 +316,19 @@ impl FirewallMaps {
 
     /// Writes the rate limit settings, leaving the rest of fw_config as it is.
     pub fn set_rate_limit(&self, rl: &RateLimit) -> Result<()> {
+        let _lock = self.lock()?;
         let mut config = self.config()?;
         config.rl_enabled = rl.enabled as u32;
         config.rl_pps = rl.pps;
         config.rl_burst = rl.burst;
+        config.rl_full_ns = rl.full_ns();
         config.rl_block_for_ns = rl.block_for_ns;
         config.rl_proto = rl.proto.to_abi();
+        if rl.enabled && rl.block_for_ns != 0 {
+            // Auto-block inserts into the block hashes: they must not be skipped.
+            let index = |ipv6| FirewallMaps::prefix_index(List::Block, ipv6);
+            config.maps_in_use |= map_bit(index(false)) | map_bit(index(true));
+        }
         self.set_config(&config)
     }
 
@@ -261,7 +339,8 @@ impl FirewallMaps {
         self.set_config(&config)
     }
 
-    /// The firewall's clock: CLOCK_MONOTONIC (bpf_ktime_get_ns), or the tests' fixed clock.
+    /// The firewall's clock: CLOCK_MONOTONIC_COARSE (bpf_ktime_get_coarse_ns), or the tests'
+    /// fixed clock.
     pub fn now_ns(&self) -> Result<u64> {
         let config = self.config()?;
         if config.now_override_ns != 0 {
@@ -271,19 +350,23 @@ impl FirewallMaps {
     }
 }
 
+/// CLOCK_MONOTONIC_COARSE, the clock the program reads.
 pub fn monotonic_ns() -> u64 {
-    let now = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
-        .expect("CLOCK_MONOTONIC is always available");
+    let now = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC_COARSE)
+        .expect("CLOCK_MONOTONIC_COARSE is always available");
     now.tv_sec() as u64 * 1_000_000_000 + now.tv_nsec() as u64
+}
+
+/// A lock file for this pin root (one instance's maps).
+fn lock_path(what: &str) -> PathBuf {
+    let _ = fs::create_dir_all("/run/xdpctl");
+    let name = pins::root().to_string_lossy().replace('/', "_");
+    PathBuf::from(format!("/run/xdpctl/{what}{name}.lock"))
 }
 
 /// Serialises the creation of the global maps between concurrent xdpctl processes.
 fn lock_creation() -> Result<Flock<File>> {
-    fs::create_dir_all("/run/xdpctl").context("creating /run/xdpctl")?;
-    let root = pins::root();
-    let name = root.to_string_lossy().replace('/', "_");
-    let file =
-        File::create(format!("/run/xdpctl/maps{name}.lock")).context("creating the map lock")?;
+    let file = File::create(lock_path("maps")).context("creating the map lock")?;
     Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, err)| anyhow::anyhow!("locking: {err}"))
 }
 
@@ -308,6 +391,17 @@ pub fn prepare_global_maps(open: &mut OpenObject, sizes: Sizes) -> Result<Flock<
         if path.exists() {
             let pinned = MapHandle::from_pinned_path(&path)
                 .with_context(|| format!("opening {}", path.display()))?;
+            if pinned.map_type() != map.map_type()
+                || pinned.key_size() != map.key_size()
+                || pinned.value_size() != map.value_size()
+            {
+                bail!(
+                    "the pinned map {} was made by another version of xdpctl (a different \
+                     layout): save the rules (`xdpctl list --json`), run `xdpctl unload --all`, \
+                     and load again",
+                    path.display()
+                );
+            }
             if let Some(requested) = requested.filter(|&n| n != pinned.max_entries()) {
                 bail!(
                     "the firewall's map {name} already exists with {} entries, not {requested}: \
@@ -352,7 +446,7 @@ mod tests {
     fn abi_sizes_match_the_c_structs() {
         assert_eq!(std::mem::size_of::<Rule>(), 24);
         assert_eq!(std::mem::size_of::<PortRule>(), 16);
-        assert_eq!(std::mem::size_of::<Config>(), 40);
+        assert_eq!(std::mem::size_of::<Config>(), 56);
         assert_eq!(std::mem::size_of::<Source>(), 32);
         assert_eq!(std::mem::size_of::<FwStats>(), (5 + 4 + 4 + 2) * 8);
     }

@@ -437,7 +437,7 @@ impl Firewall {
         let mut tokens = source.tokens;
         if now > source.last_ns {
             let elapsed = now - source.last_ns;
-            if elapsed >= cap / rl.pps {
+            if elapsed >= rl.full_ns() {
                 tokens = cap;
             } else {
                 tokens = tokens.wrapping_add(elapsed.wrapping_mul(rl.pps));

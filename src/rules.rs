@@ -283,13 +283,13 @@ fn prefix_of(target: Target, key: &[u8]) -> Option<IpNet> {
     })
 }
 
+/// The index in PREFIX_MAPS of a list's map for a target.
+fn index_of(list: List, target: Target) -> usize {
+    FirewallMaps::prefix_index(list, target.ipv6) + if target.exact { 0 } else { 1 }
+}
+
 fn map_of(maps: &FirewallMaps, list: List, target: Target) -> &MapHandle {
-    let (exact, lpm) = maps.prefix_maps(list, target.ipv6);
-    if target.exact {
-        exact
-    } else {
-        lpm
-    }
+    maps.prefix_map(index_of(list, target))
 }
 
 const TARGETS: [Target; 4] = [
@@ -520,6 +520,7 @@ pub fn add_prefixes(
     expires_ns: u64,
     reason: u32,
 ) -> Result<AddReport> {
+    let _lock = maps.lock()?;
     let mut by_target: HashMap<Target, HashMap<Vec<u8>, u32>> = HashMap::new();
     for prefix in prefixes {
         by_target
@@ -564,12 +565,18 @@ pub fn add_prefixes(
                 (key, rule_bytes(&rule))
             })
             .collect();
-        plans.push((map, writes, existing));
+        plans.push((index_of(list, target), writes, existing));
     }
-    for (done, (map, writes, _)) in plans.iter().enumerate() {
-        if let Err(err) = update_many(map, writes) {
+    // The program skips maps it believes empty: say they are not before filling them.
+    let bits = plans
+        .iter()
+        .fold(0, |bits, (index, _, _)| bits | firewall::map_bit(*index));
+    maps.mark_in_use(bits)?;
+    for (done, (index, writes, _)) in plans.iter().enumerate() {
+        if let Err(err) = update_many(maps.prefix_map(*index), writes) {
             // Undo this map and the ones before it: new keys go, old values come back.
-            for (map, writes, existing) in &plans[..=done] {
+            for (index, writes, existing) in &plans[..=done] {
+                let map = maps.prefix_map(*index);
                 let new: Vec<Vec<u8>> = writes
                     .iter()
                     .filter(|(k, _)| !existing.contains_key(k))
@@ -597,6 +604,7 @@ fn list_name(list: List) -> &'static str {
 
 /// Removes prefixes from a list. If any is not on it, nothing is removed.
 pub fn remove_prefixes(maps: &FirewallMaps, list: List, prefixes: &[IpNet]) -> Result<usize> {
+    let _lock = maps.lock()?;
     let mut by_target: HashMap<Target, Vec<(IpNet, Vec<u8>)>> = HashMap::new();
     for prefix in prefixes {
         by_target
@@ -638,11 +646,13 @@ pub fn remove_prefixes(maps: &FirewallMaps, list: List, prefixes: &[IpNet]) -> R
         removed += keys.len();
         delete_many(map_of(maps, list, target), &keys)?;
     }
+    maps.refresh_in_use()?;
     Ok(removed)
 }
 
 /// Empties a list. Returns how many entries went.
 pub fn clear(maps: &FirewallMaps, list: List) -> Result<usize> {
+    let _lock = maps.lock()?;
     let mut removed = 0;
     for target in TARGETS {
         let map = map_of(maps, list, target);
@@ -650,6 +660,7 @@ pub fn clear(maps: &FirewallMaps, list: List) -> Result<usize> {
         removed += keys.len();
         delete_many(map, &keys)?;
     }
+    maps.refresh_in_use()?;
     Ok(removed)
 }
 
@@ -696,6 +707,7 @@ pub fn list_prefixes(maps: &FirewallMaps, list: List, now_ns: u64) -> Result<Vec
 /// Turns port rules on (keeping hit counts of rules already on) or off. Turning off a rule that
 /// is not on fails, and then nothing changes.
 pub fn set_ports(maps: &FirewallMaps, specs: &[PortSpec], enabled: bool) -> Result<()> {
+    let _lock = maps.lock()?;
     let mut current = Vec::new();
     for spec in specs {
         let value = maps
