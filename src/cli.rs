@@ -49,6 +49,8 @@ pub enum Command {
     Ratelimit(RatelimitArgs),
     /// The current top sources by packets and by bytes per second.
     Top(TopArgs),
+    /// Send a flood out of a veth (inside a lab) at millions of packets per second.
+    Flood(FloodArgs),
     /// A veth lab in a network namespace to test programs on (after the xdp-tutorial's testenv).
     Testenv(TestenvArgs),
     /// Run the tour end to end in a throwaway lab: attach, send traffic, show stats, clean up.
@@ -270,6 +272,53 @@ pub struct RunArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct FloodArgs {
+    /// The veth to send from (other interfaces are refused).
+    pub interface: String,
+
+    /// Packets per second (default 100000).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..), conflicts_with = "max")]
+    pub pps: Option<u64>,
+
+    /// As fast as possible.
+    #[arg(long)]
+    pub max: bool,
+
+    /// Seconds to send for (default 5).
+    #[arg(long, value_parser = positive_seconds, conflicts_with = "count")]
+    pub duration: Option<f64>,
+
+    /// Packets to send.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub count: Option<u64>,
+
+    /// What to send.
+    #[arg(long, value_enum, default_value_t = crate::flood::FloodProto::Udp)]
+    pub proto: crate::flood::FloodProto,
+
+    /// Source address, or a prefix to draw a random source from for every packet
+    /// (default: the interface's address).
+    #[arg(long, value_name = "ADDR|CIDR", value_parser = flood_source)]
+    pub src: Option<ipnet::IpNet>,
+
+    /// Destination address (default: the interface's neighbour).
+    #[arg(long, value_name = "ADDR")]
+    pub dst: Option<std::net::IpAddr>,
+
+    /// Destination MAC (default: from the neighbour table).
+    #[arg(long, value_name = "MAC", value_parser = mac)]
+    pub dst_mac: Option<[u8; 6]>,
+
+    /// Frame size in bytes, without the FCS.
+    #[arg(long, default_value_t = 64)]
+    pub size: usize,
+
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
 pub struct TestenvArgs {
     #[command(subcommand)]
     pub command: TestenvCommand,
@@ -315,6 +364,23 @@ pub enum TestenvCommand {
         #[arg(short = '6', long)]
         ipv6: bool,
     },
+}
+
+fn flood_source(text: &str) -> Result<ipnet::IpNet, String> {
+    if text.contains('/') {
+        text.parse::<ipnet::IpNet>()
+            .map(|net| net.trunc())
+            .map_err(|_| format!("'{text}' is not an address or CIDR prefix"))
+    } else {
+        text.parse::<std::net::IpAddr>()
+            .map(ipnet::IpNet::from)
+            .map_err(|_| format!("'{text}' is not an address or CIDR prefix"))
+    }
+}
+
+fn mac(text: &str) -> Result<[u8; 6], String> {
+    crate::flood::parse_mac(text)
+        .ok_or_else(|| format!("'{text}' is not a MAC address (02:00:00:00:00:01)"))
 }
 
 fn duration(text: &str) -> Result<std::time::Duration, String> {

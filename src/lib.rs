@@ -12,6 +12,7 @@ pub mod attach;
 pub mod cli;
 pub mod commands;
 pub mod firewall;
+pub mod flood;
 pub mod libbpf_log;
 pub mod model;
 pub mod pins;

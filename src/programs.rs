@@ -23,6 +23,7 @@ pub mod skel {
     skeleton!(xdp_drop);
     skeleton!(xdp_abort);
     skeleton!(firewall);
+    skeleton!(flood);
 }
 
 /// A program xdpctl ships.
@@ -304,8 +305,11 @@ fn reuse_counter_maps(open: &mut OpenObject, old_prog_id: u32) -> Result<()> {
 mod tests {
     use super::*;
 
+    /// Programs that are not for `load`: the flood generator's.
+    const INTERNAL: [&str; 1] = ["flood"];
+
     #[test]
-    fn every_bpf_source_is_a_builtin() {
+    fn every_bpf_source_is_a_builtin_or_internal() {
         let mut sources: Vec<String> =
             std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/bpf"))
                 .unwrap()
@@ -315,7 +319,12 @@ mod tests {
                 })
                 .collect();
         sources.sort();
-        let mut names: Vec<String> = BUILTINS.iter().map(|b| b.name.to_owned()).collect();
+        let mut names: Vec<String> = BUILTINS
+            .iter()
+            .map(|b| b.name)
+            .chain(INTERNAL)
+            .map(str::to_owned)
+            .collect();
         names.sort();
         assert_eq!(sources, names);
     }

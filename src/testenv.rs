@@ -270,6 +270,10 @@ impl Lab {
         ip(&["link", "set", "dev", outer, "up"])?;
         ip(&["-n", ns, "link", "set", "dev", INNER_IFNAME, "up"])?;
         ip(&["-n", ns, "link", "set", "dev", "lo", "up"])?;
+        // With GRO on, a veth accepts frames its peer sends with XDP_TX (`xdpctl flood`) even
+        // without an XDP program of its own: needed to flood the kernel stack (netfilter).
+        ethtool_gro_on(Command::new("ethtool"), outer)?;
+        ethtool_gro_on(self.command("ethtool")?, INNER_IFNAME)?;
         Ok(())
     }
 
@@ -449,6 +453,20 @@ fn format_mac(mac: [u8; 6]) -> String {
         .map(|b| format!("{b:02x}"))
         .collect::<Vec<_>>()
         .join(":")
+}
+
+fn ethtool_gro_on(mut ethtool: Command, ifname: &str) -> Result<()> {
+    let output = ethtool
+        .args(["-K", ifname, "gro", "on"])
+        .output()
+        .map_err(|err| anyhow::anyhow!("running ethtool ({err}): run `make deps`"))?;
+    if !output.status.success() {
+        bail!(
+            "`ethtool -K {ifname} gro on` failed: {}",
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
+    Ok(())
 }
 
 /// Runs `ip` from iproute2 and turns a failure into an error that quotes it.

@@ -1,0 +1,134 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * flood: the traffic generator behind `xdpctl flood`. Userspace runs it with BPF_PROG_RUN in
+ * live-frames mode (BPF_F_TEST_XDP_LIVE_FRAMES) on a template frame; XDP_TX then transmits each
+ * run's frame out of the chosen veth. With a source CIDR, every frame gets a random source in
+ * it; the IPv4 header checksum and the L4 checksum (whose pseudo-header covers the source) are
+ * updated incrementally, so frames stay valid for the kernel stack.
+ *
+ * In live-frames mode a recycled page keeps what the previous run wrote, so the rewrite is
+ * relative to the frame's current contents, never to the template.
+ *
+ * spray: the same rewrite, then a tail call into `target`: the benchmarks use it to run a
+ * program under test on per-packet random sources inside one BPF_PROG_RUN.
+ */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include "parsing.h"
+
+/* Set by userspace before load (the template's layout). */
+const volatile __u32 rand_mask4 = 0;   /* IPv4 source bits to randomize (network order) */
+const volatile __u64 rand_mask6 = 0;   /* bits of the IPv6 source's last 8 bytes to randomize */
+const volatile __u8 is_v6 = 0;
+const volatile __u16 l4_check_off = 0; /* the L4 checksum covering the source; 0: none */
+const volatile __u8 l4_is_udp = 0;     /* UDP writes a zero checksum as 0xffff */
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PROG_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} target SEC(".maps");
+
+/* One's-complement sum of 16-bit words, folded to 16 bits. */
+static __always_inline __u16 csum_fold(__u64 sum)
+{
+	sum = (sum & 0xffff) + (sum >> 16);
+	sum = (sum & 0xffff) + (sum >> 16);
+	sum = (sum & 0xffff) + (sum >> 16);
+	return sum;
+}
+
+/* RFC 1624 incremental update of a checksum for `n` 16-bit words changing from old to new.
+ * Words are used as stored (network order), which one's-complement arithmetic allows. */
+static __always_inline __u16 csum_replace(__u16 check, __u16 *old, __u16 *new, int n)
+{
+	__u64 sum = (__u16)~check;
+	int i;
+
+#pragma unroll
+	for (i = 0; i < 8; i++) {
+		if (i >= n)
+			break;
+		sum += (__u16)~old[i];
+		sum += new[i];
+	}
+	return ~csum_fold(sum);
+}
+
+static __always_inline int rewrite_v4(void *data, void *data_end)
+{
+	struct iphdr *iph = data + sizeof(struct ethhdr);
+	__u32 old, new;
+	__u16 *l4_check;
+
+	if ((void *)(iph + 1) > data_end)
+		return -1;
+	old = iph->saddr;
+	new = (old & ~rand_mask4) | (bpf_get_prandom_u32() & rand_mask4);
+	iph->saddr = new;
+	iph->check = csum_replace(iph->check, (__u16 *)&old, (__u16 *)&new, 2);
+	if (l4_check_off) {
+		l4_check = data + l4_check_off;
+		if ((void *)(l4_check + 1) > data_end)
+			return -1;
+		*l4_check = csum_replace(*l4_check, (__u16 *)&old, (__u16 *)&new, 2);
+		if (l4_is_udp && *l4_check == 0)
+			*l4_check = 0xffff;
+	}
+	return 0;
+}
+
+static __always_inline int rewrite_v6(void *data, void *data_end)
+{
+	struct ipv6hdr *ip6h = data + sizeof(struct ethhdr);
+	__u64 old, new, rnd;
+	__u16 *l4_check;
+	void *low;
+
+	if ((void *)(ip6h + 1) > data_end)
+		return -1;
+	low = (void *)&ip6h->saddr + 8;
+	__builtin_memcpy(&old, low, 8);
+	rnd = ((__u64)bpf_get_prandom_u32() << 32) | bpf_get_prandom_u32();
+	new = (old & ~rand_mask6) | (rnd & rand_mask6);
+	__builtin_memcpy(low, &new, 8);
+	if (l4_check_off) {
+		l4_check = data + l4_check_off;
+		if ((void *)(l4_check + 1) > data_end)
+			return -1;
+		*l4_check = csum_replace(*l4_check, (__u16 *)&old, (__u16 *)&new, 4);
+		if (l4_is_udp && *l4_check == 0)
+			*l4_check = 0xffff;
+	}
+	return 0;
+}
+
+static __always_inline int randomize_source(struct xdp_md *ctx)
+{
+	void *data_end = (void *)(long)ctx->data_end;
+	void *data = (void *)(long)ctx->data;
+
+	if (is_v6)
+		return rand_mask6 ? rewrite_v6(data, data_end) : 0;
+	return rand_mask4 ? rewrite_v4(data, data_end) : 0;
+}
+
+SEC("xdp")
+int flood(struct xdp_md *ctx)
+{
+	if (randomize_source(ctx))
+		return XDP_ABORTED;
+	return XDP_TX;
+}
+
+SEC("xdp")
+int spray(struct xdp_md *ctx)
+{
+	if (randomize_source(ctx))
+		return XDP_ABORTED;
+	bpf_tail_call(ctx, &target, 0);
+	return XDP_ABORTED;
+}
+
+char LICENSE[] SEC("license") = "GPL";

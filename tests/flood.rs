@@ -1,0 +1,212 @@
+//! The flood generator: what it says it sent arrives; it refuses anything but a veth; its
+//! random sources are random, and its frames valid enough for the kernel stack's netfilter.
+
+mod common;
+
+use std::process::Stdio;
+use std::thread::sleep;
+use std::time::Duration;
+
+use common::*;
+use serde_json::Value;
+
+fn flood_json(lab: &xdpctl::testenv::LabGuard, args: &[&str]) -> Value {
+    let mut full = vec![
+        "testenv",
+        "exec",
+        "--name",
+        lab.outer_ifname(),
+        "--",
+        xdpctl_path(),
+        "flood",
+    ];
+    full.extend_from_slice(args);
+    full.push("--json");
+    serde_json::from_str(xdpctl_ok(&full).trim()).unwrap()
+}
+
+#[test]
+fn the_lab_receives_what_the_generator_says_it_sent() {
+    if !have_root("the_lab_receives_what_the_generator_says_it_sent") {
+        return;
+    }
+    let lab = lab();
+    let ifname = lab.outer_ifname();
+    xdpctl_ok(&["load", ifname, "-p", "xdp_pass"]);
+    let before = counters(ifname).action("XDP_PASS").packets;
+    let report = flood_json(&lab, &["veth0", "--count", "200000", "--max"]);
+    assert_eq!(report["packets"], 200_000, "{report}");
+    assert_eq!(report["bytes"], 200_000 * 64, "{report}");
+    assert!(report["pps"].as_f64().unwrap() > 10_000.0, "{report}");
+    let received = counters(ifname).action("XDP_PASS").packets - before;
+    // The lab's own IPv6 chatter may add a few.
+    assert!(
+        (200_000..200_050).contains(&received),
+        "sent 200000, the peer's xdp_pass counted {received}"
+    );
+
+    // Paced: the rate is what was asked for.
+    let report = flood_json(
+        &lab,
+        &[
+            "veth0",
+            "--pps",
+            "20000",
+            "--duration",
+            "1",
+            "--proto",
+            "icmp",
+        ],
+    );
+    let pps = report["pps"].as_f64().unwrap();
+    assert!((18_000.0..22_000.0).contains(&pps), "{report}");
+    xdpctl_ok(&["unload", ifname]);
+}
+
+#[test]
+fn only_a_veth_may_be_flooded() {
+    if !have_root("only_a_veth_may_be_flooded") {
+        return;
+    }
+    let lab = lab();
+    // The lab namespace's own loopback: refused before anything is sent.
+    let out = xdpctl(&[
+        "testenv",
+        "exec",
+        "--name",
+        lab.outer_ifname(),
+        "--",
+        xdpctl_path(),
+        "flood",
+        "lo",
+        "--count",
+        "1",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("refusing to flood lo") && stderr.contains("veth"),
+        "{stderr}"
+    );
+    let err = xdpctl_err(&["flood", "nosuchif0", "--count", "1"]);
+    assert!(err.contains("nosuchif0"), "{err}");
+    let err = xdpctl_err(&["flood", lab.outer_ifname(), "--count", "1", "--size", "20"]);
+    assert!(err.contains("too small"), "{err}");
+}
+
+#[test]
+fn random_sources_are_random_and_frames_pass_netfilter() {
+    if !have_root("random_sources_are_random_and_frames_pass_netfilter") {
+        return;
+    }
+    let lab = lab();
+    let ns = lab.outer_ifname().to_owned();
+    let exec = |args: &[&str]| {
+        let mut full = vec!["testenv", "exec", "--name", ns.as_str(), "--"];
+        full.extend_from_slice(args);
+        xdpctl_ok(&full)
+    };
+    // netfilter inside the lab's namespace (gone with it): it only sees frames with the right
+    // MAC and a valid IPv4 header checksum.
+    exec(&[
+        "iptables",
+        "-t",
+        "raw",
+        "-A",
+        "PREROUTING",
+        "-i",
+        "veth0",
+        "-s",
+        "198.18.0.0/16",
+        "-j",
+        "DROP",
+    ]);
+    // From the outer end into the lab: random sources in 198.18.0.0/16.
+    let out = xdpctl_ok(&[
+        "flood",
+        lab.outer_ifname(),
+        "--dst",
+        &lab.inner_ipv4().to_string(),
+        "--src",
+        "198.18.0.0/16",
+        "--count",
+        "20000",
+        "--pps",
+        "200000",
+        "--json",
+    ]);
+    let report: Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(report["packets"], 20_000);
+    let rules = exec(&[
+        "iptables",
+        "-t",
+        "raw",
+        "-L",
+        "PREROUTING",
+        "-v",
+        "-x",
+        "-n",
+    ]);
+    let dropped: u64 = rules
+        .lines()
+        .find(|l| l.contains("198.18.0.0/16"))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no rule counter in:\n{rules}"));
+    assert_eq!(
+        dropped, 20_000,
+        "netfilter saw {dropped} of 20000 frames:\n{rules}"
+    );
+
+    // The firewall's source table, inside the lab: many distinct sources.
+    let fw = Instance::new();
+    let inside = |args: &[&str]| {
+        let mut full = vec![
+            "testenv",
+            "exec",
+            "--name",
+            ns.as_str(),
+            "--",
+            xdpctl_path(),
+        ];
+        full.extend_from_slice(args);
+        let out = fw.command().args(&full[..]).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    inside(&["load", "veth0"]);
+    let mut flood = fw
+        .command()
+        .args([
+            "flood",
+            lab.outer_ifname(),
+            "--dst",
+            &lab.inner_ipv4().to_string(),
+        ])
+        .args(["--src", "10.99.0.0/24", "--pps", "20000", "--duration", "3"])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    sleep(Duration::from_millis(500));
+    let top: Value =
+        serde_json::from_str(&inside(&["top", "-n", "1000", "--interval", "1", "--json"])).unwrap();
+    let _ = flood.kill();
+    let _ = flood.wait();
+    let sources: Vec<&str> = top["by_pps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|t| t["source"].as_str())
+        .filter(|s| s.starts_with("10.99.0."))
+        .collect();
+    assert!(
+        sources.len() > 200,
+        "only {} distinct sources: {top}",
+        sources.len()
+    );
+    inside(&["unload", "--all"]);
+}
