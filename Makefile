@@ -12,7 +12,7 @@ BPF_HDR   := $(wildcard bpf/*.h) include/xdpctl.h include/vmlinux.h
 BPF_FLAGS := -O2 -g -target bpf -D__TARGET_ARCH_$(ARCH) -Iinclude -Ibpf -Wall -Werror
 C_FILES   := $(wildcard bpf/*.c bpf/*.h tests/bpf/*.c) include/xdpctl.h
 
-.PHONY: all deps bpf vmlinux test difftest demo check clean
+.PHONY: all deps bpf vmlinux test difftest bench demo check clean
 
 ## all: the release build (target/release/xdpctl)
 all:
@@ -34,9 +34,17 @@ vmlinux:
 	$(BPFTOOL) btf dump file /sys/kernel/btf/vmlinux format c > include/vmlinux.h.tmp
 	mv include/vmlinux.h.tmp include/vmlinux.h
 
-## test: every test; root tests need root (XDPCTL_REQUIRE_ROOT=1 makes skipping them fail)
+## test: every test; root tests need root (XDPCTL_REQUIRE_ROOT=1 makes skipping them fail),
+## and the benchmark harness on small sizes, so it never rots (no figure is judged there)
 test: deps
 	$(CARGO) test --locked
+	@if [ "$$(id -u)" = 0 ]; then $(CARGO) bench --locked --bench bench -- --quick --output /dev/null; \
+	 elif [ "$$XDPCTL_REQUIRE_ROOT" = 1 ]; then echo "the benchmark harness needs root" >&2; exit 1; \
+	 else echo "SKIPPED the benchmark harness's quick run: it needs root"; fi
+
+## bench: every benchmark in one run, written to BENCHMARKS.md (as root)
+bench: deps
+	$(CARGO) bench --locked --bench bench -- --output BENCHMARKS.md
 
 ## difftest: the firewall against its reference model on 1,000,000 random and mutated packets
 difftest: deps

@@ -354,6 +354,27 @@ impl Generator {
         &self.template
     }
 
+    /// Makes `spray` tail-call `target` after randomizing each frame's source.
+    pub fn set_spray_target(&self, target: std::os::fd::BorrowedFd<'_>) -> Result<()> {
+        use libbpf_rs::MapCore;
+        let fd = target.as_raw_fd().to_ne_bytes();
+        self.skel
+            .maps
+            .target
+            .update(&0u32.to_ne_bytes(), &fd, libbpf_rs::MapFlags::ANY)
+            .context("setting the spray target (the program must be XDP)")
+    }
+
+    /// BPF_PROG_RUN (not live) of `spray` on the template, `repeat` times: each run gets a new
+    /// random source, then the target runs. Returns the last verdict and the mean ns per run.
+    pub fn spray(&self, repeat: u32) -> Result<(u32, f64)> {
+        test_run(
+            self.skel.progs.spray.as_fd().as_raw_fd(),
+            &self.template,
+            repeat,
+        )
+    }
+
     /// Sends `count` frames out of `ifindex` in one BPF_PROG_RUN.
     pub fn send(&self, ifindex: u32, count: u32) -> Result<()> {
         let prog = &self.skel.progs.flood;
@@ -386,6 +407,24 @@ pub fn live_run(prog_fd: i32, ifindex: u32, data: &[u8], repeat: u32) -> Result<
         bail!("sending with BPF_PROG_RUN in live-frames mode: {err} (this needs Linux >= 5.18)");
     }
     Ok(())
+}
+
+/// BPF_PROG_RUN of any loaded program (by fd) on `data`, `repeat` times: the last verdict and
+/// the kernel's mean nanoseconds per run.
+pub fn test_run(prog_fd: i32, data: &[u8], repeat: u32) -> Result<(u32, f64)> {
+    let mut opts = libbpf_sys::bpf_test_run_opts {
+        sz: std::mem::size_of::<libbpf_sys::bpf_test_run_opts>() as _,
+        data_in: data.as_ptr().cast(),
+        data_size_in: data.len() as u32,
+        repeat: repeat.min(i32::MAX as u32) as i32,
+        ..Default::default()
+    };
+    // SAFETY: data outlives the call and its size is given.
+    let ret = unsafe { libbpf_sys::bpf_prog_test_run_opts(prog_fd, &mut opts) };
+    if ret < 0 {
+        bail!("BPF_PROG_RUN: {}", std::io::Error::from_raw_os_error(-ret));
+    }
+    Ok((opts.retval, opts.duration as f64))
 }
 
 /// Floods per the plan until done or `stop` is set.

@@ -404,48 +404,6 @@ pub fn entries(map: &MapHandle) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
     Ok(out)
 }
 
-/// Writes many entries: batched where the map supports it, else one by one.
-fn update_many(map: &MapHandle, entries: &[(Vec<u8>, Vec<u8>)]) -> Result<()> {
-    let mut rest = entries;
-    while !rest.is_empty() {
-        let chunk = &rest[..rest.len().min(BATCH)];
-        let keys: Vec<u8> = chunk.iter().flat_map(|(k, _)| k.iter().copied()).collect();
-        let values: Vec<u8> = chunk.iter().flat_map(|(_, v)| v.iter().copied()).collect();
-        let mut count = chunk.len() as u32;
-        let opts = libbpf_sys::bpf_map_batch_opts {
-            sz: std::mem::size_of::<libbpf_sys::bpf_map_batch_opts>() as _,
-            ..Default::default()
-        };
-        // SAFETY: keys and values hold count entries each.
-        let ret = unsafe {
-            libbpf_sys::bpf_map_update_batch(
-                map.as_fd().as_raw_fd(),
-                keys.as_ptr().cast(),
-                values.as_ptr().cast(),
-                &mut count,
-                &opts,
-            )
-        };
-        match errno(ret) {
-            None => rest = &rest[chunk.len()..],
-            Some(err) if count == 0 && batch_unsupported(err) => {
-                for (key, value) in rest {
-                    map.update(key, value, MapFlags::ANY)
-                        .map_err(|e| full_error(map, e))?;
-                }
-                return Ok(());
-            }
-            Some(err) => {
-                return Err(full_error(
-                    map,
-                    libbpf_rs::Error::from(io::Error::from_raw_os_error(err)),
-                ))
-            }
-        }
-    }
-    Ok(())
-}
-
 fn full_error(map: &MapHandle, err: libbpf_rs::Error) -> anyhow::Error {
     if err.kind() == libbpf_rs::ErrorKind::TooBig {
         anyhow::anyhow!(
@@ -510,6 +468,69 @@ pub struct AddReport {
     pub updated: usize,
 }
 
+/// The additions for one map: keys flat (`key_size` bytes each), sorted and distinct, with the
+/// prefix length of each.
+struct Plan {
+    index: usize,
+    key_size: usize,
+    keys: Vec<u8>,
+    prefixlens: Vec<u32>,
+    /// Entries already in the map that this add overwrites (key -> old value), for hit counts
+    /// and for rollback.
+    existing: HashMap<Vec<u8>, Vec<u8>>,
+}
+
+impl Plan {
+    fn key(&self, i: usize) -> &[u8] {
+        &self.keys[i * self.key_size..(i + 1) * self.key_size]
+    }
+
+    fn len(&self) -> usize {
+        self.prefixlens.len()
+    }
+}
+
+/// Groups prefixes by the map they go to, as flat sorted distinct keys: no allocation per
+/// entry, so a million rules cost little beside the kernel's own work.
+fn plan_additions(list: List, prefixes: &[IpNet]) -> Vec<Plan> {
+    let mut by_target: HashMap<Target, Vec<([u8; 20], u32)>> = HashMap::new();
+    for prefix in prefixes {
+        let key = key_of(prefix);
+        let mut fixed = [0u8; 20];
+        fixed[..key.len()].copy_from_slice(&key);
+        by_target
+            .entry(target_of(prefix))
+            .or_default()
+            .push((fixed, prefix.prefix_len() as u32));
+    }
+    by_target
+        .into_iter()
+        .map(|(target, mut entries)| {
+            entries.sort_unstable();
+            entries.dedup_by(|a, b| a.0 == b.0);
+            let key_size = match (target.ipv6, target.exact) {
+                (false, true) => 4,
+                (false, false) => 8,
+                (true, true) => 16,
+                (true, false) => 20,
+            };
+            let mut keys = Vec::with_capacity(entries.len() * key_size);
+            let mut prefixlens = Vec::with_capacity(entries.len());
+            for (key, len) in &entries {
+                keys.extend_from_slice(&key[..key_size]);
+                prefixlens.push(*len);
+            }
+            Plan {
+                index: index_of(list, target),
+                key_size,
+                keys,
+                prefixlens,
+                existing: HashMap::new(),
+            }
+        })
+        .collect()
+}
+
 /// Adds (or refreshes) prefixes on a list. `expires_ns` is on the firewall's clock, 0 for
 /// never. All or nothing: a list that would overflow its map is refused before anything is
 /// written, and a failure part-way is rolled back.
@@ -521,71 +542,71 @@ pub fn add_prefixes(
     reason: u32,
 ) -> Result<AddReport> {
     let _lock = maps.lock()?;
-    let mut by_target: HashMap<Target, HashMap<Vec<u8>, u32>> = HashMap::new();
-    for prefix in prefixes {
-        by_target
-            .entry(target_of(prefix))
-            .or_default()
-            .insert(key_of(prefix), prefix.prefix_len() as u32);
-    }
+    let mut plans = plan_additions(list, prefixes);
     // Check every map first, so a full one refuses the whole command.
-    let mut plans = Vec::new();
     let mut report = AddReport::default();
-    for (target, keys) in by_target {
-        let map = map_of(maps, list, target);
-        let existing: HashMap<Vec<u8>, Vec<u8>> = entries(map)?.into_iter().collect();
-        let new = keys.keys().filter(|k| !existing.contains_key(*k)).count();
-        if existing.len() + new > map.max_entries() as usize {
+    for plan in &mut plans {
+        let map = maps.prefix_map(plan.index);
+        let current = entries(map)?;
+        let in_map = current.len();
+        if in_map > 0 {
+            let wanted: HashSet<&[u8]> = (0..plan.len()).map(|i| plan.key(i)).collect();
+            plan.existing = current
+                .into_iter()
+                .filter(|(k, _)| wanted.contains(k.as_slice()))
+                .collect();
+        }
+        let new = plan.len() - plan.existing.len();
+        if in_map + new > map.max_entries() as usize {
+            let room = map.max_entries() as usize - in_map;
             bail!(
-                "the {} has room for {} more entr{} of this kind ({} of {} used) but this command \
-                 adds {new}; nothing was applied. Load the firewall with a larger --max-rules",
+                "the {} has room for {room} more entr{} of this kind ({in_map} of {} used) but \
+                 this command adds {new}; nothing was applied. Load the firewall with a larger \
+                 --max-rules",
                 list_name(list),
-                map.max_entries() as usize - existing.len(),
-                if map.max_entries() as usize - existing.len() == 1 {
-                    "y"
-                } else {
-                    "ies"
-                },
-                existing.len(),
+                if room == 1 { "y" } else { "ies" },
                 map.max_entries()
             );
         }
         report.added += new;
-        report.updated += keys.len() - new;
-        let writes: Vec<(Vec<u8>, Vec<u8>)> = keys
-            .into_iter()
-            .map(|(key, prefixlen)| {
-                let hits = existing.get(&key).map(|v| rule_of(v).hits).unwrap_or(0);
-                let rule = Rule {
-                    hits,
-                    expires_ns,
-                    reason,
-                    prefixlen,
-                };
-                (key, rule_bytes(&rule))
-            })
-            .collect();
-        plans.push((index_of(list, target), writes, existing));
+        report.updated += plan.existing.len();
     }
     // The program skips maps it believes empty: say they are not before filling them.
     let bits = plans
         .iter()
-        .fold(0, |bits, (index, _, _)| bits | firewall::map_bit(*index));
+        .fold(0, |bits, plan| bits | firewall::map_bit(plan.index));
     maps.mark_in_use(bits)?;
-    for (done, (index, writes, _)) in plans.iter().enumerate() {
-        if let Err(err) = update_many(maps.prefix_map(*index), writes) {
+    for (done, plan) in plans.iter().enumerate() {
+        let map = maps.prefix_map(plan.index);
+        let mut values = Vec::with_capacity(plan.len() * std::mem::size_of::<Rule>());
+        for i in 0..plan.len() {
+            let hits = plan
+                .existing
+                .get(plan.key(i))
+                .map(|v| rule_of(v).hits)
+                .unwrap_or(0);
+            let rule = Rule {
+                hits,
+                expires_ns,
+                reason,
+                prefixlen: plan.prefixlens[i],
+            };
+            values.extend_from_slice(&rule_bytes(&rule));
+        }
+        if let Err(err) = update_flat(map, &plan.keys, &values) {
             // Undo this map and the ones before it: new keys go, old values come back.
-            for (index, writes, existing) in &plans[..=done] {
-                let map = maps.prefix_map(*index);
-                let new: Vec<Vec<u8>> = writes
-                    .iter()
-                    .filter(|(k, _)| !existing.contains_key(k))
-                    .map(|(k, _)| k.clone())
+            for plan in &plans[..=done] {
+                let map = maps.prefix_map(plan.index);
+                let new: Vec<Vec<u8>> = (0..plan.len())
+                    .map(|i| plan.key(i))
+                    .filter(|k| !plan.existing.contains_key(*k))
+                    .map(<[u8]>::to_vec)
                     .collect();
                 let _ = delete_many(map, &new);
-                let old: Vec<(Vec<u8>, Vec<u8>)> = writes
+                let old: Vec<(Vec<u8>, Vec<u8>)> = plan
+                    .existing
                     .iter()
-                    .filter_map(|(k, _)| existing.get(k).map(|v| (k.clone(), v.clone())))
+                    .map(|(k, v)| (k.clone(), v.clone()))
                     .collect();
                 let _ = update_many(map, &old);
             }
@@ -593,6 +614,65 @@ pub fn add_prefixes(
         }
     }
     Ok(report)
+}
+
+/// Writes flat keys and values (in the map's key and value sizes) in batches.
+fn update_flat(map: &MapHandle, keys: &[u8], values: &[u8]) -> Result<()> {
+    let (ks, vs) = (map.key_size() as usize, map.value_size() as usize);
+    let count = keys.len() / ks;
+    let mut done = 0;
+    while done < count {
+        let n = (count - done).min(BATCH);
+        let mut batch = n as u32;
+        let opts = libbpf_sys::bpf_map_batch_opts {
+            sz: std::mem::size_of::<libbpf_sys::bpf_map_batch_opts>() as _,
+            ..Default::default()
+        };
+        // SAFETY: the slices hold n keys and n values from `done` on.
+        let ret = unsafe {
+            libbpf_sys::bpf_map_update_batch(
+                map.as_fd().as_raw_fd(),
+                keys[done * ks..].as_ptr().cast(),
+                values[done * vs..].as_ptr().cast(),
+                &mut batch,
+                &opts,
+            )
+        };
+        match errno(ret) {
+            None => done += n,
+            Some(err) if batch == 0 && batch_unsupported(err) => {
+                for i in done..count {
+                    map.update(
+                        &keys[i * ks..(i + 1) * ks],
+                        &values[i * vs..(i + 1) * vs],
+                        MapFlags::ANY,
+                    )
+                    .map_err(|e| full_error(map, e))?;
+                }
+                return Ok(());
+            }
+            Some(err) => {
+                return Err(full_error(
+                    map,
+                    libbpf_rs::Error::from(io::Error::from_raw_os_error(err)),
+                ))
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Writes many entries: batched where the map supports it, else one by one.
+fn update_many(map: &MapHandle, entries: &[(Vec<u8>, Vec<u8>)]) -> Result<()> {
+    let keys: Vec<u8> = entries
+        .iter()
+        .flat_map(|(k, _)| k.iter().copied())
+        .collect();
+    let values: Vec<u8> = entries
+        .iter()
+        .flat_map(|(_, v)| v.iter().copied())
+        .collect();
+    update_flat(map, &keys, &values)
 }
 
 fn list_name(list: List) -> &'static str {
