@@ -60,13 +60,12 @@ struct {
 	__uint(max_entries, 1);
 } fw_config SEC(".maps");
 
-/* An LRU: a source is evicted only after every other source was seen more recently, so a
- * flooding source (always recent) keeps its bucket. */
+/* The per-source table (see struct fw_source_set): max_entries sets of FW_SOURCE_WAYS. */
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__type(key, struct fw_v6_addr);
-	__type(value, struct fw_source);
-	__uint(max_entries, FW_DEFAULT_MAX_SOURCES);
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32);
+	__type(value, struct fw_source_set);
+	__uint(max_entries, FW_DEFAULT_MAX_SOURCES / FW_SOURCE_WAYS);
 } sources SEC(".maps");
 
 /* Per interface (not pinned): the firewall's own counters, beside xdp_stats_map. */
@@ -272,6 +271,56 @@ static __always_inline int rl_applies(struct fw_config *cfg, struct pkt *p)
 	}
 }
 
+/* The set of a source: a keyed multiplicative hash of its four 32-bit words. Mirrored by
+ * src/model.rs (source_set). */
+static __always_inline __u32 source_set(struct fw_config *cfg, struct fw_v6_addr *addr)
+{
+	__u32 w[4], h;
+
+	__builtin_memcpy(w, addr->addr, 16);
+	h = cfg->source_seed;
+	h = (h ^ w[0]) * 0x9E3779B1;
+	h = (h ^ w[1]) * 0x9E3779B1;
+	h = (h ^ w[2]) * 0x9E3779B1;
+	h = (h ^ w[3]) * 0x9E3779B1;
+	h ^= h >> 15;
+	return h & cfg->source_set_mask;
+}
+
+/* The source's slot: its own, or (new source) the slot with the fewest packets in its set,
+ * reset for it. NULL when the table has no such set. */
+static __always_inline struct fw_source *source_slot(struct clock *clk, struct pkt *p, __u64 cap)
+{
+	struct fw_config *cfg = clk->cfg;
+	__u32 idx = source_set(cfg, &p->saddr6);
+	struct fw_source_set *set = bpf_map_lookup_elem(&sources, &idx);
+	__u64 want[2], have[2], fewest = ~0ULL;
+	struct fw_source *slot;
+	int i, victim = 0;
+
+	if (!set)
+		return NULL;
+	__builtin_memcpy(want, p->saddr6.addr, 16);
+#pragma unroll
+	for (i = 0; i < FW_SOURCE_WAYS; i++) {
+		slot = &set->way[i];
+		__builtin_memcpy(have, slot->addr, 16);
+		if (slot->packets && have[0] == want[0] && have[1] == want[1])
+			return slot;
+		if (slot->packets < fewest) {
+			fewest = slot->packets;
+			victim = i;
+		}
+	}
+	slot = &set->way[victim & (FW_SOURCE_WAYS - 1)];
+	__builtin_memcpy(slot->addr, want, 16);
+	slot->tokens = cfg->rl_enabled ? cap : 0;
+	slot->last_ns = now_ns(clk);
+	slot->packets = 0;
+	slot->bytes = 0;
+	return slot;
+}
+
 /* Counts the source (top talkers) and runs its token bucket. Returns 1 if over the limit. */
 static __always_inline int over_rate_limit(struct clock *clk, struct pkt *p, __u64 len)
 {
@@ -280,18 +329,9 @@ static __always_inline int over_rate_limit(struct clock *clk, struct pkt *p, __u
 	__u64 tokens, elapsed, now;
 	struct fw_source *src;
 
-	src = bpf_map_lookup_elem(&sources, &p->saddr6);
-	if (!src) {
-		struct fw_source fresh = {
-		    .tokens = cfg->rl_enabled ? cap : 0,
-		    .last_ns = now_ns(clk),
-		};
-
-		bpf_map_update_elem(&sources, &p->saddr6, &fresh, BPF_NOEXIST);
-		src = bpf_map_lookup_elem(&sources, &p->saddr6);
-		if (!src)
-			return 0;
-	}
+	src = source_slot(clk, p, cap);
+	if (!src)
+		return 0;
 	/* Top-talker counters: plain adds, as the bucket below; a race between CPUs on one
 	 * source can lose an increment, which costs less than two atomics on every packet. */
 	src->packets++;

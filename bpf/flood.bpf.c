@@ -17,8 +17,8 @@
 #include "parsing.h"
 
 /* Set by userspace before load (the template's layout). */
-const volatile __u32 rand_mask4 = 0;   /* IPv4 source bits to randomize (network order) */
-const volatile __u64 rand_mask6 = 0;   /* bits of the IPv6 source's last 8 bytes to randomize */
+const volatile __u32 rand_mask4 = 0; /* IPv4 source bits to randomize (network order) */
+const volatile __u64 rand_mask6 = 0; /* bits of the IPv6 source's last 8 bytes to randomize */
 const volatile __u8 is_v6 = 0;
 const volatile __u16 l4_check_off = 0; /* the L4 checksum covering the source; 0: none */
 const volatile __u8 l4_is_udp = 0;     /* UDP writes a zero checksum as 0xffff */

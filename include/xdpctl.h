@@ -137,16 +137,28 @@ struct fw_config {
 	__u32 rl_proto;	       /* enum fw_rl_proto */
 	__u64 now_override_ns; /* tests only: a fixed clock when non-zero */
 	__u32 maps_in_use;     /* enum fw_map_bit */
-	__u32 _pad;
+	__u32 source_set_mask; /* sets in `sources` - 1 (a power of two) */
+	__u32 source_seed;     /* keys the source hash, so sources cannot be aimed at a set */
+	__u32 _pad2;
 };
 
-/* Per-source state: the rate limiter's bucket and the top-talker counters. IPv4 sources use
- * the IPv4-mapped form ::ffff:a.b.c.d. */
+/* Per-source state: the rate limiter's bucket and the top-talker counters, in a set-associative
+ * table: a keyed hash of the source picks a set of FW_SOURCE_WAYS slots; a new source takes the
+ * slot with the fewest packets, so a flooder (always the busiest) keeps its bucket while one-off
+ * sources replace each other. No allocation, no lock: an array lookup and four compares. IPv4
+ * sources use the IPv4-mapped form ::ffff:a.b.c.d. A slot with packets == 0 is free. */
+#define FW_SOURCE_WAYS 4
+
 struct fw_source {
+	__u8 addr[16];
 	__u64 tokens;  /* nano-tokens */
 	__u64 last_ns; /* last refill */
 	__u64 packets; /* plain increments: cheap, exact but for races between CPUs */
 	__u64 bytes;
+};
+
+struct fw_source_set {
+	struct fw_source way[FW_SOURCE_WAYS];
 };
 
 #endif /* XDPCTL_H */

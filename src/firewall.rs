@@ -18,6 +18,7 @@ pub type Config = abi::fw_config;
 pub type Rule = abi::fw_rule;
 pub type PortRule = abi::fw_port_rule;
 pub type Source = abi::fw_source;
+pub type SourceSet = abi::fw_source_set;
 pub type FwStats = abi::fw_stats;
 
 // SAFETY: plain-old-data structs of integers: any bytes are a valid value.
@@ -25,6 +26,7 @@ unsafe impl plain::Plain for Config {}
 unsafe impl plain::Plain for Rule {}
 unsafe impl plain::Plain for PortRule {}
 unsafe impl plain::Plain for Source {}
+unsafe impl plain::Plain for SourceSet {}
 unsafe impl plain::Plain for FwStats {}
 
 /// enum fw_proto: the protocol counters, in order.
@@ -40,6 +42,8 @@ pub const PORT_UDP: u32 = 1;
 pub const PORT_SLOTS: u32 = 2 * 65536;
 /// FW_TOKEN: nano-tokens per packet.
 pub const TOKEN: u64 = 1_000_000_000;
+/// FW_SOURCE_WAYS: slots per set of the source table.
+pub const SOURCE_WAYS: usize = 4;
 /// FW_VLAN_MAX_DEPTH and FW_IPV6_EXT_MAX.
 pub const VLAN_MAX_DEPTH: usize = 4;
 pub const IPV6_EXT_MAX: usize = 8;
@@ -216,7 +220,7 @@ impl FirewallMaps {
                 .with_context(|| format!("the object has no map {name}"))?;
             MapHandle::try_from(&map).with_context(|| format!("duplicating map {name}"))
         };
-        Ok(FirewallMaps {
+        let maps = FirewallMaps {
             prefix: PREFIX_MAPS
                 .iter()
                 .map(|name| find(name))
@@ -225,7 +229,25 @@ impl FirewallMaps {
             config: find("fw_config")?,
             sources: find("sources")?,
             edit_lock: None,
-        })
+        };
+        maps.init_sources()?;
+        Ok(maps)
+    }
+
+    /// Gives a new source table its set mask and a random hash seed (once: a table that has
+    /// them keeps them, or sources would move between sets).
+    pub fn init_sources(&self) -> Result<()> {
+        let mut config = self.config()?;
+        if config.source_set_mask != 0 || self.sources.max_entries() <= 1 {
+            return Ok(());
+        }
+        config.source_set_mask = self.sources.max_entries() - 1;
+        let mut seed = [0u8; 4];
+        File::open("/dev/urandom")
+            .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut seed))
+            .context("reading a seed from /dev/urandom")?;
+        config.source_seed = u32::from_ne_bytes(seed);
+        self.set_config(&config)
     }
 
     /// The index (in PREFIX_MAPS) of the exact-address hash of one list and family; the trie
@@ -383,7 +405,8 @@ pub fn prepare_global_maps(open: &mut OpenObject, sizes: Sizes) -> Result<Flock<
             continue;
         }
         let (requested, flag) = match name.as_str() {
-            "sources" => (sizes.max_sources, "--max-sources"),
+            // The source table holds sets of SOURCE_WAYS, a power of two of them.
+            "sources" => (sizes.max_sources.map(source_sets), "--max-sources"),
             "ports" | "fw_config" => (None, ""),
             _ => (sizes.max_rules, "--max-rules"),
         };
@@ -427,6 +450,11 @@ pub fn prepare_global_maps(open: &mut OpenObject, sizes: Sizes) -> Result<Flock<
     Ok(lock)
 }
 
+/// The sets the source table needs for `sources` sources (a power of two, at least one).
+pub fn source_sets(sources: u32) -> u32 {
+    (sources.max(SOURCE_WAYS as u32).next_power_of_two() / SOURCE_WAYS as u32).max(1)
+}
+
 /// Removes the pins of the global maps (`unload --all`).
 pub fn remove_global_pins() -> Result<bool> {
     let dir = rules_dir();
@@ -446,9 +474,17 @@ mod tests {
     fn abi_sizes_match_the_c_structs() {
         assert_eq!(std::mem::size_of::<Rule>(), 24);
         assert_eq!(std::mem::size_of::<PortRule>(), 16);
-        assert_eq!(std::mem::size_of::<Config>(), 56);
-        assert_eq!(std::mem::size_of::<Source>(), 32);
+        assert_eq!(std::mem::size_of::<Config>(), 64);
+        assert_eq!(std::mem::size_of::<Source>(), 48);
+        assert_eq!(std::mem::size_of::<SourceSet>(), 48 * SOURCE_WAYS);
         assert_eq!(std::mem::size_of::<FwStats>(), (5 + 4 + 4 + 2) * 8);
+    }
+
+    #[test]
+    fn source_tables_are_powers_of_two_sets() {
+        assert_eq!(source_sets(262_144), 65_536);
+        assert_eq!(source_sets(1000), 256);
+        assert_eq!(source_sets(1), 1);
     }
 
     #[test]

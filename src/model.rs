@@ -26,7 +26,9 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use ipnet::IpNet;
 
 pub use crate::firewall::RateLimit;
-use crate::firewall::{RateLimitProto, IPV6_EXT_MAX, REASON_RATELIMIT, TOKEN, VLAN_MAX_DEPTH};
+use crate::firewall::{
+    RateLimitProto, IPV6_EXT_MAX, REASON_RATELIMIT, SOURCE_WAYS, TOKEN, VLAN_MAX_DEPTH,
+};
 use crate::rules::{PortProto, PortSpec};
 
 /// Why a packet was dropped (enum fw_drop_reason).
@@ -305,13 +307,26 @@ impl PrefixTable {
     }
 }
 
-/// A source's state (struct fw_source).
+/// A source's state (struct fw_source): one slot of the source table. packets == 0: free.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SourceState {
+    pub addr: [u8; 16],
     pub tokens: u64,
     pub last_ns: u64,
     pub packets: u64,
     pub bytes: u64,
+}
+
+/// The set of a source in the source table: the program's keyed multiplicative hash over the
+/// address's four 32-bit words (as loaded on this little-endian machine).
+pub fn source_set(seed: u32, mask: u32, addr: &[u8; 16]) -> u32 {
+    let mut h = seed;
+    for word in addr.chunks_exact(4) {
+        let w = u32::from_le_bytes(word.try_into().unwrap());
+        h = (h ^ w).wrapping_mul(0x9E37_79B1);
+    }
+    h ^= h >> 15;
+    h & mask
 }
 
 /// Every counter the program keeps for an interface.
@@ -334,8 +349,11 @@ pub struct Firewall {
     /// Port rules that are on, with their hits.
     pub ports: HashMap<PortSpec, u64>,
     pub rate_limit: RateLimit,
-    /// Keyed by the IPv6 (or IPv4-mapped) source.
-    pub sources: HashMap<[u8; 16], SourceState>,
+    /// The source table: set index -> its slots (sets never touched are absent, all free).
+    pub sources: HashMap<u32, [SourceState; SOURCE_WAYS]>,
+    /// fw_config.source_set_mask and .source_seed.
+    pub source_set_mask: u32,
+    pub source_seed: u32,
     pub counters: Counters,
 }
 
@@ -414,21 +432,49 @@ impl Firewall {
         }
     }
 
+    /// The source's slot: its own, or for a new source the slot with the fewest packets in its
+    /// set (the first such), reset for it.
+    fn source_slot(&mut self, addr: [u8; 16], cap: u64, now: u64) -> &mut SourceState {
+        let enabled = self.rate_limit.enabled;
+        let set = self
+            .sources
+            .entry(source_set(self.source_seed, self.source_set_mask, &addr))
+            .or_default();
+        if let Some(i) = set.iter().position(|s| s.packets > 0 && s.addr == addr) {
+            return &mut set[i];
+        }
+        let mut victim = 0;
+        for (i, slot) in set.iter().enumerate() {
+            if slot.packets < set[victim].packets {
+                victim = i;
+            }
+        }
+        set[victim] = SourceState {
+            addr,
+            tokens: if enabled { cap } else { 0 },
+            last_ns: now,
+            packets: 0,
+            bytes: 0,
+        };
+        &mut set[victim]
+    }
+
+    /// The slot of a source, if it is in the table.
+    pub fn source(&self, addr: IpAddr) -> Option<&SourceState> {
+        let key = source_key(addr);
+        self.sources
+            .get(&source_set(self.source_seed, self.source_set_mask, &key))?
+            .iter()
+            .find(|s| s.packets > 0 && s.addr == key)
+    }
+
     /// Counts the source and runs its token bucket: continuous refill at `pps` up to `burst`
     /// packets, in nano-tokens; a clock that reads earlier than the last refill adds nothing.
     fn over_rate_limit(&mut self, packet: &IpPacket, len: u64, now: u64) -> bool {
         let rl = self.rate_limit;
         let applies = self.applies(packet);
         let cap = rl.burst.wrapping_mul(TOKEN);
-        let source = self
-            .sources
-            .entry(source_key(packet.source))
-            .or_insert(SourceState {
-                tokens: if rl.enabled { cap } else { 0 },
-                last_ns: now,
-                packets: 0,
-                bytes: 0,
-            });
+        let source = self.source_slot(source_key(packet.source), cap, now);
         source.packets = source.packets.wrapping_add(1);
         source.bytes = source.bytes.wrapping_add(len);
         if !rl.enabled || rl.pps == 0 || !applies {
@@ -565,6 +611,36 @@ mod tests {
     }
 
     #[test]
+    fn a_new_source_takes_the_quietest_slot_of_its_set_and_the_flooder_stays() {
+        // One set (mask 0): five sources compete for four slots.
+        let mut fw = Firewall::default();
+        let flooder = ipv4_udp([10, 0, 0, 1], 1);
+        for _ in 0..10 {
+            fw.process(&flooder, 1);
+        }
+        for i in 2..7u8 {
+            fw.process(&ipv4_udp([10, 0, 0, i], 1), 1);
+        }
+        assert_eq!(fw.source("10.0.0.1".parse().unwrap()).unwrap().packets, 10);
+        let used = fw.sources[&0].iter().filter(|s| s.packets > 0).count();
+        assert_eq!(used, 4);
+        // 10.0.0.5 took the quietest slot (the first with one packet: 10.0.0.2's); 10.0.0.6
+        // then took the next.
+        assert!(fw.source("10.0.0.2".parse().unwrap()).is_none());
+        assert!(fw.source("10.0.0.6".parse().unwrap()).is_some());
+    }
+
+    #[test]
+    fn source_sets_spread_with_the_seed() {
+        let a = source_key("10.0.0.1".parse().unwrap());
+        let b = source_key("10.0.0.2".parse().unwrap());
+        assert_eq!(source_set(7, 0, &a), 0);
+        assert!(source_set(7, 0xffff, &a) <= 0xffff);
+        assert_ne!(source_set(7, 0xffff, &a), source_set(7, 0xffff, &b));
+        assert_ne!(source_set(7, 0xffff, &a), source_set(8, 0xffff, &a));
+    }
+
+    #[test]
     fn token_bucket_allows_a_burst_then_refills_continuously() {
         let mut fw = Firewall {
             rate_limit: RateLimit {
@@ -590,7 +666,7 @@ mod tests {
         // A clock that goes backwards refills nothing and does not underflow.
         assert_eq!(fw.process(&pkt, t0), Verdict::Drop(DropReason::RateLimit));
         assert_eq!(
-            fw.sources[&source_key("10.0.0.9".parse().unwrap())].last_ns,
+            fw.source("10.0.0.9".parse().unwrap()).unwrap().last_ns,
             t0 + 100_000_000
         );
     }

@@ -204,6 +204,9 @@ pub fn load_with(source: &Source, reuse_stats_of: Option<u32>, sizes: Sizes) -> 
             ),
         }
     })?;
+    if is_firewall {
+        firewall::FirewallMaps::from_object(&object)?;
+    }
     Ok(Loaded { object, name })
 }
 

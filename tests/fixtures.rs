@@ -382,6 +382,16 @@ fn fixtures() -> Vec<(&'static str, Vec<u8>, Verdict)> {
     ]
 }
 
+/// A model with the kernel's source table layout (set mask and hash seed).
+fn model_for(maps: &FirewallMaps) -> Firewall {
+    let config = maps.config().unwrap();
+    Firewall {
+        source_set_mask: config.source_set_mask,
+        source_seed: config.source_seed,
+        ..Default::default()
+    }
+}
+
 fn say(text: &str) {
     let _ = std::io::stderr().write_all(format!("{text}\n").as_bytes());
 }
@@ -399,7 +409,7 @@ fn run(skel: &FirewallSkel, bytes: &[u8]) -> u32 {
 
 /// The fixtures' rule set, in the kernel (through src/rules.rs) and in a model.
 fn install(maps: &FirewallMaps) -> Firewall {
-    let mut model = Firewall::default();
+    let mut model = model_for(maps);
     let rule = RuleState {
         hits: 0,
         expires_ns: 0,
@@ -483,7 +493,7 @@ fn sequence(rl: RateLimit, steps: &[(u64, Vec<u8>, Verdict)]) {
     let maps = FirewallMaps::from_object(skel.object()).unwrap();
     let mut model = Firewall {
         rate_limit: rl,
-        ..Default::default()
+        ..model_for(&maps)
     };
     maps.set_rate_limit(&rl).unwrap();
     for (i, (now, bytes, expected)) in steps.iter().enumerate() {

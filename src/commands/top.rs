@@ -10,7 +10,7 @@ use serde_json::json;
 
 use crate::cli::TopArgs;
 use crate::commands::status;
-use crate::firewall::{FirewallMaps, Source};
+use crate::firewall::{FirewallMaps, SourceSet};
 use crate::{privileges, rules};
 
 /// One source's traffic over the interval. A blocked source stops at the blocklist before the
@@ -91,17 +91,19 @@ pub fn run(args: &TopArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Packets and bytes per source, now.
+/// Packets and bytes per source, now: every used slot of the source table.
 pub fn sample(maps: &FirewallMaps) -> Result<HashMap<[u8; 16], (u64, u64)>> {
-    Ok(rules::entries(&maps.sources)?
-        .into_iter()
-        .filter_map(|(key, value)| {
-            let key: [u8; 16] = key.try_into().ok()?;
-            let mut source = Source::default();
-            plain::copy_from_bytes(&mut source, &value).ok()?;
-            Some((key, (source.packets, source.bytes)))
-        })
-        .collect())
+    let mut out = HashMap::new();
+    for (_, value) in rules::entries(&maps.sources)? {
+        let mut set = SourceSet::default();
+        if plain::copy_from_bytes(&mut set, &value).is_err() {
+            continue;
+        }
+        for slot in set.way.iter().filter(|slot| slot.packets > 0) {
+            out.insert(slot.addr, (slot.packets, slot.bytes));
+        }
+    }
+    Ok(out)
 }
 
 /// Hits per block rule, now.
