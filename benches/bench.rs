@@ -1175,10 +1175,11 @@ Measured on this machine with variants of the programs (BPF_PROG_RUN, same metho
     hash is far larger than the L2. About 400 ns of that is memory latency. xdp-filter holds at
     most 10,000 addresses (the size of its maps), so its random-source figure is for a table
     that fits in cache.
-  - Pass path: every packet from a new source inserts into the LRU source table, which evicts
-    an old entry (about 600 ns). `BPF_F_NO_COMMON_LRU` did not help.
-  - A set-associative table in a BPF array would make a new source O(1) and still keep flooders,
-    which are always recent: proposed, not built.
+  - Pass path: every packet comes from a new source, which takes a slot in the source table.
+    The table was an LRU hash, where each new source cost about 600 ns (an insert and an
+    eviction), and `BPF_F_NO_COMMON_LRU` did not help. It is now a set-associative table in a
+    BPF array (src/model.rs and README: rate limiting under source churn), where a new source
+    costs a few ns. What is left is mostly the cache miss on its set.
 - **End to end vs netfilter.** The generator and the receiver share this 2-core VM's cores.
   - Per packet, the sender's cost S adds to each receiver's cost, so the ratio of two receivers
     is (S + N) / (S + F), not N / F.

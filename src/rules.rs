@@ -189,6 +189,73 @@ pub fn read_prefix_list(reader: impl BufRead) -> io::Result<Result<Vec<IpNet>, V
     })
 }
 
+/// Parses the text of a rule file, splitting a large one over the CPUs (a million lines take
+/// 0.2 s on one core here). Line numbers in errors are the file's.
+pub fn parse_prefix_text(text: &str) -> Result<Vec<IpNet>, Vec<BadLine>> {
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .min(8);
+    if threads < 2 || text.len() < (1 << 20) {
+        return read_prefix_list(text.as_bytes()).expect("reading from memory cannot fail");
+    }
+    // Cut at line boundaries, remembering the first line number of each chunk.
+    let mut chunks = Vec::new();
+    let (mut start, mut first_line) = (0usize, 0usize);
+    for t in 1..=threads {
+        let mut end = if t == threads {
+            text.len()
+        } else {
+            text.len() * t / threads
+        };
+        while end < text.len() && text.as_bytes()[end - 1] != b'\n' {
+            end += 1;
+        }
+        if end <= start {
+            continue;
+        }
+        chunks.push((first_line, &text[start..end]));
+        first_line += text[start..end].bytes().filter(|&b| b == b'\n').count();
+        start = end;
+    }
+    let results: Vec<Result<Vec<IpNet>, Vec<BadLine>>> = std::thread::scope(|scope| {
+        let workers: Vec<_> = chunks
+            .iter()
+            .map(|&(offset, chunk)| {
+                scope.spawn(move || {
+                    read_prefix_list(chunk.as_bytes())
+                        .expect("reading from memory cannot fail")
+                        .map_err(|bad| {
+                            bad.into_iter()
+                                .map(|b| BadLine {
+                                    line: b.line + offset,
+                                    error: b.error,
+                                })
+                                .collect()
+                        })
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| w.join().expect("parser thread"))
+            .collect()
+    });
+    let mut prefixes = Vec::new();
+    let mut bad = Vec::new();
+    for result in results {
+        match result {
+            Ok(mut p) => prefixes.append(&mut p),
+            Err(mut b) => bad.append(&mut b),
+        }
+    }
+    if bad.is_empty() {
+        Ok(prefixes)
+    } else {
+        Err(bad)
+    }
+}
+
 /// The prefixes of a command: its arguments plus `--file` (a path, or `-` for stdin). Any bad
 /// entry fails the whole command, naming every bad entry.
 pub fn gather_prefixes(targets: &[String], file: Option<&Path>) -> Result<Vec<IpNet>> {
@@ -202,13 +269,12 @@ pub fn gather_prefixes(targets: &[String], file: Option<&Path>) -> Result<Vec<Ip
     }
     if let Some(path) = file {
         let listed = if path == Path::new("-") {
-            read_prefix_list(io::stdin().lock())
+            read_prefix_list(io::stdin().lock()).context("reading the rules from stdin")?
         } else {
-            let file = std::fs::File::open(path)
-                .with_context(|| format!("opening the rule file {}", path.display()))?;
-            read_prefix_list(io::BufReader::new(file))
-        }
-        .with_context(|| format!("reading {}", path.display()))?;
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading the rule file {}", path.display()))?;
+            parse_prefix_text(&text)
+        };
         match listed {
             Ok(mut listed) => prefixes.append(&mut listed),
             Err(bad) => errors.extend(
@@ -593,7 +659,7 @@ pub fn add_prefixes(
             };
             values.extend_from_slice(&rule_bytes(&rule));
         }
-        if let Err(err) = update_flat(map, &plan.keys, &values) {
+        if let Err(err) = update_flat_parallel(map, &plan.keys, &values) {
             // Undo this map and the ones before it: new keys go, old values come back.
             for plan in &plans[..=done] {
                 let map = maps.prefix_map(plan.index);
@@ -614,6 +680,38 @@ pub fn add_prefixes(
         }
     }
     Ok(report)
+}
+
+/// Writes flat keys and values, splitting large writes over the CPUs: the kernel's hash maps
+/// lock per bucket, so batches into one map run in parallel (1M entries: 1.1 s alone here).
+fn update_flat_parallel(map: &MapHandle, keys: &[u8], values: &[u8]) -> Result<()> {
+    let (ks, vs) = (map.key_size() as usize, map.value_size() as usize);
+    let count = keys.len() / ks;
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .min(8);
+    if threads < 2 || count < 200_000 {
+        return update_flat(map, keys, values);
+    }
+    let per = count.div_ceil(threads);
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|t| {
+                let (lo, hi) = (t * per, ((t + 1) * per).min(count));
+                let (k, v) = (&keys[lo * ks..hi * ks], &values[lo * vs..hi * vs]);
+                scope.spawn(move || update_flat(map, k, v))
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| {
+                w.join()
+                    .unwrap_or_else(|_| bail!("a writer thread panicked"))
+            })
+            .collect::<Result<Vec<()>>>()
+            .map(|_| ())
+    })
 }
 
 /// Writes flat keys and values (in the map's key and value sizes) in batches.
@@ -954,6 +1052,23 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(good.len(), 2);
+    }
+
+    #[test]
+    fn large_files_parse_in_parallel_with_true_line_numbers() {
+        let mut text = String::new();
+        for i in 0..200_000u32 {
+            text.push_str(&format!("{}\n", std::net::Ipv4Addr::from(0x0a00_0000 + i)));
+        }
+        assert_eq!(parse_prefix_text(&text).unwrap().len(), 200_000);
+        text.push_str("bogus\n");
+        for i in 0..100u32 {
+            text.push_str(&format!("{}\n", std::net::Ipv4Addr::from(0x0b00_0000 + i)));
+        }
+        text.push_str("1.2.3.4/33\n");
+        let bad = parse_prefix_text(&text).unwrap_err();
+        let lines: Vec<usize> = bad.iter().map(|b| b.line).collect();
+        assert_eq!(lines, [200_001, 200_102]);
     }
 
     #[test]
