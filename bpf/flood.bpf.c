@@ -56,11 +56,27 @@ static __always_inline __u16 csum_replace(__u16 check, __u16 *old, __u16 *new, i
 	return ~csum_fold(sum);
 }
 
+/* Updates the L4 checksum whose pseudo-header covers the source, if there is one. */
+static __always_inline int update_l4_check(void *data, void *data_end, __u16 *old, __u16 *new,
+					   int words)
+{
+	__u16 *l4_check;
+
+	if (!l4_check_off)
+		return 0;
+	l4_check = data + l4_check_off;
+	if ((void *)(l4_check + 1) > data_end)
+		return -1;
+	*l4_check = csum_replace(*l4_check, old, new, words);
+	if (l4_is_udp && *l4_check == 0)
+		*l4_check = 0xffff;
+	return 0;
+}
+
 static __always_inline int rewrite_v4(void *data, void *data_end)
 {
 	struct iphdr *iph = data + sizeof(struct ethhdr);
 	__u32 old, new;
-	__u16 *l4_check;
 
 	if ((void *)(iph + 1) > data_end)
 		return -1;
@@ -68,22 +84,13 @@ static __always_inline int rewrite_v4(void *data, void *data_end)
 	new = (old & ~rand_mask4) | (bpf_get_prandom_u32() & rand_mask4);
 	iph->saddr = new;
 	iph->check = csum_replace(iph->check, (__u16 *)&old, (__u16 *)&new, 2);
-	if (l4_check_off) {
-		l4_check = data + l4_check_off;
-		if ((void *)(l4_check + 1) > data_end)
-			return -1;
-		*l4_check = csum_replace(*l4_check, (__u16 *)&old, (__u16 *)&new, 2);
-		if (l4_is_udp && *l4_check == 0)
-			*l4_check = 0xffff;
-	}
-	return 0;
+	return update_l4_check(data, data_end, (__u16 *)&old, (__u16 *)&new, 2);
 }
 
 static __always_inline int rewrite_v6(void *data, void *data_end)
 {
 	struct ipv6hdr *ip6h = data + sizeof(struct ethhdr);
 	__u64 old, new, rnd;
-	__u16 *l4_check;
 	void *low;
 
 	if ((void *)(ip6h + 1) > data_end)
@@ -93,15 +100,7 @@ static __always_inline int rewrite_v6(void *data, void *data_end)
 	rnd = ((__u64)bpf_get_prandom_u32() << 32) | bpf_get_prandom_u32();
 	new = (old & ~rand_mask6) | (rnd & rand_mask6);
 	__builtin_memcpy(low, &new, 8);
-	if (l4_check_off) {
-		l4_check = data + l4_check_off;
-		if ((void *)(l4_check + 1) > data_end)
-			return -1;
-		*l4_check = csum_replace(*l4_check, (__u16 *)&old, (__u16 *)&new, 4);
-		if (l4_is_udp && *l4_check == 0)
-			*l4_check = 0xffff;
-	}
-	return 0;
+	return update_l4_check(data, data_end, (__u16 *)&old, (__u16 *)&new, 4);
 }
 
 static __always_inline int randomize_source(struct xdp_md *ctx)
