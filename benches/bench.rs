@@ -514,7 +514,8 @@ fn xdp_drops(lab: &LabGuard) -> Result<u64> {
     let id = status[0]["id"]
         .as_u64()
         .context("no XDP program on veth0")? as u32;
-    let maps = xdpctl::stats::StatsMaps::of_program(id)?.context("no stats map")?;
+    let program = xdpctl::attach::program_summary(id)?;
+    let maps = xdpctl::stats::StatsMaps::of_program(&program).context("no stats map")?;
     Ok(xdpctl::stats::read_counters(&maps.actions)?
         .action("XDP_DROP")
         .packets)

@@ -36,34 +36,6 @@ fn is_stats_map(map: &MapHandle) -> bool {
         && map.max_entries() as usize >= ACTIONS.len()
 }
 
-/// The xdp_stats_map of a loaded program, if it has one in the tutorial's layout.
-pub fn stats_map_of_program(prog_id: u32) -> Result<Option<MapHandle>> {
-    let program = attach::program_summary(prog_id)?;
-    for map_id in program.map_ids {
-        let Ok(map) = MapHandle::from_map_id(map_id) else {
-            continue;
-        };
-        if map.name() == STATS_MAP_NAME && is_stats_map(&map) {
-            return Ok(Some(map));
-        }
-    }
-    Ok(None)
-}
-
-/// The firewall's counter map (fw_stats) of a loaded program, if it has one.
-pub fn fw_stats_map_of_program(prog_id: u32) -> Result<Option<MapHandle>> {
-    let program = attach::program_summary(prog_id)?;
-    Ok(program
-        .map_ids
-        .into_iter()
-        .filter_map(|id| MapHandle::from_map_id(id).ok())
-        .find(|map| {
-            map.name() == "fw_stats"
-                && map.map_type() == MapType::PercpuArray
-                && map.value_size() as usize == std::mem::size_of::<FwStats>()
-        }))
-}
-
 /// The maps a stats sample reads: per-action counters, and the firewall's when it is one.
 pub struct StatsMaps {
     pub actions: MapHandle,
@@ -71,27 +43,39 @@ pub struct StatsMaps {
 }
 
 impl StatsMaps {
-    pub fn of_program(prog_id: u32) -> Result<Option<StatsMaps>> {
-        let Some(actions) = stats_map_of_program(prog_id)? else {
-            return Ok(None);
-        };
-        Ok(Some(StatsMaps {
-            actions,
-            firewall: fw_stats_map_of_program(prog_id)?,
-        }))
+    /// The counter maps of a loaded program, found in one pass over its maps: None if it has no
+    /// xdp_stats_map in the tutorial's layout.
+    pub fn of_program(program: &attach::ProgramSummary) -> Option<StatsMaps> {
+        let mut actions = None;
+        let mut firewall = None;
+        for map in program
+            .map_ids
+            .iter()
+            .filter_map(|&id| MapHandle::from_map_id(id).ok())
+        {
+            if map.name() == STATS_MAP_NAME && is_stats_map(&map) {
+                actions = Some(map);
+            } else if map.name() == "fw_stats"
+                && map.map_type() == MapType::PercpuArray
+                && map.value_size() as usize == std::mem::size_of::<FwStats>()
+            {
+                firewall = Some(map);
+            }
+        }
+        actions.map(|actions| StatsMaps { actions, firewall })
     }
 }
 
-/// The program on an interface and its stats map, or an error that says why there is none.
-pub fn stats_map_of_interface(ifname: &str) -> Result<(MapHandle, attach::ProgramSummary)> {
+/// The program on an interface and its counter maps, or an error that says why there are none.
+pub fn stats_maps_of_interface(ifname: &str) -> Result<(StatsMaps, attach::ProgramSummary)> {
     let ifindex = attach::ifindex(ifname)?;
     let attachments = attach::query(ifindex)?;
     let Some(first) = attachments.first() else {
         bail!("{ifname} has no XDP program: load one with `xdpctl load {ifname}`");
     };
     let program = attach::program_summary(first.prog_id)?;
-    match stats_map_of_program(first.prog_id)? {
-        Some(map) => Ok((map, program)),
+    match StatsMaps::of_program(&program) {
+        Some(maps) => Ok((maps, program)),
         None => bail!(
             "the XDP program on {ifname} (id {}, '{}') has no {STATS_MAP_NAME} in the \
              xdp-tutorial's layout (per-CPU array of struct datarec), so it keeps no per-action stats",

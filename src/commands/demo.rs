@@ -78,11 +78,7 @@ fn tour() -> Result<()> {
         super::ratelimit::describe(&maps.config()?)
     );
 
-    let (actions, program) = stats::stats_map_of_interface(&ifname)?;
-    let stats_maps = stats::StatsMaps {
-        actions,
-        firewall: stats::fw_stats_map_of_program(program.id)?,
-    };
+    let (stats_maps, _) = stats::stats_maps_of_interface(&ifname)?;
     let before = Sample::take(&stats_maps)?;
     let sources_before = top::sample(&maps)?;
     let blocks_before = top::block_hits(&maps)?;

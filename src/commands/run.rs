@@ -64,7 +64,7 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
          Ctrl-C detaches it.",
         loaded.name()
     );
-    match stats::StatsMaps::of_program(prog_id)? {
+    match stats::StatsMaps::of_program(&crate::attach::program_summary(prog_id)?) {
         Some(maps) => {
             let title = format!("{ifname} (program '{}', id {prog_id})", loaded.name());
             super::stats::print_samples(&maps, ifname, &title, &args.sampling)?;

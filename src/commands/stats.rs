@@ -12,11 +12,7 @@ use crate::stats::{self, Sample, StatsMaps};
 
 pub fn run(args: &StatsArgs) -> Result<ExitCode> {
     privileges::require("stats")?;
-    let (actions, program) = stats::stats_map_of_interface(&args.interface)?;
-    let maps = StatsMaps {
-        actions,
-        firewall: stats::fw_stats_map_of_program(program.id)?,
-    };
+    let (maps, program) = stats::stats_maps_of_interface(&args.interface)?;
     let title = format!(
         "{} (program '{}', id {})",
         args.interface, program.name, program.id

@@ -89,8 +89,8 @@ pub fn ping(lab: &LabGuard, count: u32) -> bool {
 
 /// The per-action counters of the program on `ifname`.
 pub fn counters(ifname: &str) -> xdpctl::stats::Counters {
-    let (map, _) = xdpctl::stats::stats_map_of_interface(ifname).expect("stats map");
-    xdpctl::stats::read_counters(&map).expect("counters")
+    let (maps, _) = xdpctl::stats::stats_maps_of_interface(ifname).expect("stats map");
+    xdpctl::stats::read_counters(&maps.actions).expect("counters")
 }
 
 /// The XDP programs attached to `ifname`.
