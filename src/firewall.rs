@@ -259,12 +259,6 @@ impl FirewallMaps {
         }) + if ipv6 { 2 } else { 0 }
     }
 
-    /// The exact-address hash and the trie of one list and family.
-    pub fn prefix_maps(&self, list: List, ipv6: bool) -> (&MapHandle, &MapHandle) {
-        let base = Self::prefix_index(list, ipv6);
-        (&self.prefix[base], &self.prefix[base + 1])
-    }
-
     /// The prefix map at an index of PREFIX_MAPS.
     pub fn prefix_map(&self, index: usize) -> &MapHandle {
         &self.prefix[index]
