@@ -43,7 +43,16 @@ pub fn xdpctl(args: &[&str]) -> Output {
 
 /// Runs xdpctl and fails the test, with its stderr, unless it succeeds. Returns stdout.
 pub fn xdpctl_ok(args: &[&str]) -> String {
-    let out = xdpctl(args);
+    succeeded(args, xdpctl(args))
+}
+
+/// Runs xdpctl, expects it to fail with exit code 1, and returns its stderr.
+pub fn xdpctl_err(args: &[&str]) -> String {
+    failed(args, xdpctl(args))
+}
+
+/// Fails the test, with the output, unless xdpctl succeeded. Returns stdout.
+pub fn succeeded(args: &[&str], out: Output) -> String {
     assert!(
         out.status.success(),
         "xdpctl {args:?} failed ({}):\n{}{}",
@@ -54,9 +63,8 @@ pub fn xdpctl_ok(args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-/// Runs xdpctl, expects it to fail with exit code 1, and returns its stderr.
-pub fn xdpctl_err(args: &[&str]) -> String {
-    let out = xdpctl(args);
+/// Fails the test, with the output, unless xdpctl failed with exit code 1. Returns stderr.
+pub fn failed(args: &[&str], out: Output) -> String {
     assert_eq!(
         out.status.code(),
         Some(1),
@@ -160,27 +168,11 @@ impl Instance {
     }
 
     pub fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "xdpctl {args:?} failed ({}):\n{}{}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
+        succeeded(args, self.run(args))
     }
 
     pub fn err(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert_eq!(
-            out.status.code(),
-            Some(1),
-            "xdpctl {args:?} should fail:\n{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stderr).unwrap()
+        failed(args, self.run(args))
     }
 
     pub fn json(&self, args: &[&str]) -> serde_json::Value {
