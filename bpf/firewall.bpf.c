@@ -80,10 +80,10 @@ struct {
 struct pkt {
 	int is_v6;
 	__u32 saddr4;
-	struct fw_v6_addr saddr6;
-	int l4proto;   /* -1 until the IP header (options, extension chain) parsed */
-	int malformed; /* something after the fixed IP header is truncated or invalid */
-	int has_ports; /* TCP/UDP header parsed: dport is valid */
+	struct fw_v6_addr saddr6; /* IPv6 only */
+	int l4proto;		  /* -1 until the IP header (options, extension chain) parsed */
+	int malformed;		  /* something after the fixed IP header is truncated or invalid */
+	int has_ports;		  /* TCP/UDP header parsed: dport is valid */
 	__u16 dport;
 	int syn; /* TCP SYN without ACK */
 };
@@ -218,11 +218,6 @@ static __always_inline int parse_ip(struct hdr_cursor *nh, void *data_end, int e
 		if (parse_iphdr_fixed(nh, data_end, &iph))
 			return -1;
 		p->saddr4 = iph->saddr;
-		/* The IPv4-mapped form keys the per-source state. */
-		__builtin_memset(p->saddr6.addr, 0, 10);
-		p->saddr6.addr[10] = 0xff;
-		p->saddr6.addr[11] = 0xff;
-		__builtin_memcpy(&p->saddr6.addr[12], &iph->saddr, 4);
 		p->l4proto = parse_iphdr_options(nh, data_end, iph);
 		if (p->l4proto < 0) {
 			p->malformed = 1;
@@ -292,15 +287,28 @@ static __always_inline __u32 source_set(struct fw_config *cfg, struct fw_v6_addr
 static __always_inline struct fw_source *source_slot(struct clock *clk, struct pkt *p, __u64 cap)
 {
 	struct fw_config *cfg = clk->cfg;
-	__u32 idx = source_set(cfg, &p->saddr6);
-	struct fw_source_set *set = bpf_map_lookup_elem(&sources, &idx);
 	__u64 want[2], have[2], fewest = ~0ULL;
+	struct fw_source_set *set;
+	struct fw_v6_addr key;
 	struct fw_source *slot;
 	int i, victim = 0;
+	__u32 idx;
 
+	/* The key: an IPv6 source as it is, an IPv4 one in its IPv4-mapped form. Built here, not
+	 * while parsing, as only packets that reach the rate limiter need it. */
+	if (p->is_v6) {
+		key = p->saddr6;
+	} else {
+		__builtin_memset(key.addr, 0, 10);
+		key.addr[10] = 0xff;
+		key.addr[11] = 0xff;
+		__builtin_memcpy(&key.addr[12], &p->saddr4, 4);
+	}
+	idx = source_set(cfg, &key);
+	set = bpf_map_lookup_elem(&sources, &idx);
 	if (!set)
 		return NULL;
-	__builtin_memcpy(want, p->saddr6.addr, 16);
+	__builtin_memcpy(want, key.addr, 16);
 #pragma unroll
 	for (i = 0; i < FW_SOURCE_WAYS; i++) {
 		slot = &set->way[i];
