@@ -11,6 +11,9 @@
  *
  * spray: the same rewrite, then a tail call into `target`: the benchmarks use it to run a
  * program under test on per-packet random sources inside one BPF_PROG_RUN.
+ *
+ * bare_drop: XDP_DROP and nothing else, the benchmarks' floor (the built-in xdp_drop also keeps
+ * its counters and the per-second history).
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -128,6 +131,12 @@ int spray(struct xdp_md *ctx)
 		return XDP_ABORTED;
 	bpf_tail_call(ctx, &target, 0);
 	return XDP_ABORTED;
+}
+
+SEC("xdp")
+int bare_drop(struct xdp_md *ctx)
+{
+	return XDP_DROP;
 }
 
 char LICENSE[] SEC("license") = "GPL";

@@ -17,6 +17,42 @@ struct datarec {
 	__u64 rx_bytes;
 };
 
+/* --- Per-second history (every built-in program) --------------------------------------- */
+
+/* Seconds the ring holds: slot = CLOCK_MONOTONIC second % XDPCTL_HISTORY_SLOTS (8.5 minutes). */
+#define XDPCTL_HISTORY_SLOTS 512
+
+/* Why a packet counted as dropped in the history: the firewall's reasons (enum fw_drop_reason),
+ * then a program's own XDP_DROP, then XDP_ABORTED. */
+enum history_drop {
+	HISTORY_DROP_PROGRAM = 4,
+	HISTORY_DROP_ABORTED = 5,
+	HISTORY_DROP_MAX = 6,
+};
+
+/* One CPU's counts of one second. A slot whose `second` is not the one asked for is stale (that
+ * CPU saw no packet in that second). */
+struct history_second {
+	__u64 second; /* CLOCK_MONOTONIC seconds */
+	__u64 received;
+	__u64 passed;
+	__u64 dropped; /* XDP_DROP and XDP_ABORTED */
+	__u64 other;   /* XDP_TX and XDP_REDIRECT */
+	__u64 bytes;   /* received */
+	__u64 passed_bytes;
+	__u64 dropped_bytes;
+	__u64 drops[HISTORY_DROP_MAX];
+};
+
+/* Per CPU: the coarse clock as of the current jiffy, so a packet reads the time for the price
+ * of a load (bpf_jiffies64 is inlined) instead of a helper call. */
+struct clock_cache {
+	__u64 jiffies;
+	__u64 now_ns;	     /* CLOCK_MONOTONIC_COARSE at the first packet of that jiffy */
+	__u64 second;	     /* now_ns / 1e9 */
+	__u64 second_end_ns; /* when `second` ends */
+};
+
 /* --- The firewall --------------------------------------------------------------------- */
 
 /* VLAN tags parsed before the packet counts as malformed (too deep). */

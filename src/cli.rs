@@ -49,6 +49,12 @@ pub enum Command {
     Ratelimit(RatelimitArgs),
     /// The current top sources by packets and by bytes per second.
     Top(TopArgs),
+    /// Received, passed and dropped packets of each past second, from the kernel's history.
+    History(HistoryArgs),
+    /// Plot received vs passed vs dropped packets per second into an SVG or PNG file.
+    Graph(GraphArgs),
+    /// Packets per destination port (TCP/UDP), as the firewall counted them.
+    Ports(PortsArgs),
     /// Send a flood out of a veth (inside a lab) at millions of packets per second.
     Flood(FloodArgs),
     /// A veth lab in a network namespace to test programs on (after the xdp-tutorial's testenv).
@@ -209,6 +215,63 @@ pub struct TopArgs {
     pub interval: f64,
 
     /// Print JSON: {"interval", "by_pps": [...], "by_bytes": [...]}.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The seconds of history to show.
+#[derive(Debug, Args)]
+pub struct SecondsArg {
+    /// How many of the last completed seconds (the kernel keeps 511).
+    #[arg(short, long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=511))]
+    pub seconds: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    /// The interface whose program's history to read (any built-in program keeps one).
+    pub interface: String,
+
+    #[command(flatten)]
+    pub seconds: SecondsArg,
+
+    /// Print a JSON array of {"time", "received", "passed", "dropped", "drops": {...}, "bytes",
+    /// ...}, time in Unix seconds.
+    #[arg(long, conflicts_with = "csv")]
+    pub json: bool,
+
+    /// Print CSV with a header line.
+    #[arg(long)]
+    pub csv: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct GraphArgs {
+    /// The interface whose program's history to plot.
+    pub interface: String,
+
+    #[command(flatten)]
+    pub seconds: SecondsArg,
+
+    /// The file to write: .svg or .png.
+    #[arg(short, long, value_name = "FILE.svg|FILE.png")]
+    pub output: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct PortsArgs {
+    /// The interface whose firewall's port counters to read.
+    pub interface: String,
+
+    /// Only this protocol.
+    #[arg(long, value_enum)]
+    pub proto: Option<crate::rules::PortProto>,
+
+    /// How many ports to show, busiest first.
+    #[arg(short = 'n', long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..))]
+    pub top: u64,
+
+    /// Print a JSON array of {"port", "proto", "packets"}.
     #[arg(long)]
     pub json: bool,
 }

@@ -5,6 +5,7 @@
 //! - [`attach`]: interfaces, XDP modes, bpf_link create/update/detach, queries
 //! - [`pins`]: xdpctl's state in bpffs and who owns an attached program
 //! - [`stats`]: per-CPU counters, rates, the tutorial's format, JSON
+//! - [`history`]: the per-second history ring; [`ports`]: packets per destination port
 //! - [`testenv`]: the veth lab
 //! - [`commands`]: one module per subcommand
 
@@ -13,9 +14,12 @@ pub mod cli;
 pub mod commands;
 pub mod firewall;
 pub mod flood;
+pub mod graph;
+pub mod history;
 pub mod libbpf_log;
 pub mod model;
 pub mod pins;
+pub mod ports;
 pub mod privileges;
 pub mod programs;
 pub mod rules;

@@ -274,7 +274,12 @@ fn list_or_none(names: &[String]) -> String {
 }
 
 /// The per-interface counter maps that carry over when a program is replaced.
-const COUNTER_MAPS: [&str; 2] = [stats::STATS_MAP_NAME, "fw_stats"];
+const COUNTER_MAPS: [&str; 4] = [
+    stats::STATS_MAP_NAME,
+    "fw_stats",
+    crate::history::HISTORY_MAP_NAME,
+    crate::ports::PORT_MAP_NAME,
+];
 
 /// Makes the new object use the old program's counter maps where name and layout match.
 fn reuse_counter_maps(open: &mut OpenObject, old_prog_id: u32) -> Result<()> {

@@ -43,7 +43,7 @@ pub fn parse_prefix(text: &str) -> Result<IpNet, String> {
 }
 
 /// The protocol of a port rule.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, clap::ValueEnum)]
 pub enum PortProto {
     Tcp,
     Udp,
@@ -405,12 +405,18 @@ fn batch_unsupported(err: i32) -> bool {
     )
 }
 
-/// Every (key, value) of a map: batched where the map supports it, else key by key.
+/// Every (key, value) of a map: batched where the map supports it, else key by key. A per-CPU
+/// map's value is every CPU's value in turn, each padded to 8 bytes (the kernel's layout).
 pub fn entries(map: &MapHandle) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
-    let (ks, vs) = (map.key_size() as usize, map.value_size() as usize);
+    let ks = map.key_size() as usize;
+    let vs = if map.map_type().is_percpu() {
+        (map.value_size() as usize).next_multiple_of(8) * libbpf_rs::num_possible_cpus()?
+    } else {
+        map.value_size() as usize
+    };
     let batched = matches!(
         map.map_type(),
-        MapType::Hash | MapType::LruHash | MapType::Array
+        MapType::Hash | MapType::LruHash | MapType::Array | MapType::PercpuArray
     );
     if batched {
         let mut keys = vec![0u8; ks * BATCH];
@@ -463,7 +469,17 @@ pub fn entries(map: &MapHandle) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
     }
     let mut out = Vec::new();
     for key in map.keys() {
-        if let Some(value) = map.lookup(&key, MapFlags::ANY)? {
+        if map.map_type().is_percpu() {
+            if let Some(values) = map.lookup_percpu(&key, MapFlags::ANY)? {
+                let stride = (map.value_size() as usize).next_multiple_of(8);
+                let mut value = Vec::with_capacity(stride * values.len());
+                for mut cpu in values {
+                    cpu.resize(stride, 0);
+                    value.extend(cpu);
+                }
+                out.push((key, value));
+            }
+        } else if let Some(value) = map.lookup(&key, MapFlags::ANY)? {
             out.push((key, value));
         }
     }

@@ -10,6 +10,8 @@ use serde_json::{json, Map, Value};
 
 use crate::attach;
 use crate::firewall::{FwStats, DROP_REASONS, PROTOCOLS};
+use crate::history;
+use crate::ports;
 use crate::programs::skel;
 
 pub const STATS_MAP_NAME: &str = "xdp_stats_map";
@@ -36,18 +38,20 @@ fn is_stats_map(map: &MapHandle) -> bool {
         && map.max_entries() as usize >= ACTIONS.len()
 }
 
-/// The maps a stats sample reads: per-action counters, and the firewall's when it is one.
+/// The counter maps of a program: per-action counters, and where the program keeps them, the
+/// firewall's, the per-second history and the destination-port histogram.
 pub struct StatsMaps {
     pub actions: MapHandle,
     pub firewall: Option<MapHandle>,
+    pub history: Option<MapHandle>,
+    pub ports: Option<MapHandle>,
 }
 
 impl StatsMaps {
     /// The counter maps of a loaded program, found in one pass over its maps: None if it has no
     /// xdp_stats_map in the tutorial's layout.
     pub fn of_program(program: &attach::ProgramSummary) -> Option<StatsMaps> {
-        let mut actions = None;
-        let mut firewall = None;
+        let (mut actions, mut firewall, mut history, mut ports) = (None, None, None, None);
         for map in program
             .map_ids
             .iter()
@@ -60,9 +64,18 @@ impl StatsMaps {
                 && map.value_size() as usize == std::mem::size_of::<FwStats>()
             {
                 firewall = Some(map);
+            } else if history::is_history_map(&map) {
+                history = Some(map);
+            } else if ports::is_port_map(&map) {
+                ports = Some(map);
             }
         }
-        actions.map(|actions| StatsMaps { actions, firewall })
+        actions.map(|actions| StatsMaps {
+            actions,
+            firewall,
+            history,
+            ports,
+        })
     }
 }
 

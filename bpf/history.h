@@ -1,0 +1,90 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * The per-second history ring and the per-CPU clock it is keyed by.
+ *
+ * Each CPU counts into the slot of the current second (per-CPU, so no atomics), and resets a
+ * slot the first time it enters a new second. Userspace sums the CPUs' slots whose `second`
+ * matches, for seconds that have ended: the counts are exact however late it reads, as long as
+ * it reads within XDPCTL_HISTORY_SLOTS seconds.
+ */
+#ifndef XDPCTL_HISTORY_H
+#define XDPCTL_HISTORY_H
+
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include "xdpctl.h"
+
+#define NSEC_PER_SEC 1000000000ULL
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__type(key, __u32);
+	__type(value, struct history_second);
+	__uint(max_entries, XDPCTL_HISTORY_SLOTS);
+} xdp_history SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__type(key, __u32);
+	__type(value, struct clock_cache);
+	__uint(max_entries, 1);
+} clock_cache SEC(".maps");
+
+/* This CPU's clock, refreshed once per jiffy: the coarse clock only moves on a tick anyway. The
+ * division into seconds happens once per second. */
+static __always_inline struct clock_cache *clock_now(void)
+{
+	__u64 jiffies = bpf_jiffies64();
+	struct clock_cache *clock;
+	__u32 zero = 0;
+
+	clock = bpf_map_lookup_elem(&clock_cache, &zero);
+	if (!clock)
+		return NULL;
+	if (clock->jiffies != jiffies) {
+		clock->jiffies = jiffies;
+		clock->now_ns = bpf_ktime_get_coarse_ns();
+		if (clock->now_ns >= clock->second_end_ns) {
+			clock->second = clock->now_ns / NSEC_PER_SEC;
+			clock->second_end_ns = (clock->second + 1) * NSEC_PER_SEC;
+		}
+	}
+	return clock;
+}
+
+/* Counts a packet of `len` bytes with its verdict into the current second. `drop` is an enum
+ * fw_drop_reason / history_drop for dropped packets, ignored otherwise. */
+static __always_inline void history_record(struct clock_cache *clock, __u32 action, int drop,
+					   __u64 len)
+{
+	struct history_second *slot;
+	__u32 index, reason;
+
+	if (!clock)
+		return;
+	index = clock->second & (XDPCTL_HISTORY_SLOTS - 1);
+	slot = bpf_map_lookup_elem(&xdp_history, &index);
+	if (!slot)
+		return;
+	if (slot->second != clock->second) {
+		__builtin_memset(slot, 0, sizeof(*slot));
+		slot->second = clock->second;
+	}
+	slot->received++;
+	slot->bytes += len;
+	if (action == XDP_PASS) {
+		slot->passed++;
+		slot->passed_bytes += len;
+	} else if (action == XDP_DROP || action == XDP_ABORTED) {
+		slot->dropped++;
+		slot->dropped_bytes += len;
+		reason = drop;
+		if (reason >= HISTORY_DROP_MAX)
+			reason = HISTORY_DROP_PROGRAM;
+		slot->drops[reason]++;
+	} else {
+		slot->other++;
+	}
+}
+
+#endif /* XDPCTL_HISTORY_H */

@@ -1,0 +1,30 @@
+//! `xdpctl ports`: packets per destination port, from the firewall's per-CPU port counters.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+
+use crate::cli::PortsArgs;
+use crate::{ports, privileges, stats};
+
+pub fn run(args: &PortsArgs) -> Result<ExitCode> {
+    privileges::require("ports")?;
+    let (maps, program) = stats::stats_maps_of_interface(&args.interface)?;
+    let map = maps.ports.with_context(|| {
+        format!(
+            "the program on {} ('{}') keeps no port counters: the firewall does (`xdpctl load {} \
+             --force`)",
+            args.interface, program.name, args.interface
+        )
+    })?;
+    let counts = ports::rank(ports::read(&map)?, args.proto, args.top as usize);
+    let text = if args.json {
+        format!("{}\n", ports::to_json(&counts))
+    } else {
+        ports::format_table(&counts)
+    };
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes()).and_then(|_| out.flush());
+    Ok(ExitCode::SUCCESS)
+}

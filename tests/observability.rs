@@ -1,0 +1,269 @@
+//! Observability on a real lab: the per-second history counts what the interface received, the
+//! graph files carry its series, and the port histogram counts real UDP datagrams.
+
+mod common;
+
+use std::net::{SocketAddr, UdpSocket};
+use std::thread::sleep;
+use std::time::Duration;
+
+use common::*;
+use serde_json::Value;
+
+/// Floods the lab's outer interface from inside, paced, and returns the packets sent.
+fn flood(lab: &xdpctl::testenv::LabGuard, args: &[&str]) -> u64 {
+    let mut full = vec![
+        "testenv",
+        "exec",
+        "--name",
+        lab.outer_ifname(),
+        "--",
+        xdpctl_path(),
+        "flood",
+        "veth0",
+        "--json",
+    ];
+    full.extend_from_slice(args);
+    let report: Value = serde_json::from_str(xdpctl_ok(&full).trim()).unwrap();
+    report["packets"].as_u64().unwrap()
+}
+
+fn sum(history: &Value, field: &str) -> u64 {
+    history
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s[field].as_u64().unwrap())
+        .sum()
+}
+
+#[test]
+fn history_counts_each_second_exactly_and_the_graph_carries_it() {
+    if !have_root("history_counts_each_second_exactly_and_the_graph_carries_it") {
+        return;
+    }
+    let fw = Instance::new();
+    let lab = lab();
+    let ifname = lab.outer_ifname();
+    fw.ok(&["load", ifname]);
+    fw.ok(&["block", &lab.second_inner_ipv4().to_string()]);
+
+    // 3 s at 20,000 pps from a clean source, then 2 s at 10,000 pps from a blocked one.
+    let passed_sent = flood(&lab, &["--pps", "20000", "--duration", "3"]);
+    let blocked_sent = flood(
+        &lab,
+        &[
+            "--pps",
+            "10000",
+            "--duration",
+            "2",
+            "--src",
+            &lab.second_inner_ipv4().to_string(),
+        ],
+    );
+    // Let the last second end (and settle) before reading.
+    sleep(Duration::from_millis(1200));
+
+    let history = fw.json(&["history", ifname, "--seconds", "60", "--json"]);
+    let seconds = history.as_array().unwrap();
+    assert!(seconds.len() >= 5, "{history}");
+    // Exact: the history is the same per-CPU counting as the program's totals.
+    let totals = counters(ifname);
+    let counted = totals.action("XDP_PASS").packets + totals.action("XDP_DROP").packets;
+    assert_eq!(sum(&history, "received"), counted, "{history}");
+    assert_eq!(
+        sum(&history, "passed"),
+        totals.action("XDP_PASS").packets,
+        "{history}"
+    );
+    assert_eq!(
+        sum(&history, "dropped"),
+        totals.action("XDP_DROP").packets,
+        "{history}"
+    );
+    // What the lab sent arrived, give or take the lab's own chatter (ND, ARP: under 50).
+    let received = sum(&history, "received");
+    let sent = passed_sent + blocked_sent;
+    assert!(
+        (sent..sent + 50).contains(&received),
+        "sent {sent}, history received {received}"
+    );
+    let blocklisted: u64 = seconds
+        .iter()
+        .map(|s| s["drops"]["blocklist"].as_u64().unwrap())
+        .sum();
+    assert_eq!(blocklisted, blocked_sent, "{history}");
+    // A full second of the paced flood is 20,000 within the pacing's granularity (100 ms).
+    let busiest = seconds
+        .iter()
+        .map(|s| s["received"].as_u64().unwrap())
+        .max()
+        .unwrap();
+    assert!(
+        (18_000..=22_100).contains(&busiest),
+        "busiest second {busiest}: {history}"
+    );
+    // Seconds are consecutive Unix times.
+    for pair in seconds.windows(2) {
+        assert_eq!(
+            pair[1]["time"].as_i64().unwrap(),
+            pair[0]["time"].as_i64().unwrap() + 1
+        );
+    }
+
+    // CSV: the same seconds, one line each after the header.
+    let csv = fw.ok(&["history", ifname, "--seconds", "60", "--csv"]);
+    let mut lines = csv.lines();
+    assert!(lines
+        .next()
+        .unwrap()
+        .starts_with("time,received,passed,dropped"));
+    let csv_received: u64 = lines
+        .map(|line| line.split(',').nth(1).unwrap().parse::<u64>().unwrap())
+        .sum();
+    assert!(csv_received >= received, "{csv}");
+
+    // The graphs: SVG with the three series and the legend; PNG with their colours.
+    let dir = std::env::temp_dir().join(format!("xdpctl-graph-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let svg_path = dir.join("graph.svg");
+    let png_path = dir.join("graph.png");
+    fw.ok(&["graph", ifname, "-o", svg_path.to_str().unwrap()]);
+    fw.ok(&["graph", ifname, "--output", png_path.to_str().unwrap()]);
+    let svg = std::fs::read_to_string(&svg_path).unwrap();
+    assert!(
+        svg.starts_with("<svg") || svg.starts_with("<?xml"),
+        "not SVG"
+    );
+    assert!(svg.trim_end().ends_with("</svg>"), "SVG not closed");
+    for (name, color) in [
+        ("received", xdpctl::graph::RECEIVED),
+        ("passed", xdpctl::graph::PASSED),
+        ("dropped", xdpctl::graph::DROPPED),
+    ] {
+        // The series' line: the polyline in its colour with a point per second.
+        let stroke = format!("stroke=\"#{:02X}{:02X}{:02X}\"", color.0, color.1, color.2);
+        let points = svg
+            .split("<polyline")
+            .filter(|element| element.contains(&stroke))
+            .map(|element| {
+                element
+                    .split("points=\"")
+                    .nth(1)
+                    .unwrap_or("")
+                    .split(' ')
+                    .count()
+            })
+            .max()
+            .unwrap_or(0);
+        assert!(
+            points >= seconds.len(),
+            "the {name} line has {points} points"
+        );
+    }
+    for label in [
+        "received",
+        "passed",
+        "dropped",
+        "packets per second",
+        ifname,
+    ] {
+        assert!(svg.contains(label), "SVG lacks {label}");
+    }
+    let png = image::open(&png_path).unwrap().to_rgb8();
+    assert_eq!(png.dimensions(), (1000, 520));
+    for (name, color) in [
+        ("received", xdpctl::graph::RECEIVED),
+        ("passed", xdpctl::graph::PASSED),
+        ("dropped", xdpctl::graph::DROPPED),
+    ] {
+        let pixels = png
+            .pixels()
+            .filter(|p| p.0 == [color.0, color.1, color.2])
+            .count();
+        assert!(pixels > 100, "PNG has {pixels} pixels of the {name} series");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn ports_counts_udp_datagrams_per_destination_port() {
+    if !have_root("ports_counts_udp_datagrams_per_destination_port") {
+        return;
+    }
+    let fw = Instance::new();
+    let lab = lab();
+    let ifname = lab.outer_ifname();
+    fw.ok(&["load", ifname]);
+    let (quiet, busy) = (free_port(), free_port());
+    let outer = lab.outer_ipv4();
+    in_lab(&lab, move || {
+        let client = UdpSocket::bind("0.0.0.0:0").unwrap();
+        for (port, count) in [(busy, 7), (quiet, 3)] {
+            let target: SocketAddr = (outer, port).into();
+            for _ in 0..count {
+                client.send_to(b"xdpctl ports", target).unwrap();
+            }
+        }
+    });
+    let ports = fw.json(&["ports", ifname, "--proto", "udp", "--json"]);
+    let count_of = |port: u16| {
+        ports
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["port"] == port)
+            .map(|p| p["packets"].as_u64().unwrap())
+    };
+    assert_eq!(count_of(busy), Some(7), "{ports}");
+    assert_eq!(count_of(quiet), Some(3), "{ports}");
+    assert_eq!(ports[0]["proto"], "udp");
+    // Busiest first, and --top limits.
+    let top = fw.json(&["ports", ifname, "--proto", "udp", "--top", "1", "--json"]);
+    assert_eq!(top.as_array().unwrap().len(), 1, "{top}");
+    assert!(top[0]["packets"].as_u64().unwrap() >= 7, "{top}");
+    // No TCP was sent to these ports.
+    let tcp = fw.json(&["ports", ifname, "--proto", "tcp", "--json"]);
+    assert!(
+        !tcp.as_array().unwrap().iter().any(|p| p["port"] == busy),
+        "{tcp}"
+    );
+    let table = fw.ok(&["ports", ifname]);
+    assert!(table.contains(&format!("{busy:>5} udp")), "{table}");
+}
+
+#[test]
+fn history_and_ports_explain_what_they_need() {
+    if !have_root("history_and_ports_explain_what_they_need") {
+        return;
+    }
+    let lab = lab();
+    let ifname = lab.outer_ifname();
+    // A user's own program keeps neither.
+    let object = user_object();
+    xdpctl_ok(&[
+        "load",
+        ifname,
+        "--obj",
+        object.to_str().unwrap(),
+        "--program",
+        "xdp_user_count",
+    ]);
+    let err = xdpctl_err(&["history", ifname]);
+    assert!(err.contains("keeps no per-second history"), "{err}");
+    let err = xdpctl_err(&["ports", ifname]);
+    assert!(err.contains("keeps no port counters"), "{err}");
+    xdpctl_ok(&["unload", ifname]);
+    // The built-ins keep history but only the firewall counts ports.
+    xdpctl_ok(&["load", ifname, "--program", "xdp_pass"]);
+    assert!(ping(&lab, 2));
+    let err = xdpctl_err(&["ports", ifname]);
+    assert!(err.contains("the firewall does"), "{err}");
+    sleep(Duration::from_millis(1100));
+    let history: Value = serde_json::from_str(&xdpctl_ok(&["history", ifname, "--json"])).unwrap();
+    assert!(sum(&history, "passed") >= 2, "{history}");
+    xdpctl_ok(&["unload", ifname]);
+    // A file name that is neither .svg nor .png is refused before anything else.
+    let err = xdpctl_err(&["graph", ifname, "-o", "/tmp/graph.jpg"]);
+    assert!(err.contains(".svg or .png"), "{err}");
+}
