@@ -6,6 +6,7 @@
 //! - [`pins`]: xdpctl's state in bpffs and who owns an attached program
 //! - [`stats`]: per-CPU counters, rates, the tutorial's format, JSON
 //! - [`testenv`]: the veth lab
+//! - [`trace`]: XDP exceptions (a tracepoint program and its ring buffer) and bpf_printk lines
 //! - [`commands`]: one module per subcommand
 
 pub mod attach;
@@ -21,3 +22,4 @@ pub mod programs;
 pub mod rules;
 pub mod stats;
 pub mod testenv;
+pub mod trace;
