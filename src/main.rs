@@ -21,6 +21,7 @@ fn main() -> ExitCode {
         Command::Ratelimit(args) => commands::ratelimit::run(args),
         Command::Top(args) => commands::top::run(args),
         Command::Flood(args) => commands::flood::run(args),
+        Command::Trace(args) => commands::trace::run(args),
         Command::Testenv(args) => commands::testenv::run(args),
         Command::Demo => commands::demo::run(),
     };
