@@ -197,4 +197,17 @@ struct fw_source_set {
 	struct fw_source way[FW_SOURCE_WAYS];
 };
 
+/* --- xdpctl trace --------------------------------------------------------------------- */
+
+/* One xdp:xdp_exception, sent by bpf/trace.bpf.c through its ring buffer to `xdpctl trace`.
+ * The kernel raises it for XDP_ABORTED, for an action number that is not an XDP action, and
+ * when a driver fails to carry out XDP_TX or XDP_REDIRECT. */
+struct trace_exception_event {
+	__u64 timestamp_ns; /* bpf_ktime_get_ns(): CLOCK_MONOTONIC */
+	__u32 prog_id;	    /* the XDP program's id (xdp->aux->id) */
+	__u32 action;	    /* what it returned: an XDP action, or an invalid number */
+	__u32 ifindex;	    /* the device, within netns_inode */
+	__u32 netns_inode;  /* the device's network namespace (its nsfs inode number) */
+};
+
 #endif /* XDPCTL_H */

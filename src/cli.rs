@@ -57,6 +57,22 @@ pub enum Command {
     Ports(PortsArgs),
     /// Send a flood out of a veth (inside a lab) at millions of packets per second.
     Flood(FloodArgs),
+    /// Stream XDP exceptions and bpf_printk output until Ctrl-C or SIGTERM.
+    ///
+    /// Exceptions come from the kernel's xdp:xdp_exception tracepoint, through a BPF program
+    /// that xdpctl attaches for as long as it runs (nothing is pinned or left behind). The
+    /// kernel raises one when an XDP program returns XDP_ABORTED or a number that is no XDP
+    /// action, and when a driver fails to carry out XDP_TX or XDP_REDIRECT.
+    ///
+    /// bpf_printk lines are read from tracefs's trace_pipe (tracefs is mounted at
+    /// /sys/kernel/tracing if it is not mounted). Reading trace_pipe consumes it, as `bpftool
+    /// prog tracelog` does: a line xdpctl reads is gone for any other reader (a second `xdpctl
+    /// trace`, bpftool, `cat trace_pipe`), and a line such a reader takes first never shows
+    /// here. Lines already waiting in trace_pipe when the trace starts are skipped.
+    ///
+    /// One line per event, exceptions and bpf_printk lines interleaved as they arrive. Once
+    /// attached, "tracing ... (Ctrl-C to stop)" is printed on stderr.
+    Trace(TraceArgs),
     /// A veth lab in a network namespace to test programs on (after the xdp-tutorial's testenv).
     Testenv(TestenvArgs),
     /// Run the tour end to end in a throwaway lab: attach, send traffic, show stats, clean up.
@@ -272,6 +288,26 @@ pub struct PortsArgs {
     pub top: u64,
 
     /// Print a JSON array of {"port", "proto", "packets"}.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct TraceArgs {
+    /// Only exceptions on this interface of the current network namespace. bpf_printk lines
+    /// carry no interface, so they all show.
+    #[arg(long, value_name = "IFACE")]
+    pub iface: Option<String>,
+
+    /// Stop after N events (exceptions and bpf_printk lines together).
+    #[arg(short, long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub count: Option<u64>,
+
+    /// One JSON object per line (NDJSON). Exceptions: {"type": "exception", "time", "action"
+    /// (XDP_* or "invalid"), "action_code", "program" (null once unloaded), "program_id",
+    /// "interface" (null outside this network namespace), "ifindex", "netns" (the device's
+    /// namespace inode)}. bpf_printk lines: {"type": "printk", "time" (when read), "task",
+    /// "pid", "cpu", "message"}. Times are Unix seconds.
     #[arg(long)]
     pub json: bool,
 }

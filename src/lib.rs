@@ -7,6 +7,7 @@
 //! - [`stats`]: per-CPU counters, rates, the tutorial's format, JSON
 //! - [`history`]: the per-second history ring; [`ports`]: packets per destination port
 //! - [`testenv`]: the veth lab
+//! - [`trace`]: XDP exceptions (a tracepoint program and its ring buffer) and bpf_printk lines
 //! - [`commands`]: one module per subcommand
 
 pub mod attach;
@@ -25,3 +26,4 @@ pub mod programs;
 pub mod rules;
 pub mod stats;
 pub mod testenv;
+pub mod trace;

@@ -24,6 +24,7 @@ pub mod skel {
     skeleton!(xdp_abort);
     skeleton!(firewall);
     skeleton!(flood);
+    skeleton!(trace);
 }
 
 /// A program xdpctl ships.
@@ -313,8 +314,8 @@ fn reuse_counter_maps(open: &mut OpenObject, old_prog_id: u32) -> Result<()> {
 mod tests {
     use super::*;
 
-    /// Programs that are not for `load`: the flood generator's.
-    const INTERNAL: [&str; 1] = ["flood"];
+    /// Programs that are not for `load`: the flood generator's, and `trace`'s tracepoint.
+    const INTERNAL: [&str; 2] = ["flood", "trace"];
 
     #[test]
     fn every_bpf_source_is_a_builtin_or_internal() {

@@ -16,6 +16,7 @@ pub mod stats;
 pub mod status;
 pub mod testenv;
 pub mod top;
+pub mod trace;
 pub mod unload;
 
 use std::sync::atomic::{AtomicBool, Ordering};

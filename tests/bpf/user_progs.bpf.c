@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * A user's own BPF object, as a kernel developer would build it outside xdpctl, for the --obj
- * tests: one program with a tutorial-layout xdp_stats_map, one with no maps, and one the
- * verifier must reject.
+ * tests: one program with a tutorial-layout xdp_stats_map, one with no maps, one the verifier
+ * must reject, and for `xdpctl trace` one that says hello through bpf_printk and one that
+ * returns a number that is no XDP action.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -36,6 +37,22 @@ SEC("xdp")
 int xdp_user_plain(struct xdp_md *ctx)
 {
 	return XDP_PASS;
+}
+
+/* bpf_printk for every packet, with a string the trace test looks for. */
+SEC("xdp")
+int xdp_user_printk(struct xdp_md *ctx)
+{
+	bpf_printk("xdpctl-trace-test: a packet of %d bytes", (int)(ctx->data_end - ctx->data));
+	return XDP_PASS;
+}
+
+/* A buggy program: 7 is no XDP action, so the kernel drops the packet and raises
+ * xdp:xdp_exception with action 7. */
+SEC("xdp")
+int xdp_bad_action(struct xdp_md *ctx)
+{
+	return 7;
 }
 
 /* Reads the packet without a bounds check: the verifier must refuse it. */
