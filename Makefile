@@ -50,10 +50,11 @@ bench: deps
 difftest: deps
 	XDPCTL_DIFF_PACKETS=1000000 $(CARGO) test --release --locked --test differential -- --nocapture
 
-## demo: the tour in a throwaway lab: attach, ping, stats, replace, unload, teardown
+## demo: the tour in a throwaway lab: a flood auto-blocked, ending with its graph in build/
 demo: deps
 	$(CARGO) build --release --locked
-	./target/release/xdpctl demo
+	mkdir -p build
+	./target/release/xdpctl demo --graph build/demo.png
 
 ## check: formatting and lints, Rust and C
 check:

@@ -12,6 +12,7 @@ packages=(
 	iproute2 ethtool      # the veth lab
 	iputils-ping          # traffic in the lab
 	util-linux            # unshare, setpriv, nsenter (tests)
+	fonts-dejavu-core     # the labels of `xdpctl graph` (plotters embeds no font)
 	xdp-tools iptables nftables ipset # the yardsticks of `make bench` (and its quick run in tests)
 )
 

@@ -75,8 +75,8 @@ pub enum Command {
     Trace(TraceArgs),
     /// A veth lab in a network namespace to test programs on (after the xdp-tutorial's testenv).
     Testenv(TestenvArgs),
-    /// Run the tour end to end in a throwaway lab: attach, send traffic, show stats, clean up.
-    Demo,
+    /// Run the tour end to end in a throwaway lab: a flood is auto-blocked, and graphed.
+    Demo(DemoArgs),
 }
 
 /// Which program to load, and how.
@@ -233,6 +233,13 @@ pub struct TopArgs {
     /// Print JSON: {"interval", "by_pps": [...], "by_bytes": [...]}.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Where to save the graph of the flood (.svg or .png).
+    #[arg(long, value_name = "FILE", default_value = "xdpctl-demo.png")]
+    pub graph: PathBuf,
 }
 
 /// The seconds of history to show.

@@ -26,7 +26,7 @@ fn main() -> ExitCode {
         Command::Flood(args) => commands::flood::run(args),
         Command::Trace(args) => commands::trace::run(args),
         Command::Testenv(args) => commands::testenv::run(args),
-        Command::Demo => commands::demo::run(),
+        Command::Demo(args) => commands::demo::run(args),
     };
     result.unwrap_or_else(|err| {
         eprintln!("xdpctl: error: {err:#}");

@@ -1,32 +1,40 @@
 //! `xdpctl demo`: the main job, shown in a throwaway lab: a flood from one source is
-//! auto-blocked while a second source's traffic keeps flowing. It uses its own pin root, so a
-//! user's real rules are never touched, and it removes the lab and its pins whatever happens.
+//! auto-blocked while a second source's traffic keeps flowing, and the graph of the kernel's
+//! per-second history shows it. It uses its own pin root, so a user's real rules are never
+//! touched, and it removes the lab and its pins whatever happens.
 
-use std::net::{IpAddr, SocketAddr, UdpSocket};
-use std::process::{ExitCode, Stdio};
+use std::net::IpAddr;
+use std::path::Path;
+use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
 use crate::attach::RequestedMode;
+use crate::cli::DemoArgs;
 use crate::commands::{load, top, unload};
 use crate::firewall::{self, FirewallMaps};
-use crate::privileges;
 use crate::programs::Source;
 use crate::rules;
 use crate::stats::{self, Sample};
 use crate::testenv::{unique_name, Lab, LabGuard};
+use crate::{graph, history, privileges};
 
 const LIMIT_PPS: u64 = 1000;
-const FLOOD_SECONDS: f64 = 2.0;
+/// The flood: paced, so the graph shows a steady rate on any machine.
+const FLOOD_PPS: u64 = 200_000;
+const FLOOD_SECONDS: u64 = 4;
+/// Quiet seconds before and after the flood, so the graph shows it start and end.
+const QUIET_SECONDS: u64 = 2;
 
-pub fn run() -> Result<ExitCode> {
+pub fn run(args: &DemoArgs) -> Result<ExitCode> {
+    graph::Format::of_path(&args.graph)?;
     privileges::require("demo")?;
     let started = Instant::now();
     let root = format!("/sys/fs/bpf/xdpctl-demo-{}", std::process::id());
     // SAFETY: set before any thread exists; everything below reads the pin root from it.
     unsafe { std::env::set_var("XDPCTL_PIN_ROOT", &root) };
-    let result = tour();
+    let result = tour(&args.graph);
     let _ = unload::unload_everything();
     let _ = std::fs::remove_dir_all(&root);
     result?;
@@ -37,7 +45,7 @@ pub fn run() -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn tour() -> Result<()> {
+fn tour(graph_path: &Path) -> Result<()> {
     let lab = LabGuard::setup(&unique_name("demo"))?;
     let ifname = lab.outer_ifname().to_owned();
     step(&format!(
@@ -83,18 +91,27 @@ fn tour() -> Result<()> {
     let sources_before = top::sample(&maps)?;
     let blocks_before = top::block_hits(&maps)?;
 
+    let loaded_at = Instant::now();
+    let pings = (QUIET_SECONDS * 2 + FLOOD_SECONDS) * 10;
     step(&format!(
-        "The good host pings {} 40 times (10/s) while the flooder sends UDP as fast as it can for {FLOOD_SECONDS} s",
-        lab.outer_ipv4()
+        "The good host pings {} {pings} times (10/s); after {QUIET_SECONDS} s the flooder sends \
+         {} UDP packets/s for {FLOOD_SECONDS} s",
+        lab.outer_ipv4(),
+        crate::stats::thousands(FLOOD_PPS)
     ));
     let good = lab
-        .ping_command_from(Some(IpAddr::V4(lab.second_inner_ipv4())), 40, false, 0.1)?
+        .ping_command_from(
+            Some(IpAddr::V4(lab.second_inner_ipv4())),
+            pings as u32,
+            false,
+            0.1,
+        )?
         .stdout(Stdio::piped())
         .spawn()
         .context("starting the good host's ping")?;
-    std::thread::sleep(Duration::from_millis(500));
+    std::thread::sleep(Duration::from_secs(QUIET_SECONDS));
     let flood_started = Instant::now();
-    let sent = flood(&lab, Duration::from_secs_f64(FLOOD_SECONDS))?;
+    flood(&lab)?;
     let flood_seconds = flood_started.elapsed().as_secs_f64();
     let good = good.wait_with_output()?;
     let good_summary = String::from_utf8_lossy(&good.stdout);
@@ -102,11 +119,6 @@ fn tour() -> Result<()> {
         .lines()
         .find(|l| l.contains("packets transmitted"))
         .unwrap_or("(no summary)");
-    println!(
-        "flooder: sent {} datagrams ({} per second)",
-        crate::stats::thousands(sent),
-        crate::stats::thousands((sent as f64 / flood_seconds) as u64)
-    );
     println!("good host: {good_line}");
 
     step("xdpctl top   # over the flood");
@@ -146,7 +158,28 @@ fn tour() -> Result<()> {
     let report = stats::report(&before, &Sample::take(&stats_maps)?);
     print!("{}", stats::format_table(&ifname, &report));
 
-    if !good.status.success() || !good_line.contains(" 40 received") {
+    // Let the last second end, so the history has it.
+    std::thread::sleep(Duration::from_millis(1100));
+    let history_map = stats_maps
+        .history
+        .as_ref()
+        .context("the firewall keeps no history")?;
+    let seconds = history::read_completed(history_map, loaded_at.elapsed().as_secs() + 1)?;
+    step(&format!(
+        "xdpctl history {ifname}   # every second since the load, exact"
+    ));
+    print!("{}", history::format_table(&seconds));
+    step(&format!(
+        "xdpctl graph {ifname} --output {}",
+        graph_path.display()
+    ));
+    graph::write(graph_path, &ifname, &seconds)?;
+    println!(
+        "Wrote {}: received rises to the flood's rate while passed stays flat.",
+        graph_path.display()
+    );
+
+    if !good.status.success() || !good_line.contains(&format!(" {pings} received")) {
         bail!("the good host lost traffic while the flooder was blocked: {good_line}");
     }
     let blocked = rules::list_prefixes(&maps, firewall::List::Block, now)?
@@ -155,6 +188,14 @@ fn tour() -> Result<()> {
     if !blocked {
         bail!("the flooder was not auto-blocked");
     }
+    let peak = |pick: fn(&history::Second) -> u64| seconds.iter().map(pick).max().unwrap_or(0);
+    if peak(|s| s.received) < FLOOD_PPS / 4 || peak(|s| s.passed) > 2 * LIMIT_PPS + 100 {
+        bail!(
+            "the history does not show the flood cut off: received peaked at {}/s, passed at {}/s",
+            peak(|s| s.received),
+            peak(|s| s.passed)
+        );
+    }
     println!("\nThe flooder was cut off at the driver; the good host got every reply.");
     step(&format!(
         "xdpctl unload --all && xdpctl testenv teardown --name {ifname}"
@@ -162,28 +203,36 @@ fn tour() -> Result<()> {
     Ok(())
 }
 
-/// UDP from the lab's first inside address to the outer one, as fast as one thread can.
-fn flood(lab: &Lab, duration: Duration) -> Result<u64> {
-    let netns = std::fs::File::open(lab.netns_path())?;
-    let source = SocketAddr::from((lab.inner_ipv4(), 0));
-    let target = SocketAddr::from((lab.outer_ipv4(), 9));
-    std::thread::spawn(move || -> Result<u64> {
-        nix::sched::setns(&netns, nix::sched::CloneFlags::CLONE_NEWNET)?;
-        let socket = UdpSocket::bind(source)?;
-        let payload = [0x5au8; 18];
-        let deadline = Instant::now() + duration;
-        let mut sent = 0u64;
-        while Instant::now() < deadline {
-            for _ in 0..64 {
-                if socket.send_to(&payload, target).is_ok() {
-                    sent += 1;
-                }
-            }
-        }
-        Ok(sent)
-    })
-    .join()
-    .map_err(|_| anyhow::anyhow!("the flood thread panicked"))?
+/// The flooder: `xdpctl flood` inside the lab, from its first inside address, paced.
+fn flood(lab: &Lab) -> Result<()> {
+    let exe = std::env::current_exe().context("finding xdpctl's own binary")?;
+    let (pps, seconds) = (FLOOD_PPS.to_string(), FLOOD_SECONDS.to_string());
+    let source = lab.inner_ipv4().to_string();
+    let args = [
+        "flood",
+        "veth0",
+        "--pps",
+        &pps,
+        "--duration",
+        &seconds,
+        "--src",
+        &source,
+    ];
+    println!("flooder: xdpctl {}", args.join(" "));
+    let output = Command::new(exe)
+        .args(["testenv", "exec", "--name", lab.outer_ifname(), "--"])
+        .arg(std::env::current_exe()?)
+        .args(args)
+        .output()
+        .context("running xdpctl flood in the lab")?;
+    if !output.status.success() {
+        bail!(
+            "the flood failed: {}",
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
+    print!("flooder: {}", String::from_utf8_lossy(&output.stdout));
+    Ok(())
 }
 
 fn step(what: &str) {
