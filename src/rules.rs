@@ -407,10 +407,18 @@ fn batch_unsupported(err: i32) -> bool {
 
 /// Every (key, value) of a map: batched where the map supports it, else key by key.
 pub fn entries(map: &MapHandle) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    let mut out = Vec::new();
+    for_each_entry(map, |key, value| out.push((key.to_vec(), value.to_vec())))?;
+    Ok(out)
+}
+
+/// Calls `visit` with every (key, value) of a map, without a copy per entry: batched where the
+/// map supports it (a million entries in a few dozen syscalls), else key by key.
+pub fn for_each_entry(map: &MapHandle, mut visit: impl FnMut(&[u8], &[u8])) -> Result<()> {
     let (ks, vs) = (map.key_size() as usize, map.value_size() as usize);
     let batched = matches!(
         map.map_type(),
-        MapType::Hash | MapType::LruHash | MapType::Array
+        MapType::Hash | MapType::LruHash | MapType::Array | MapType::LpmTrie
     );
     if batched {
         let mut keys = vec![0u8; ks * BATCH];
@@ -419,7 +427,7 @@ pub fn entries(map: &MapHandle) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
         let mut cursor_in = vec![0u8; ks.max(8)];
         let mut cursor_out = vec![0u8; ks.max(8)];
         let mut first = true;
-        let mut out = Vec::new();
+        let mut seen = 0usize;
         loop {
             let mut count = BATCH as u32;
             let opts = libbpf_sys::bpf_map_batch_opts {
@@ -444,15 +452,13 @@ pub fn entries(map: &MapHandle) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
             };
             first = false;
             for i in 0..count as usize {
-                out.push((
-                    keys[i * ks..(i + 1) * ks].to_vec(),
-                    values[i * vs..(i + 1) * vs].to_vec(),
-                ));
+                visit(&keys[i * ks..(i + 1) * ks], &values[i * vs..(i + 1) * vs]);
             }
+            seen += count as usize;
             match errno(ret) {
                 None => std::mem::swap(&mut cursor_in, &mut cursor_out),
-                Some(libc::ENOENT) => return Ok(out),
-                Some(err) if out.is_empty() && batch_unsupported(err) => break,
+                Some(libc::ENOENT) => return Ok(()),
+                Some(err) if seen == 0 && batch_unsupported(err) => break,
                 Some(err) => bail!(
                     "reading map {}: {}",
                     map.name().to_string_lossy(),
@@ -461,13 +467,12 @@ pub fn entries(map: &MapHandle) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
             }
         }
     }
-    let mut out = Vec::new();
     for key in map.keys() {
         if let Some(value) = map.lookup(&key, MapFlags::ANY)? {
-            out.push((key, value));
+            visit(&key, &value);
         }
     }
-    Ok(out)
+    Ok(())
 }
 
 fn full_error(map: &MapHandle, err: libbpf_rs::Error) -> anyhow::Error {
