@@ -5,6 +5,7 @@
 //! - [`attach`]: interfaces, XDP modes, bpf_link create/update/detach, queries
 //! - [`pins`]: xdpctl's state in bpffs and who owns an attached program
 //! - [`stats`]: per-CPU counters, rates, the tutorial's format, JSON
+//! - [`metrics`]: a snapshot for Prometheus and its text exposition format
 //! - [`testenv`]: the veth lab
 //! - [`commands`]: one module per subcommand
 
@@ -14,6 +15,7 @@ pub mod commands;
 pub mod firewall;
 pub mod flood;
 pub mod libbpf_log;
+pub mod metrics;
 pub mod model;
 pub mod pins;
 pub mod privileges;

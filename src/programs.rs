@@ -24,6 +24,7 @@ pub mod skel {
     skeleton!(xdp_abort);
     skeleton!(firewall);
     skeleton!(flood);
+    skeleton!(map_counts);
 }
 
 /// A program xdpctl ships.
