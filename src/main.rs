@@ -20,6 +20,7 @@ fn main() -> ExitCode {
         Command::List(args) => commands::list::run(args),
         Command::Ratelimit(args) => commands::ratelimit::run(args),
         Command::Top(args) => commands::top::run(args),
+        Command::Exporter(args) => commands::exporter::run(args),
         Command::Flood(args) => commands::flood::run(args),
         Command::Testenv(args) => commands::testenv::run(args),
         Command::Demo => commands::demo::run(),
