@@ -42,6 +42,36 @@ if ((${#missing[@]})); then
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+# promtool checks the exporter's output in the tests. Debian ships it only inside the
+# prometheus package, whose install also starts a Prometheus server: take the one binary out of
+# the package instead (a static Go binary), into a directory of test tools.
+tools_dir=/opt/xdpctl-test-tools
+if ! command -v promtool >/dev/null 2>&1 && [ ! -x "$tools_dir/bin/promtool" ]; then
+	if ! command -v apt-get >/dev/null 2>&1; then
+		echo "install-deps: promtool is missing: install Prometheus's promtool with your package manager" >&2
+		exit 1
+	fi
+	if [ "$(id -u)" != 0 ]; then
+		echo "install-deps: promtool is missing; run as root (sudo make deps) to install it" >&2
+		exit 1
+	fi
+	echo "install-deps: extracting promtool from Debian's prometheus package into $tools_dir"
+	work=$(mktemp -d)
+	trap 'rm -rf "$work"' EXIT
+	# apt-get download drops root's privileges to the _apt user: let it write here.
+	chmod 0755 "$work"
+	chown _apt "$work" 2>/dev/null || true
+	if ! (cd "$work" && apt-get download -qq prometheus 2>/dev/null); then
+		apt-get update -qq
+		(cd "$work" && apt-get download -qq prometheus)
+	fi
+	dpkg-deb -x "$work"/prometheus_*.deb "$work/root"
+	mkdir -p "$tools_dir/bin"
+	# Copy then rename, so an interrupted run never leaves a half-written promtool behind.
+	install -m 0755 "$work/root/usr/bin/promtool" "$tools_dir/bin/.promtool.new"
+	mv -f "$tools_dir/bin/.promtool.new" "$tools_dir/bin/promtool"
+fi
+
 if ! command -v cargo >/dev/null 2>&1; then
 	echo "install-deps: cargo is missing: install Rust (>= 1.82) first, e.g. from rustup" >&2
 	exit 1

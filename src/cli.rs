@@ -55,6 +55,8 @@ pub enum Command {
     Graph(GraphArgs),
     /// Packets per destination port (TCP/UDP), as the firewall counted them.
     Ports(PortsArgs),
+    /// Serve Prometheus metrics (counters, rules, rate-limited sources) over HTTP at /metrics.
+    Exporter(ExporterArgs),
     /// Send a flood out of a veth (inside a lab) at millions of packets per second.
     Flood(FloodArgs),
     /// Stream XDP exceptions and bpf_printk output until Ctrl-C or SIGTERM.
@@ -320,6 +322,14 @@ pub struct TraceArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct ExporterArgs {
+    /// The address and port to serve on. Loopback by default: the metrics name interfaces and
+    /// rule counts, so expose them wider only on purpose.
+    #[arg(long, value_name = "ADDRESS:PORT", default_value = "127.0.0.1:9435", value_parser = listen_address)]
+    pub listen: std::net::SocketAddr,
+}
+
+#[derive(Debug, Args)]
 pub struct UnloadArgs {
     /// The interface to detach from.
     #[arg(required_unless_present = "all", conflicts_with = "all")]
@@ -493,6 +503,12 @@ fn duration(text: &str) -> Result<std::time::Duration, String> {
     crate::rules::parse_duration(text)
 }
 
+fn listen_address(text: &str) -> Result<std::net::SocketAddr, String> {
+    text.parse().map_err(|_| {
+        format!("'{text}' is not an IP address and port, e.g. 127.0.0.1:9435 or [::1]:9435")
+    })
+}
+
 fn positive_seconds(text: &str) -> Result<f64, String> {
     let value: f64 = text
         .parse()
@@ -561,6 +577,26 @@ mod tests {
         assert!(Cli::try_parse_from(["xdpctl", "stats", "veth1", "--interval", "-1"]).is_err());
         assert!(Cli::try_parse_from(["xdpctl", "stats", "veth1", "--count", "0"]).is_err());
         assert!(Cli::try_parse_from(["xdpctl", "testenv", "exec"]).is_err());
+    }
+
+    #[test]
+    fn exporter_listens_on_loopback_unless_told_otherwise() {
+        let parse = |args: &[&str]| {
+            let cli = Cli::try_parse_from([&["xdpctl", "exporter"][..], args].concat())?;
+            let Command::Exporter(args) = cli.command else {
+                panic!("not exporter")
+            };
+            Ok::<_, clap::Error>(args.listen)
+        };
+        assert_eq!(parse(&[]).unwrap(), "127.0.0.1:9435".parse().unwrap());
+        assert_eq!(
+            parse(&["--listen", "[::1]:9100"]).unwrap(),
+            "[::1]:9100".parse().unwrap()
+        );
+        for bad in ["localhost:9435", "127.0.0.1", "127.0.0.1:99999", ""] {
+            let err = parse(&["--listen", bad]).unwrap_err().to_string();
+            assert!(err.contains("e.g. 127.0.0.1:9435"), "{bad}: {err}");
+        }
     }
 
     #[test]

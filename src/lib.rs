@@ -6,6 +6,7 @@
 //! - [`pins`]: xdpctl's state in bpffs and who owns an attached program
 //! - [`stats`]: per-CPU counters, rates, the tutorial's format, JSON
 //! - [`history`]: the per-second history ring; [`ports`]: packets per destination port
+//! - [`metrics`]: a snapshot for Prometheus and its text exposition format
 //! - [`testenv`]: the veth lab
 //! - [`trace`]: XDP exceptions (a tracepoint program and its ring buffer) and bpf_printk lines
 //! - [`commands`]: one module per subcommand
@@ -18,6 +19,7 @@ pub mod flood;
 pub mod graph;
 pub mod history;
 pub mod libbpf_log;
+pub mod metrics;
 pub mod model;
 pub mod pins;
 pub mod ports;

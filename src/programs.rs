@@ -25,6 +25,7 @@ pub mod skel {
     skeleton!(firewall);
     skeleton!(flood);
     skeleton!(trace);
+    skeleton!(map_counts);
 }
 
 /// A program xdpctl ships.
@@ -314,8 +315,9 @@ fn reuse_counter_maps(open: &mut OpenObject, old_prog_id: u32) -> Result<()> {
 mod tests {
     use super::*;
 
-    /// Programs that are not for `load`: the flood generator's, and `trace`'s tracepoint.
-    const INTERNAL: [&str; 2] = ["flood", "trace"];
+    /// Programs that are not for `load`: the flood generator's, `trace`'s tracepoint, and the
+    /// exporter's counter.
+    const INTERNAL: [&str; 3] = ["flood", "trace", "map_counts"];
 
     #[test]
     fn every_bpf_source_is_a_builtin_or_internal() {

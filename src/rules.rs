@@ -405,9 +405,17 @@ fn batch_unsupported(err: i32) -> bool {
     )
 }
 
-/// Every (key, value) of a map: batched where the map supports it, else key by key. A per-CPU
-/// map's value is every CPU's value in turn, each padded to 8 bytes (the kernel's layout).
+/// Every (key, value) of a map, copied (see `for_each_entry`).
 pub fn entries(map: &MapHandle) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    let mut out = Vec::new();
+    for_each_entry(map, |key, value| out.push((key.to_vec(), value.to_vec())))?;
+    Ok(out)
+}
+
+/// Calls `visit` with every (key, value) of a map, without a copy per entry: batched where the
+/// map supports it (a million entries in a few dozen syscalls), else key by key. A per-CPU
+/// map's value is every CPU's value in turn, each padded to 8 bytes (the kernel's layout).
+pub fn for_each_entry(map: &MapHandle, mut visit: impl FnMut(&[u8], &[u8])) -> Result<()> {
     let ks = map.key_size() as usize;
     let vs = if map.map_type().is_percpu() {
         (map.value_size() as usize).next_multiple_of(8) * libbpf_rs::num_possible_cpus()?
@@ -416,7 +424,7 @@ pub fn entries(map: &MapHandle) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
     };
     let batched = matches!(
         map.map_type(),
-        MapType::Hash | MapType::LruHash | MapType::Array | MapType::PercpuArray
+        MapType::Hash | MapType::LruHash | MapType::Array | MapType::PercpuArray | MapType::LpmTrie
     );
     if batched {
         let mut keys = vec![0u8; ks * BATCH];
@@ -425,7 +433,7 @@ pub fn entries(map: &MapHandle) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
         let mut cursor_in = vec![0u8; ks.max(8)];
         let mut cursor_out = vec![0u8; ks.max(8)];
         let mut first = true;
-        let mut out = Vec::new();
+        let mut seen = 0usize;
         loop {
             let mut count = BATCH as u32;
             let opts = libbpf_sys::bpf_map_batch_opts {
@@ -450,15 +458,13 @@ pub fn entries(map: &MapHandle) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
             };
             first = false;
             for i in 0..count as usize {
-                out.push((
-                    keys[i * ks..(i + 1) * ks].to_vec(),
-                    values[i * vs..(i + 1) * vs].to_vec(),
-                ));
+                visit(&keys[i * ks..(i + 1) * ks], &values[i * vs..(i + 1) * vs]);
             }
+            seen += count as usize;
             match errno(ret) {
                 None => std::mem::swap(&mut cursor_in, &mut cursor_out),
-                Some(libc::ENOENT) => return Ok(out),
-                Some(err) if out.is_empty() && batch_unsupported(err) => break,
+                Some(libc::ENOENT) => return Ok(()),
+                Some(err) if seen == 0 && batch_unsupported(err) => break,
                 Some(err) => bail!(
                     "reading map {}: {}",
                     map.name().to_string_lossy(),
@@ -467,7 +473,6 @@ pub fn entries(map: &MapHandle) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
             }
         }
     }
-    let mut out = Vec::new();
     for key in map.keys() {
         if map.map_type().is_percpu() {
             if let Some(values) = map.lookup_percpu(&key, MapFlags::ANY)? {
@@ -477,13 +482,13 @@ pub fn entries(map: &MapHandle) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
                     cpu.resize(stride, 0);
                     value.extend(cpu);
                 }
-                out.push((key, value));
+                visit(&key, &value);
             }
         } else if let Some(value) = map.lookup(&key, MapFlags::ANY)? {
-            out.push((key, value));
+            visit(&key, &value);
         }
     }
-    Ok(out)
+    Ok(())
 }
 
 fn full_error(map: &MapHandle, err: libbpf_rs::Error) -> anyhow::Error {

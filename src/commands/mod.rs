@@ -4,6 +4,7 @@
 pub mod allow;
 pub mod block;
 pub mod demo;
+pub mod exporter;
 pub mod flood;
 pub mod graph;
 pub mod history;
