@@ -7,6 +7,7 @@
 //! - [`stats`]: per-CPU counters, rates, the tutorial's format, JSON
 //! - [`history`]: the per-second history ring; [`ports`]: packets per destination port
 //! - [`testenv`]: the veth lab
+//! - [`top`]: the busiest sources between two samples of the firewall's source table
 //! - [`trace`]: XDP exceptions (a tracepoint program and its ring buffer) and bpf_printk lines
 //! - [`commands`]: one module per subcommand
 
@@ -26,4 +27,5 @@ pub mod programs;
 pub mod rules;
 pub mod stats;
 pub mod testenv;
+pub mod top;
 pub mod trace;

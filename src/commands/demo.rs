@@ -9,13 +9,14 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 
 use crate::attach::RequestedMode;
-use crate::commands::{load, top, unload};
+use crate::commands::{load, unload};
 use crate::firewall::{self, FirewallMaps};
 use crate::privileges;
 use crate::programs::Source;
 use crate::rules;
 use crate::stats::{self, Sample};
 use crate::testenv::{unique_name, Lab, LabGuard};
+use crate::top::{self, SourceSample};
 
 const LIMIT_PPS: u64 = 1000;
 const FLOOD_SECONDS: f64 = 2.0;
@@ -80,8 +81,7 @@ fn tour() -> Result<()> {
 
     let (stats_maps, _) = stats::stats_maps_of_interface(&ifname)?;
     let before = Sample::take(&stats_maps)?;
-    let sources_before = top::sample(&maps)?;
-    let blocks_before = top::block_hits(&maps)?;
+    let sources_before = SourceSample::take(&maps)?;
 
     step(&format!(
         "The good host pings {} 40 times (10/s) while the flooder sends UDP as fast as it can for {FLOOD_SECONDS} s",
@@ -110,13 +110,8 @@ fn tour() -> Result<()> {
     println!("good host: {good_line}");
 
     step("xdpctl top   # over the flood");
-    let mut talkers = top::talkers(&sources_before, &top::sample(&maps)?, flood_seconds);
-    talkers.extend(top::blocked_talkers(
-        &blocks_before,
-        &top::block_hits(&maps)?,
-        flood_seconds,
-    ));
-    talkers.sort_by(|a, b| b.pps.total_cmp(&a.pps));
+    // Rates over the flood alone: the samples also span the good host's ping around it.
+    let talkers = top::talkers_over(&sources_before, &SourceSample::take(&maps)?, flood_seconds);
     for t in talkers.iter().take(3) {
         let note = if t.blocked { "  (blocked)" } else { "" };
         println!(
