@@ -8,6 +8,7 @@
 //! - [`history`]: the per-second history ring; [`ports`]: packets per destination port
 //! - [`testenv`]: the veth lab
 //! - [`top`]: the busiest sources between two samples of the firewall's source table
+//! - [`watch`]: the live dashboard: what it shows (a snapshot) and how (a pure render)
 //! - [`trace`]: XDP exceptions (a tracepoint program and its ring buffer) and bpf_printk lines
 //! - [`commands`]: one module per subcommand
 
@@ -29,3 +30,4 @@ pub mod stats;
 pub mod testenv;
 pub mod top;
 pub mod trace;
+pub mod watch;
