@@ -203,11 +203,12 @@ impl Collector {
         let ifname = &self.interface;
         let attached = attach::ifindex(ifname).and_then(attach::query);
         match attached {
-            Err(_) => Some(format!("{ifname} is gone; the figures are frozen")),
+            // Short: the header names the interface already, and has one row.
+            Err(_) => Some("the interface is gone: figures frozen".to_owned()),
             Ok(found) if found.iter().any(|a| a.prog_id == self.program.id) => None,
-            Ok(found) if found.is_empty() => Some(format!(
-                "{ifname} has no XDP program any more; the figures are frozen"
-            )),
+            Ok(found) if found.is_empty() => {
+                Some("no XDP program any more: figures frozen".to_owned())
+            }
             Ok(_) => match Collector::open(ifname, self.interval) {
                 Ok(replacement) => {
                     *self = replacement;
@@ -1038,10 +1039,10 @@ mod tests {
         );
         assert!(rows[13].contains("aborted        0      …"), "{}", rows[13]);
         // A problem comes right after the interface, so it is never cut.
-        snapshot.problem = Some("lab1 has no XDP program any more".into());
+        snapshot.problem = Some("no XDP program any more: figures frozen".into());
         let rows = self::rows(&draw(&snapshot, 80, 24));
         assert!(
-            rows[0].contains("lab1  lab1 has no XDP program any more"),
+            rows[0].contains("xdpctl watch lab1  no XDP program any more: figures frozen"),
             "{}",
             rows[0]
         );

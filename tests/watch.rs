@@ -433,8 +433,10 @@ fn watch_shows_the_firewall_under_traffic_at_80x24_and_quits_on_q() {
 }
 
 #[test]
-fn watch_quits_on_esc_ctrl_c_and_sigterm_and_restores_the_terminal() {
-    if !have_root("watch_quits_on_esc_ctrl_c_and_sigterm_and_restores_the_terminal") {
+fn watch_follows_the_program_and_quits_on_esc_ctrl_c_and_sigterm_restoring_the_terminal() {
+    if !have_root(
+        "watch_follows_the_program_and_quits_on_esc_ctrl_c_and_sigterm_restoring_the_terminal",
+    ) {
         return;
     }
     let fw = Instance::new();
@@ -447,6 +449,21 @@ fn watch_quits_on_esc_ctrl_c_and_sigterm_and_restores_the_terminal() {
             rows[0].contains(&format!("xdpctl watch {ifname}  xdp_pass"))
                 && rows.join("\n").contains("only the firewall tracks")
         });
+        if way == "Esc" {
+            // It follows a program that replaces the watched one, and says when none is left.
+            fw.ok(&["load", &ifname, "--force"]);
+            term.wait_for("the replacing firewall", Duration::from_secs(5), |rows| {
+                rows[0].contains(&format!("xdpctl watch {ifname}  firewall (id "))
+                    && rows.join("\n").contains("limit off")
+            });
+            fw.ok(&["unload", &ifname]);
+            term.wait_for("the unload", Duration::from_secs(5), |rows| {
+                rows[0].contains(&format!(
+                    "xdpctl watch {ifname}  no XDP program any more: figures frozen"
+                ))
+            });
+            fw.ok(&["load", &ifname, "--program", "xdp_pass"]);
+        }
         match way {
             "Esc" => term.send(b"\x1b"),
             "Ctrl-C" => term.send(b"\x03"),
