@@ -57,6 +57,14 @@ pub enum Command {
     Ports(PortsArgs),
     /// Serve Prometheus metrics (counters, rules, rate-limited sources) over HTTP at /metrics.
     Exporter(ExporterArgs),
+    /// A live dashboard in the terminal: packets per second over the last minute, counters,
+    /// top sources and rules. q, Esc or Ctrl-C quits.
+    ///
+    /// The chart comes from the kernel's per-second history, so it starts with the last 60 s
+    /// already filled in, and moves on each second. Counters, rates and top sources are
+    /// sampled every --interval. It needs a terminal of at least 80x24; for output to pipe or
+    /// save, use `xdpctl stats` or `xdpctl history`.
+    Watch(WatchArgs),
     /// Send a flood out of a veth (inside a lab) at millions of packets per second.
     Flood(FloodArgs),
     /// Stream XDP exceptions and bpf_printk output until Ctrl-C or SIGTERM.
@@ -281,6 +289,17 @@ pub struct GraphArgs {
     /// The file to write: .svg or .png.
     #[arg(short, long, value_name = "FILE.svg|FILE.png")]
     pub output: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct WatchArgs {
+    /// The interface whose program to watch (any of xdpctl's built-in programs; the firewall
+    /// adds drop reasons, protocols, top sources and rules).
+    pub interface: String,
+
+    /// Seconds between updates of the counters, rates and top sources (fractions allowed).
+    #[arg(short, long, default_value_t = 1.0, value_parser = positive_seconds)]
+    pub interval: f64,
 }
 
 #[derive(Debug, Args)]

@@ -211,6 +211,29 @@ impl FirewallMaps {
         FirewallMaps::open_pinned()?.context("the firewall's maps were not pinned")
     }
 
+    /// The global maps a loaded firewall program uses, found among its own maps: the rules of
+    /// the firewall that really runs there, whatever pin root loaded it. None if the program
+    /// lacks any of them (it is not the firewall). For reading: edits take no lock here.
+    pub fn of_program(program: &crate::attach::ProgramSummary) -> Option<FirewallMaps> {
+        let mut found: std::collections::HashMap<String, MapHandle> = program
+            .map_ids
+            .iter()
+            .filter_map(|&id| MapHandle::from_map_id(id).ok())
+            .map(|map| (map.name().to_string_lossy().into_owned(), map))
+            .filter(|(name, _)| is_global_map(name))
+            .collect();
+        Some(FirewallMaps {
+            prefix: PREFIX_MAPS
+                .iter()
+                .map(|name| found.remove(*name))
+                .collect::<Option<_>>()?,
+            ports: found.remove("ports")?,
+            config: found.remove("fw_config")?,
+            sources: found.remove("sources")?,
+            edit_lock: None,
+        })
+    }
+
     /// The maps of a loaded firewall object (tests load it without pins).
     pub fn from_object(object: &Object) -> Result<FirewallMaps> {
         let find = |name: &str| -> Result<MapHandle> {

@@ -8,6 +8,8 @@
 //! - [`history`]: the per-second history ring; [`ports`]: packets per destination port
 //! - [`metrics`]: a snapshot for Prometheus and its text exposition format
 //! - [`testenv`]: the veth lab
+//! - [`top`]: the busiest sources between two samples of the firewall's source table
+//! - [`watch`]: the live dashboard: what it shows (a snapshot) and how (a pure render)
 //! - [`trace`]: XDP exceptions (a tracepoint program and its ring buffer) and bpf_printk lines
 //! - [`commands`]: one module per subcommand
 
@@ -28,4 +30,6 @@ pub mod programs;
 pub mod rules;
 pub mod stats;
 pub mod testenv;
+pub mod top;
 pub mod trace;
+pub mod watch;

@@ -24,6 +24,7 @@ fn main() -> ExitCode {
         Command::Graph(args) => commands::graph::run(args),
         Command::Ports(args) => commands::ports::run(args),
         Command::Exporter(args) => commands::exporter::run(args),
+        Command::Watch(args) => commands::watch::run(args),
         Command::Flood(args) => commands::flood::run(args),
         Command::Trace(args) => commands::trace::run(args),
         Command::Testenv(args) => commands::testenv::run(args),

@@ -19,6 +19,8 @@ fn bad_flags_exit_2_with_usage() {
         &["unload"],
         &["frobnicate"],
         &["testenv", "exec", "--name", "x"],
+        &["watch"],
+        &["watch", "veth1", "--interval", "0"],
     ] {
         let out = xdpctl(args);
         let stderr = String::from_utf8_lossy(&out.stderr);
@@ -38,7 +40,7 @@ fn help_lists_every_command_and_version_prints() {
     assert!(out.status.success());
     let help = String::from_utf8_lossy(&out.stdout);
     for command in [
-        "load", "unload", "status", "stats", "run", "testenv", "demo",
+        "load", "unload", "status", "stats", "run", "watch", "testenv", "demo",
     ] {
         assert!(help.contains(command), "{command} missing from:\n{help}");
     }

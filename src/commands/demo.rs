@@ -12,12 +12,13 @@ use anyhow::{bail, Context, Result};
 
 use crate::attach::RequestedMode;
 use crate::cli::DemoArgs;
-use crate::commands::{load, top, unload};
+use crate::commands::{load, unload};
 use crate::firewall::{self, FirewallMaps};
 use crate::programs::Source;
 use crate::rules;
 use crate::stats::{self, Sample};
 use crate::testenv::{unique_name, Lab, LabGuard};
+use crate::top::{self, SourceSample};
 use crate::{graph, history, privileges};
 
 const LIMIT_PPS: u64 = 1000;
@@ -88,8 +89,7 @@ fn tour(graph_path: &Path) -> Result<()> {
 
     let (stats_maps, _) = stats::stats_maps_of_interface(&ifname)?;
     let before = Sample::take(&stats_maps)?;
-    let sources_before = top::sample(&maps)?;
-    let blocks_before = top::block_hits(&maps)?;
+    let sources_before = SourceSample::take(&maps)?;
 
     let loaded_at = Instant::now();
     let pings = (QUIET_SECONDS * 2 + FLOOD_SECONDS) * 10;
@@ -122,13 +122,8 @@ fn tour(graph_path: &Path) -> Result<()> {
     println!("good host: {good_line}");
 
     step("xdpctl top   # over the flood");
-    let mut talkers = top::talkers(&sources_before, &top::sample(&maps)?, flood_seconds);
-    talkers.extend(top::blocked_talkers(
-        &blocks_before,
-        &top::block_hits(&maps)?,
-        flood_seconds,
-    ));
-    talkers.sort_by(|a, b| b.pps.total_cmp(&a.pps));
+    // Rates over the flood alone: the samples also span the good host's ping around it.
+    let talkers = top::talkers_over(&sources_before, &SourceSample::take(&maps)?, flood_seconds);
     for t in talkers.iter().take(3) {
         let note = if t.blocked { "  (blocked)" } else { "" };
         println!(

@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 use libbpf_rs::MapHandle;
 
 use crate::cli::HistoryArgs;
-use crate::stats::{self, StatsMaps};
+use crate::stats;
 use crate::{history, privileges};
 
 pub fn run(args: &HistoryArgs) -> Result<ExitCode> {
@@ -30,11 +30,12 @@ pub fn run(args: &HistoryArgs) -> Result<ExitCode> {
 /// The history ring of the program on an interface, or an error that says why it has none.
 pub fn history_map(ifname: &str) -> Result<MapHandle> {
     let (maps, program) = stats::stats_maps_of_interface(ifname)?;
-    history_of(maps, ifname, &program.name)
+    history_of(maps.history, ifname, &program.name)
 }
 
-fn history_of(maps: StatsMaps, ifname: &str, program: &str) -> Result<MapHandle> {
-    maps.history.with_context(|| {
+/// A program's history ring (from its StatsMaps), or an error that says why it has none.
+pub fn history_of(history: Option<MapHandle>, ifname: &str, program: &str) -> Result<MapHandle> {
+    history.with_context(|| {
         format!(
             "the program on {ifname} ('{program}') keeps no per-second history: xdpctl's built-in \
              programs do (`xdpctl load {ifname} --force`, or --program xdp_pass)"

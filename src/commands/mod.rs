@@ -19,6 +19,7 @@ pub mod testenv;
 pub mod top;
 pub mod trace;
 pub mod unload;
+pub mod watch;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
