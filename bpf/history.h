@@ -70,14 +70,11 @@ static __always_inline void history_record(struct clock_cache *clock, __u32 acti
 		__builtin_memset(slot, 0, sizeof(*slot));
 		slot->second = clock->second;
 	}
-	slot->received++;
 	slot->bytes += len;
 	if (action == XDP_PASS) {
 		slot->passed++;
-		slot->passed_bytes += len;
 	} else if (action == XDP_DROP || action == XDP_ABORTED) {
 		slot->dropped++;
-		slot->dropped_bytes += len;
 		reason = drop;
 		if (reason >= HISTORY_DROP_MAX)
 			reason = HISTORY_DROP_PROGRAM;

@@ -30,17 +30,15 @@ enum history_drop {
 	HISTORY_DROP_MAX = 6,
 };
 
-/* One CPU's counts of one second. A slot whose `second` is not the one asked for is stale (that
- * CPU saw no packet in that second). */
+/* One CPU's counts of one second; received is passed + dropped + other (one add fewer per
+ * packet). A slot whose `second` is not the one asked for is stale (that CPU saw no packet in
+ * that second). */
 struct history_second {
 	__u64 second; /* CLOCK_MONOTONIC seconds */
-	__u64 received;
 	__u64 passed;
 	__u64 dropped; /* XDP_DROP and XDP_ABORTED */
 	__u64 other;   /* XDP_TX and XDP_REDIRECT */
 	__u64 bytes;   /* received */
-	__u64 passed_bytes;
-	__u64 dropped_bytes;
 	__u64 drops[HISTORY_DROP_MAX];
 };
 

@@ -62,8 +62,6 @@ pub struct Second {
     /// XDP_TX and XDP_REDIRECT.
     pub other: u64,
     pub bytes: u64,
-    pub passed_bytes: u64,
-    pub dropped_bytes: u64,
     /// In DROP_REASONS order.
     #[serde(skip)]
     pub drops: [u64; 6],
@@ -71,13 +69,11 @@ pub struct Second {
 
 impl Second {
     fn add(&mut self, raw: &RawSecond) {
-        self.received += raw.received;
+        self.received += raw.passed + raw.dropped + raw.other;
         self.passed += raw.passed;
         self.dropped += raw.dropped;
         self.other += raw.other;
         self.bytes += raw.bytes;
-        self.passed_bytes += raw.passed_bytes;
-        self.dropped_bytes += raw.dropped_bytes;
         for (sum, add) in self.drops.iter_mut().zip(raw.drops) {
             *sum += add;
         }
@@ -242,23 +238,15 @@ pub fn to_json(seconds: &[Second]) -> Value {
 
 /// CSV with a header line; drop reasons as `drops_<reason>` columns.
 pub fn to_csv(seconds: &[Second]) -> String {
-    let mut out =
-        String::from("time,received,passed,dropped,other,bytes,passed_bytes,dropped_bytes");
+    let mut out = String::from("time,received,passed,dropped,other,bytes");
     for reason in DROP_REASONS {
         out.push_str(&format!(",drops_{reason}"));
     }
     out.push('\n');
     for s in seconds {
         out.push_str(&format!(
-            "{},{},{},{},{},{},{},{}",
-            s.time,
-            s.received,
-            s.passed,
-            s.dropped,
-            s.other,
-            s.bytes,
-            s.passed_bytes,
-            s.dropped_bytes
+            "{},{},{},{},{},{}",
+            s.time, s.received, s.passed, s.dropped, s.other, s.bytes
         ));
         for count in s.drops {
             out.push_str(&format!(",{count}"));
@@ -277,12 +265,9 @@ mod tests {
         drops[0] = received - passed;
         RawSecond {
             second,
-            received,
             passed,
             dropped: received - passed,
             bytes: received * 64,
-            passed_bytes: passed * 64,
-            dropped_bytes: (received - passed) * 64,
             drops,
             ..Default::default()
         }
@@ -354,10 +339,7 @@ mod tests {
             .next()
             .unwrap()
             .starts_with("time,received,passed,dropped"));
-        assert_eq!(
-            lines.next().unwrap(),
-            "1700000010,10,4,6,0,640,256,384,6,0,0,0,0,0"
-        );
+        assert_eq!(lines.next().unwrap(), "1700000010,10,4,6,0,640,6,0,0,0,0,0");
         let table = format_table(&[s]);
         assert!(table.contains("blocklist"), "{table}");
         assert!(!table.contains("ratelimit"), "{table}");
