@@ -78,6 +78,9 @@ enum fw_drop_reason {
 	FW_DROP_MAX = 4,
 };
 
+/* The history's drop reasons continue the firewall's. */
+_Static_assert(HISTORY_DROP_PROGRAM == FW_DROP_MAX, "history drop reasons follow the firewall's");
+
 /* Per-CPU firewall counters (one element). */
 struct fw_stats {
 	__u64 proto_packets[FW_PROTO_MAX];

@@ -255,8 +255,8 @@ pub struct DemoArgs {
 /// The seconds of history to show.
 #[derive(Debug, Args)]
 pub struct SecondsArg {
-    /// How many of the last completed seconds (the kernel keeps 511).
-    #[arg(short, long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=511))]
+    /// How many of the last completed seconds (up to 510: the kernel's ring has 512 slots).
+    #[arg(short, long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=510))]
     pub seconds: u64,
 }
 
@@ -532,11 +532,12 @@ fn positive_seconds(text: &str) -> Result<f64, String> {
     let value: f64 = text
         .parse()
         .map_err(|_| format!("'{text}' is not a number of seconds"))?;
-    if value.is_finite() && value > 0.0 {
+    // Below 10 ms a sampling loop only spins; above a day it is surely a typo.
+    if (0.01..=86_400.0).contains(&value) {
         Ok(value)
     } else {
         Err(format!(
-            "the interval must be more than 0 seconds, not {text}"
+            "the interval must be from 0.01 to 86400 seconds (a day), not {text}"
         ))
     }
 }

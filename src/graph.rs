@@ -70,12 +70,13 @@ impl Format {
     }
 }
 
-/// 1234567 -> "1.2M", 12000 -> "12k": axis labels that fit.
+/// 1234567 -> "1.2M", 12000 -> "12k": axis labels that fit. Rounds first, so 999,999 is
+/// "1.0M", not "1000k".
 pub fn short_count(value: f64) -> String {
     let abs = value.abs();
-    if abs >= 1e6 {
+    if abs >= 999_500.0 {
         format!("{:.1}M", value / 1e6)
-    } else if abs >= 1e3 {
+    } else if abs >= 999.5 {
         format!("{:.0}k", value / 1e3)
     } else {
         format!("{value:.0}")
@@ -155,7 +156,7 @@ where
         .label_style((FONT, 14))
         .axis_desc_style((FONT, 16))
         .draw()?;
-    // Each second's count is drawn across that second, so a flat rate is a flat line.
+    // Each second's count is a point in the middle of that second.
     let series = |pick: fn(&Second) -> u64| {
         seconds
             .iter()
@@ -204,6 +205,8 @@ mod tests {
         assert_eq!(short_count(950.0), "950");
         assert_eq!(short_count(12_345.0), "12k");
         assert_eq!(short_count(1_250_000.0), "1.2M");
+        assert_eq!(short_count(999_999.0), "1.0M");
+        assert_eq!(short_count(999.7), "1k");
         let seconds = [
             Second {
                 time: 3600,

@@ -3,7 +3,7 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use libbpf_rs::{MapCore, MapHandle, MapType};
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -15,8 +15,13 @@ use crate::stats::thousands;
 
 pub const HISTORY_MAP_NAME: &str = "xdp_history";
 
-/// Seconds the ring holds (XDPCTL_HISTORY_SLOTS); one of them is the second in progress.
+/// Seconds the ring holds (XDPCTL_HISTORY_SLOTS).
 pub const SLOTS: u64 = 512;
+
+/// Completed seconds a reader can ask for. Of the ring's slots, one is the second in progress,
+/// and for the settling time after a second ends, the slot of the next one is being reset while
+/// the newest readable second is two back: so two slots are never read.
+pub const READABLE: u64 = SLOTS - 2;
 
 /// Why dropped packets were dropped, in the ring's order (enum fw_drop_reason, then
 /// enum history_drop).
@@ -39,6 +44,16 @@ const NS_PER_SEC: u64 = 1_000_000_000;
 pub type RawSecond = skel::xdp_pass::types::history_second;
 // SAFETY: history_second is u64s only: any bytes are a valid value.
 unsafe impl plain::Plain for RawSecond {}
+
+/// A program's history ring (from its StatsMaps), or an error that says why it has none.
+pub fn history_of(history: Option<MapHandle>, ifname: &str, program: &str) -> Result<MapHandle> {
+    history.with_context(|| {
+        format!(
+            "the program on {ifname} ('{program}') keeps no per-second history: xdpctl's built-in \
+             programs do (`xdpctl load {ifname} --force`, or --program xdp_pass)"
+        )
+    })
+}
 
 /// Whether a map is the history ring in the layout this xdpctl knows.
 pub fn is_history_map(map: &MapHandle) -> bool {
@@ -154,7 +169,7 @@ impl Ring {
         let Some(oldest) = self.oldest(newest) else {
             return Vec::new();
         };
-        let count = count.min(SLOTS - 1);
+        let count = count.min(READABLE);
         let first = newest.saturating_sub(count.saturating_sub(1)).max(oldest);
         (first..=newest)
             .map(|monotonic| {
@@ -177,13 +192,17 @@ fn unix_second(monotonic: u64, unix_offset_ns: i128) -> i64 {
     start.div_euclid(i128::from(NS_PER_SEC)) as i64
 }
 
-/// Unix time minus CLOCK_MONOTONIC, in ns, read now.
+/// Unix time minus CLOCK_MONOTONIC, in ns, read now (the precise clocks: the coarse one would
+/// add up to a tick of error, and could label a second differently from one call to the next).
 pub fn unix_offset_ns() -> i128 {
     let unix = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_nanos() as i128)
         .unwrap_or(0);
-    unix - i128::from(monotonic_ns())
+    let monotonic = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
+        .map(|t| i128::from(t.tv_sec()) * 1_000_000_000 + i128::from(t.tv_nsec()))
+        .unwrap_or(0);
+    unix - monotonic
 }
 
 /// Reads the completed seconds of a ring now.
@@ -311,6 +330,22 @@ mod tests {
             last_two.iter().map(|s| s.monotonic).collect::<Vec<_>>(),
             [101, 102]
         );
+    }
+
+    #[test]
+    fn never_reads_the_slot_being_reset() {
+        // 50 ms into second 1000: 998 is the newest readable second, and 1000's slot (that of
+        // 488) is being reset. The oldest second read must be after 488.
+        let ring = ring(&[(998, [raw(998, 1, 1), RawSecond::default()])]);
+        let mut filled = ring;
+        for s in 489..998 {
+            filled.slots[(s % SLOTS) as usize] = vec![raw(s, 1, 1), RawSecond::default()];
+        }
+        filled.slots[(488 % SLOTS) as usize] = vec![raw(488, 1, 1), RawSecond::default()];
+        let seconds = filled.completed(1_000_040_000_000, 1000, 0);
+        assert_eq!(seconds.len() as u64, READABLE);
+        assert_eq!(seconds[0].monotonic, 489);
+        assert_eq!(seconds.last().unwrap().monotonic, 998);
     }
 
     #[test]

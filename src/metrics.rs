@@ -12,7 +12,6 @@ use anyhow::{Context, Result};
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 use libbpf_rs::{MapHandle, ProgramInput};
 
-use crate::commands::status;
 use crate::firewall::{
     map_bit, FirewallMaps, List, RateLimit, Rule, DROP_REASONS, PREFIX_MAPS, PROTOCOLS,
     REASON_RATELIMIT,
@@ -202,7 +201,7 @@ pub fn collect() -> Result<Snapshot> {
 /// this scrape: it is gone, which is not an error.
 fn collect_interfaces() -> Result<Vec<InterfaceMetrics>> {
     let mut out = Vec::new();
-    for row in status::rows(None)? {
+    for row in crate::pins::attached_programs(None)? {
         if row.owner != "xdpctl" {
             continue;
         }

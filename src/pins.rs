@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use anyhow::{Context, Result};
+use serde::Serialize;
 
 use crate::attach::{self, Attachment};
 
@@ -305,4 +306,51 @@ mod tests {
         assert_eq!(parse_run_record("123"), None);
         assert_eq!(parse_run_record("x y"), None);
     }
+}
+
+/// One attached XDP program and whose it is, as `status --json` prints it.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct Row {
+    pub interface: String,
+    pub ifindex: u32,
+    pub program: String,
+    pub id: u32,
+    pub mode: String,
+    /// "xdpctl" or "other".
+    pub owner: String,
+}
+
+/// Every XDP attachment on the given interface, or on all interfaces.
+pub fn attached_programs(only: Option<&str>) -> Result<Vec<Row>> {
+    let interfaces = match only {
+        Some(ifname) => vec![(attach::ifindex(ifname)?, ifname.to_owned())],
+        None => attach::interfaces()?,
+    };
+    let mut rows = Vec::new();
+    for (ifindex, ifname) in interfaces {
+        let attachments = match attach::query(ifindex) {
+            Ok(found) => found,
+            // The interface vanished while we listed: nothing attached there any more.
+            Err(_) if only.is_none() => continue,
+            Err(err) => return Err(err),
+        };
+        for attachment in attachments {
+            let program = attach::program_summary(attachment.prog_id)
+                .map(|p| p.name)
+                .unwrap_or_else(|_| "?".into());
+            let owner = match owner(&ifname, ifindex, &attachment) {
+                Owner::Other => "other",
+                Owner::Pinned { .. } | Owner::Foreground { .. } => "xdpctl",
+            };
+            rows.push(Row {
+                interface: ifname.clone(),
+                ifindex,
+                program,
+                id: attachment.prog_id,
+                mode: attachment.mode.to_string(),
+                owner: owner.to_owned(),
+            });
+        }
+    }
+    Ok(rows)
 }

@@ -58,9 +58,17 @@ pub fn read(map: &MapHandle) -> Result<Vec<PortCount>> {
     Ok(counts)
 }
 
+/// The ports shown, and the packets of every port they were picked from (the share's base).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Ranking {
+    pub ports: Vec<PortCount>,
+    pub total: u64,
+}
+
 /// The busiest `top` ports (of one protocol, if given), busiest first, ties by port.
-pub fn rank(mut counts: Vec<PortCount>, proto: Option<PortProto>, top: usize) -> Vec<PortCount> {
+pub fn rank(mut counts: Vec<PortCount>, proto: Option<PortProto>, top: usize) -> Ranking {
     counts.retain(|c| proto.is_none_or(|p| c.proto == p));
+    let total = counts.iter().map(|c| c.packets).sum();
     counts.sort_by(|a, b| {
         b.packets
             .cmp(&a.packets)
@@ -68,11 +76,15 @@ pub fn rank(mut counts: Vec<PortCount>, proto: Option<PortProto>, top: usize) ->
             .then(a.proto.cmp(&b.proto))
     });
     counts.truncate(top);
-    counts
+    Ranking {
+        ports: counts,
+        total,
+    }
 }
 
-pub fn format_table(counts: &[PortCount]) -> String {
-    let total: u64 = counts.iter().map(|c| c.packets).sum();
+/// A table with each port's share of all the packets ranked (not only of those shown).
+pub fn format_table(ranking: &Ranking) -> String {
+    let (counts, total) = (&ranking.ports, ranking.total);
     let mut out = format!(
         "{:>5} {:<5} {:>14} {:>7}\n",
         "PORT", "PROTO", "PACKETS", "SHARE"
@@ -119,13 +131,18 @@ mod tests {
             count(PortProto::Tcp, 443, 1),
         ];
         let all = rank(counts.clone(), None, 10);
-        let order: Vec<u16> = all.iter().map(|c| c.port).collect();
+        let order: Vec<u16> = all.ports.iter().map(|c| c.port).collect();
         assert_eq!(order, [9, 22, 53, 443]);
+        assert_eq!(all.total, 71);
         let udp = rank(counts.clone(), Some(PortProto::Udp), 1);
-        assert_eq!(udp, vec![count(PortProto::Udp, 9, 30)]);
-        let table = format_table(&rank(counts, Some(PortProto::Tcp), 10));
+        assert_eq!(udp.ports, vec![count(PortProto::Udp, 9, 30)]);
+        assert_eq!(udp.total, 40);
+        let table = format_table(&rank(counts.clone(), Some(PortProto::Tcp), 10));
         assert!(table.contains("   22 tcp"), "{table}");
         assert!(table.contains("96.8%"), "{table}");
+        // The share is of every port ranked, not of the ones shown.
+        let table = format_table(&rank(counts, Some(PortProto::Udp), 1));
+        assert!(table.contains("75.0%"), "{table}");
     }
 
     #[test]

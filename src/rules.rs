@@ -873,21 +873,48 @@ pub struct PrefixEntry {
     pub reason: u32,
 }
 
-/// Every live rule of a list, sorted. Expired rules are swept out on the way.
+/// Every live rule of a list, sorted. Expired rules are swept out on the way, under the edit
+/// lock, so a rule re-added meanwhile is not the one deleted.
 pub fn list_prefixes(maps: &FirewallMaps, list: List, now_ns: u64) -> Result<Vec<PrefixEntry>> {
+    let _lock = maps.lock()?;
     let mut out = Vec::new();
     for target in TARGETS {
         let map = map_of(maps, list, target);
         let mut expired = Vec::new();
-        for (key, value) in entries(map)? {
-            let rule = rule_of(&value);
-            if rule.expires_ns != 0 && now_ns >= rule.expires_ns {
-                expired.push(key);
-                continue;
-            }
-            let Some(prefix) = prefix_of(target, &key) else {
-                continue;
-            };
+        collect_live(map, target, now_ns, &mut out, |key| {
+            expired.push(key.to_vec())
+        })?;
+        delete_many(map, &expired)?;
+    }
+    out.sort_by_key(|entry| entry.prefix);
+    Ok(out)
+}
+
+/// Every live rule of a list, unsorted, leaving the maps as they are: for readers that may run
+/// often or without the edit lock (`top`, `watch`).
+pub fn read_prefixes(maps: &FirewallMaps, list: List, now_ns: u64) -> Result<Vec<PrefixEntry>> {
+    let mut out = Vec::new();
+    for target in TARGETS {
+        collect_live(map_of(maps, list, target), target, now_ns, &mut out, |_| {})?;
+    }
+    Ok(out)
+}
+
+/// Appends the live rules of one map to `out`, and hands each expired key to `expired`.
+fn collect_live(
+    map: &MapHandle,
+    target: Target,
+    now_ns: u64,
+    out: &mut Vec<PrefixEntry>,
+    mut expired: impl FnMut(&[u8]),
+) -> Result<()> {
+    for_each_entry(map, |key, value| {
+        let rule = rule_of(value);
+        if rule.expires_ns != 0 && now_ns >= rule.expires_ns {
+            expired(key);
+            return;
+        }
+        if let Some(prefix) = prefix_of(target, key) {
             out.push(PrefixEntry {
                 prefix,
                 hits: rule.hits,
@@ -895,10 +922,7 @@ pub fn list_prefixes(maps: &FirewallMaps, list: List, now_ns: u64) -> Result<Vec
                 reason: rule.reason,
             });
         }
-        delete_many(map, &expired)?;
-    }
-    out.sort_by_key(|entry| entry.prefix);
-    Ok(out)
+    })
 }
 
 // --- Port rules ----------------------------------------------------------------------------

@@ -44,14 +44,15 @@ pub struct StatsMaps {
     pub actions: MapHandle,
     pub firewall: Option<MapHandle>,
     pub history: Option<MapHandle>,
-    pub ports: Option<MapHandle>,
+    /// Packets per destination port (`port_packets`; not the port rules).
+    pub port_counts: Option<MapHandle>,
 }
 
 impl StatsMaps {
     /// The counter maps of a loaded program, found in one pass over its maps: None if it has no
     /// xdp_stats_map in the tutorial's layout.
     pub fn of_program(program: &attach::ProgramSummary) -> Option<StatsMaps> {
-        let (mut actions, mut firewall, mut history, mut ports) = (None, None, None, None);
+        let (mut actions, mut firewall, mut history, mut port_counts) = (None, None, None, None);
         for map in program
             .map_ids
             .iter()
@@ -67,14 +68,14 @@ impl StatsMaps {
             } else if history::is_history_map(&map) {
                 history = Some(map);
             } else if ports::is_port_map(&map) {
-                ports = Some(map);
+                port_counts = Some(map);
             }
         }
         actions.map(|actions| StatsMaps {
             actions,
             firewall,
             history,
-            ports,
+            port_counts,
         })
     }
 }

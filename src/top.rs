@@ -36,7 +36,7 @@ pub struct SourceSample {
 impl SourceSample {
     /// Reads the source table and the block rules' hits.
     pub fn take(maps: &FirewallMaps) -> Result<SourceSample> {
-        let block = rules::list_prefixes(maps, List::Block, maps.now_ns()?)?;
+        let block = rules::read_prefixes(maps, List::Block, maps.now_ns()?)?;
         SourceSample::take_with_block_rules(maps, &block)
     }
 

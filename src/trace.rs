@@ -415,21 +415,11 @@ fn micros(time: f64) -> f64 {
     (time * 1e6).round() / 1e6
 }
 
-/// `HH:MM:SS.ffffff` in local time.
+/// `HH:MM:SS.ffffff` in UTC, as `history`, `graph` and `watch` show time.
 pub fn clock_text(unix_time: f64) -> String {
-    let seconds = unix_time.floor() as libc::time_t;
-    let micros = ((unix_time - unix_time.floor()) * 1e6)
-        .round()
-        .min(999_999.0) as u32;
-    // SAFETY: localtime_r fills the tm we own; a zeroed tm is a valid starting value.
-    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
-    if unsafe { libc::localtime_r(&seconds, &mut tm) }.is_null() {
-        return format!("{unix_time:.6}");
-    }
-    format!(
-        "{:02}:{:02}:{:02}.{micros:06}",
-        tm.tm_hour, tm.tm_min, tm.tm_sec
-    )
+    let seconds = unix_time.floor();
+    let micros = ((unix_time - seconds) * 1e6).round().min(999_999.0) as u32;
+    format!("{}.{micros:06}", crate::history::clock_time(seconds as i64))
 }
 
 impl Exception {

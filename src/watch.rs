@@ -17,7 +17,8 @@ use ratatui::Frame;
 use crate::attach::{self, ProgramSummary};
 use crate::firewall::{FirewallMaps, List, RateLimit, RateLimitProto, DROP_REASONS, PROTOCOLS};
 use crate::history::{self, Second};
-use crate::rules::{self, PortSpec, PrefixEntry};
+use crate::metrics::{self, RuleMetrics};
+use crate::rules::{self, PortSpec};
 use crate::stats::{self, Report, Sample, StatsMaps, ACTIONS};
 use crate::top::{self, SourceSample, Talker};
 
@@ -70,35 +71,37 @@ pub struct FirewallView {
 /// How many rules of each kind the firewall holds.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct RuleCounts {
-    pub block_v4: usize,
-    pub block_v6: usize,
-    pub allow_v4: usize,
-    pub allow_v6: usize,
+    pub block_v4: u64,
+    pub block_v6: u64,
+    pub allow_v4: u64,
+    pub allow_v6: u64,
     pub ports: Vec<PortSpec>,
     pub rate_limit: RateLimit,
+    /// Whether block rules take part in the top sources (not with more than
+    /// BLOCK_RULES_RANKED of them).
+    pub block_rules_ranked: bool,
 }
 
 impl RuleCounts {
-    pub fn of(
-        block: &[PrefixEntry],
-        allow: &[PrefixEntry],
-        ports: Vec<PortSpec>,
-        rate_limit: RateLimit,
-    ) -> RuleCounts {
-        let count = |list: &[PrefixEntry], ipv6: bool| {
-            list.iter()
-                .filter(|e| matches!(e.prefix, ipnet::IpNet::V6(_)) == ipv6)
-                .count()
-        };
+    pub fn of(counts: &RuleMetrics, ports: Vec<PortSpec>, rate_limit: RateLimit) -> RuleCounts {
         RuleCounts {
-            block_v4: count(block, false),
-            block_v6: count(block, true),
-            allow_v4: count(allow, false),
-            allow_v6: count(allow, true),
+            block_v4: counts.block.ipv4,
+            block_v6: counts.block.ipv6,
+            allow_v4: counts.allow.ipv4,
+            allow_v6: counts.allow.ipv6,
             ports,
             rate_limit,
+            block_rules_ranked: block_rules(counts) <= BLOCK_RULES_RANKED,
         }
     }
+}
+
+/// Block rules whose hits `watch` reads each interval to rank blocked sources: reading a rule
+/// costs about a microsecond, so a million would take a second per refresh.
+pub const BLOCK_RULES_RANKED: u64 = 100_000;
+
+fn block_rules(counts: &RuleMetrics) -> u64 {
+    counts.block.ipv4 + counts.block.ipv6
 }
 
 /// Reads what a snapshot shows from the program on an interface, keeping the previous samples
@@ -119,8 +122,7 @@ impl Collector {
     /// (no program, or one that keeps no per-action stats or history).
     pub fn open(interface: &str, interval: f64) -> Result<Collector> {
         let (mut stats, program) = stats::stats_maps_of_interface(interface)?;
-        let history =
-            crate::commands::history::history_of(stats.history.take(), interface, &program.name)?;
+        let history = history::history_of(stats.history.take(), interface, &program.name)?;
         let firewall = stats
             .firewall
             .as_ref()
@@ -170,9 +172,15 @@ impl Collector {
         ));
         snapshot.firewall = match &self.firewall {
             Some(maps) => {
+                // Rules are counted in the kernel (as the exporter does); their hits are read
+                // only while that stays cheap. Nothing is swept: watch only reads.
                 let now = maps.now_ns()?;
-                let block = rules::list_prefixes(maps, List::Block, now)?;
-                let allow = rules::list_prefixes(maps, List::Allow, now)?;
+                let counts = metrics::count_rules(maps, now)?;
+                let block = if block_rules(&counts) <= BLOCK_RULES_RANKED {
+                    rules::read_prefixes(maps, List::Block, now)?
+                } else {
+                    Vec::new()
+                };
                 let sources = SourceSample::take_with_block_rules(maps, &block)?;
                 let talkers = self.last_sources.take().map(|before| {
                     let mut talkers = top::talkers_between(&before, &sources);
@@ -181,8 +189,7 @@ impl Collector {
                 });
                 self.last_sources = Some(sources);
                 let rules = RuleCounts::of(
-                    &block,
-                    &allow,
+                    &counts,
                     rules::list_ports(maps)?
                         .into_iter()
                         .map(|(p, _)| p)
@@ -635,6 +642,14 @@ fn render_talkers(frame: &mut Frame, area: Rect, snapshot: &Snapshot) {
         Some(Some(talkers)) => {
             if talkers.iter().any(|t| t.blocked) {
                 block = block.title_bottom(Line::styled(" ✕ blocked rule ", dim()).right_aligned());
+            } else if snapshot
+                .firewall
+                .as_ref()
+                .is_some_and(|fw| !fw.rules.block_rules_ranked)
+            {
+                // Too many block rules to read every interval: blocked sources are not ranked.
+                block =
+                    block.title_bottom(Line::styled(" blocked: see top ", dim()).right_aligned());
             }
             let source_width = inner_width.saturating_sub(number + 3);
             talkers
@@ -707,16 +722,16 @@ fn render_rules(frame: &mut Frame, area: Rect, snapshot: &Snapshot) {
             "block",
             format!(
                 "v4 {}  v6 {}",
-                fit(rules.block_v4 as u64, 9),
-                fit(rules.block_v6 as u64, 9)
+                fit(rules.block_v4, 9),
+                fit(rules.block_v6, 9)
             ),
         ),
         line(
             "allow",
             format!(
                 "v4 {}  v6 {}",
-                fit(rules.allow_v4 as u64, 9),
-                fit(rules.allow_v6 as u64, 9)
+                fit(rules.allow_v4, 9),
+                fit(rules.allow_v6, 9)
             ),
         ),
         line("ports", ports),
@@ -896,6 +911,7 @@ mod tests {
                         block_for_ns: 60_000_000_000,
                         proto: RateLimitProto::All,
                     },
+                    block_rules_ranked: true,
                 },
             }),
         }
@@ -1069,7 +1085,7 @@ mod tests {
             *counter = rate(u64::MAX, f64::MAX);
         }
         let rules = &mut snapshot.firewall.as_mut().unwrap().rules;
-        rules.block_v4 = usize::MAX;
+        rules.block_v4 = u64::MAX;
         rules.rate_limit.pps = u64::MAX;
         for (width, height) in [(80, 24), (120, 40)] {
             let rows = rows(&draw(&snapshot, width, height));
@@ -1205,20 +1221,12 @@ mod tests {
     }
 
     #[test]
-    fn rule_counts_by_family() {
-        let entry = |text: &str| PrefixEntry {
-            prefix: crate::rules::parse_prefix(text).unwrap(),
-            hits: 0,
-            expires_in: None,
-            reason: 0,
-        };
-        let block = [
-            entry("10.0.0.1"),
-            entry("10.1.0.0/16"),
-            entry("2001:db8::/32"),
-        ];
-        let allow = [entry("fc00::1")];
-        let counts = RuleCounts::of(&block, &allow, Vec::new(), RateLimit::default());
+    fn rule_counts_by_family_and_whether_block_rules_are_ranked() {
+        let mut metrics = RuleMetrics::default();
+        metrics.block.ipv4 = 2;
+        metrics.block.ipv6 = 1;
+        metrics.allow.ipv6 = 1;
+        let counts = RuleCounts::of(&metrics, Vec::new(), RateLimit::default());
         assert_eq!(
             (
                 counts.block_v4,
@@ -1228,5 +1236,8 @@ mod tests {
             ),
             (2, 1, 0, 1)
         );
+        assert!(counts.block_rules_ranked);
+        metrics.block.ipv4 = BLOCK_RULES_RANKED;
+        assert!(!RuleCounts::of(&metrics, Vec::new(), RateLimit::default()).block_rules_ranked);
     }
 }

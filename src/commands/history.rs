@@ -3,7 +3,7 @@
 use std::io::Write;
 use std::process::ExitCode;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use libbpf_rs::MapHandle;
 
 use crate::cli::HistoryArgs;
@@ -30,15 +30,5 @@ pub fn run(args: &HistoryArgs) -> Result<ExitCode> {
 /// The history ring of the program on an interface, or an error that says why it has none.
 pub fn history_map(ifname: &str) -> Result<MapHandle> {
     let (maps, program) = stats::stats_maps_of_interface(ifname)?;
-    history_of(maps.history, ifname, &program.name)
-}
-
-/// A program's history ring (from its StatsMaps), or an error that says why it has none.
-pub fn history_of(history: Option<MapHandle>, ifname: &str, program: &str) -> Result<MapHandle> {
-    history.with_context(|| {
-        format!(
-            "the program on {ifname} ('{program}') keeps no per-second history: xdpctl's built-in \
-             programs do (`xdpctl load {ifname} --force`, or --program xdp_pass)"
-        )
-    })
+    history::history_of(maps.history, ifname, &program.name)
 }

@@ -59,7 +59,7 @@ pub fn note_if_firewall_not_loaded() {
         .unwrap_or_default()
         .iter()
         .any(|ifname| {
-            status::rows(Some(ifname))
+            crate::pins::attached_programs(Some(ifname))
                 .map(|rows| {
                     rows.iter()
                         .any(|r| r.program == "firewall" && r.owner == "xdpctl")

@@ -11,18 +11,18 @@ use crate::{ports, privileges, stats};
 pub fn run(args: &PortsArgs) -> Result<ExitCode> {
     privileges::require("ports")?;
     let (maps, program) = stats::stats_maps_of_interface(&args.interface)?;
-    let map = maps.ports.with_context(|| {
+    let map = maps.port_counts.with_context(|| {
         format!(
             "the program on {} ('{}') keeps no port counters: the firewall does (`xdpctl load {} \
              --force`)",
             args.interface, program.name, args.interface
         )
     })?;
-    let counts = ports::rank(ports::read(&map)?, args.proto, args.top as usize);
+    let ranking = ports::rank(ports::read(&map)?, args.proto, args.top as usize);
     let text = if args.json {
-        format!("{}\n", ports::to_json(&counts))
+        format!("{}\n", ports::to_json(&ranking.ports))
     } else {
-        ports::format_table(&counts)
+        ports::format_table(&ranking)
     };
     let mut out = std::io::stdout().lock();
     let _ = out.write_all(text.as_bytes()).and_then(|_| out.flush());

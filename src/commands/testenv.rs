@@ -5,7 +5,6 @@ use std::process::{Command, ExitCode};
 use anyhow::{Context, Result};
 
 use crate::cli::{TestenvArgs, TestenvCommand};
-use crate::commands::status;
 use crate::privileges;
 use crate::testenv::{Lab, INNER_IFNAME};
 
@@ -71,7 +70,7 @@ fn describe(lab: &Lab) -> String {
     } else {
         "BROKEN (tear it down)"
     };
-    let xdp = status::rows(Some(lab.outer_ifname()))
+    let xdp = crate::pins::attached_programs(Some(lab.outer_ifname()))
         .ok()
         .and_then(|rows| rows.into_iter().next())
         .map(|row| {

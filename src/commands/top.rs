@@ -7,7 +7,6 @@ use anyhow::{bail, Result};
 use serde_json::json;
 
 use crate::cli::TopArgs;
-use crate::commands::status;
 use crate::firewall::FirewallMaps;
 use crate::privileges;
 use crate::top::{self, SourceSample, Talker};
@@ -15,7 +14,7 @@ use crate::top::{self, SourceSample, Talker};
 pub fn run(args: &TopArgs) -> Result<ExitCode> {
     privileges::require("top")?;
     if let Some(ifname) = &args.interface {
-        let rows = status::rows(Some(ifname))?;
+        let rows = crate::pins::attached_programs(Some(ifname))?;
         if !rows.iter().any(|row| row.program == "firewall") {
             bail!("{ifname} does not run the firewall: `xdpctl load {ifname}` first");
         }
