@@ -121,17 +121,18 @@ impl Ring {
         }
         let stride = std::mem::size_of::<RawSecond>().next_multiple_of(8);
         let mut slots = vec![Vec::new(); SLOTS as usize];
-        for (key, value) in rules::entries(map)? {
+        rules::for_each_entry(map, |key, value| {
             let index = u32::from_ne_bytes(key[..4].try_into().unwrap()) as usize;
             let Some(slot) = slots.get_mut(index) else {
-                continue;
+                return;
             };
+            // Each CPU's copy in turn, padded to 8 bytes.
             for cpu in value.chunks_exact(stride) {
                 let mut raw = RawSecond::default();
                 plain::copy_from_bytes(&mut raw, cpu).expect("a slot's bytes fit a RawSecond");
                 slot.push(raw);
             }
-        }
+        })?;
         Ok(Ring { slots })
     }
 

@@ -37,8 +37,9 @@ pub fn read(map: &MapHandle) -> Result<Vec<PortCount>> {
         );
     }
     let mut counts = Vec::new();
-    for (key, value) in rules::entries(map)? {
+    rules::for_each_entry(map, |key, value| {
         let slot = u32::from_ne_bytes(key[..4].try_into().unwrap());
+        // Each CPU's u64 in turn.
         let packets = value
             .chunks_exact(8)
             .map(|cpu| u64::from_ne_bytes(cpu.try_into().unwrap()))
@@ -54,7 +55,7 @@ pub fn read(map: &MapHandle) -> Result<Vec<PortCount>> {
                 packets,
             });
         }
-    }
+    })?;
     Ok(counts)
 }
 

@@ -99,15 +99,16 @@ pub fn talkers_over(before: &SourceSample, after: &SourceSample, seconds: f64) -
 /// Packets and bytes per source, now: every used slot of the source table.
 fn source_counts(maps: &FirewallMaps) -> Result<HashMap<[u8; 16], (u64, u64)>> {
     let mut out = HashMap::new();
-    for (_, value) in rules::entries(&maps.sources)? {
+    // Visited in place: the table is 12 MB at its default size, and watch reads it each interval.
+    rules::for_each_entry(&maps.sources, |_, value| {
         let mut set = SourceSet::default();
-        if plain::copy_from_bytes(&mut set, &value).is_err() {
-            continue;
+        if plain::copy_from_bytes(&mut set, value).is_err() {
+            return;
         }
         for slot in set.way.iter().filter(|slot| slot.packets > 0) {
             out.insert(slot.addr, (slot.packets, slot.bytes));
         }
-    }
+    })?;
     Ok(out)
 }
 
