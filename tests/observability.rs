@@ -10,24 +10,6 @@ use std::time::Duration;
 use common::*;
 use serde_json::Value;
 
-/// Floods the lab's outer interface from inside, paced, and returns the packets sent.
-fn flood(lab: &xdpctl::testenv::LabGuard, args: &[&str]) -> u64 {
-    let mut full = vec![
-        "testenv",
-        "exec",
-        "--name",
-        lab.outer_ifname(),
-        "--",
-        xdpctl_path(),
-        "flood",
-        "veth0",
-        "--json",
-    ];
-    full.extend_from_slice(args);
-    let report: Value = serde_json::from_str(xdpctl_ok(&full).trim()).unwrap();
-    report["packets"].as_u64().unwrap()
-}
-
 fn sum(history: &Value, field: &str) -> u64 {
     history
         .as_array()
@@ -49,9 +31,9 @@ fn history_counts_each_second_exactly_and_the_graph_carries_it() {
     fw.ok(&["block", &lab.second_inner_ipv4().to_string()]);
 
     // 3 s at 20,000 pps from a clean source, then 2 s at 10,000 pps from a blocked one.
-    let passed_sent = flood(&lab, &["--pps", "20000", "--duration", "3"]);
-    let blocked_sent = flood(
-        &lab,
+    let passed_sent = flood_packets(ifname, &["--pps", "20000", "--duration", "3"]);
+    let blocked_sent = flood_packets(
+        ifname,
         &[
             "--pps",
             "10000",

@@ -141,20 +141,6 @@ fn lines_of(stream: impl std::io::Read + Send + 'static) -> Receiver<String> {
     receiver
 }
 
-/// Runs xdpctl inside the lab through `testenv exec`, as a user would, and returns stdout.
-fn inside(lab: &LabGuard, args: &[&str]) -> String {
-    let mut full = vec![
-        "testenv",
-        "exec",
-        "--name",
-        lab.outer_ifname(),
-        "--",
-        xdpctl_path(),
-    ];
-    full.extend_from_slice(args);
-    xdpctl_ok(&full)
-}
-
 /// The id of the program attached to the lab's veth0.
 fn inner_program_id(lab: &LabGuard) -> u64 {
     let status: Value = serde_json::from_str(&inside(lab, &["status", "veth0", "--json"])).unwrap();
