@@ -33,12 +33,12 @@ struct Exporter {
 }
 
 impl Exporter {
-    /// Starts the exporter of an instance on a free loopback port, and waits for its ready line.
+    /// Starts the exporter of an instance on a loopback port the kernel picks (port 0), and
+    /// waits for its ready line, which names the port it bound.
     fn start(fw: &Instance) -> Exporter {
-        let port = free_port();
         let mut child = fw
             .command()
-            .args(["exporter", "--listen", &format!("127.0.0.1:{port}")])
+            .args(["exporter", "--listen", "127.0.0.1:0"])
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -49,22 +49,23 @@ impl Exporter {
         let log = stderr.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-                if line.contains("serving http://") {
-                    let _ = ready_tx.send(());
-                }
                 log.lock().unwrap().push_str(&format!("{line}\n"));
+                if let Some(port) = served_port(&line) {
+                    let _ = ready_tx.send(port);
+                }
             }
         });
-        let exporter = Exporter {
+        let mut exporter = Exporter {
             child,
-            port,
+            port: 0,
             stderr,
         };
-        if ready_rx.recv_timeout(Duration::from_secs(10)).is_err() {
-            panic!(
-                "the exporter did not say it was serving:\n{}",
+        match ready_rx.recv_timeout(Duration::from_secs(10)) {
+            Ok(port) => exporter.port = port,
+            Err(_) => panic!(
+                "the exporter did not say where it was serving:\n{}",
                 exporter.stderr()
-            );
+            ),
         }
         exporter
     }
@@ -150,6 +151,16 @@ impl Exporter {
             sleep(Duration::from_millis(20));
         }
     }
+}
+
+/// The port of the exporter's ready line, `xdpctl exporter: serving
+/// http://127.0.0.1:PORT/metrics`, which names the address it bound.
+fn served_port(line: &str) -> Option<u16> {
+    let address = line
+        .strip_prefix("xdpctl exporter: serving http://")?
+        .strip_suffix("/metrics")?;
+    let address: std::net::SocketAddr = address.parse().ok()?;
+    (address.port() != 0).then_some(address.port())
 }
 
 impl Drop for Exporter {
