@@ -332,7 +332,7 @@ fn watch_shows_the_firewall_under_traffic_at_80x24_and_quits_on_q() {
     let mut term = Terminal::start(&fw, &["watch", &ifname, "--interval", "0.5"]);
     term.wait_for(
         "the flood on the first frames",
-        Duration::from_secs(3),
+        Duration::from_secs(10),
         |rows| {
             // The chart's top label is in thousands, and the plot has points above its bottom row.
             rows[0].contains("xdpctl watch")
@@ -356,7 +356,7 @@ fn watch_shows_the_firewall_under_traffic_at_80x24_and_quits_on_q() {
     let blocklist_total = xdpctl::stats::thousands(blocked_sent);
     term.wait_for(
         "the blocklist's exact total",
-        Duration::from_secs(3),
+        Duration::from_secs(10),
         |rows| {
             rows.iter().any(|row| {
                 row.starts_with("│ blocklist")
