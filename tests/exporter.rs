@@ -33,12 +33,12 @@ struct Exporter {
 }
 
 impl Exporter {
-    /// Starts the exporter of an instance on a free loopback port, and waits for its ready line.
+    /// Starts the exporter of an instance on a loopback port the kernel picks (port 0), and
+    /// waits for its ready line, which names the port it bound.
     fn start(fw: &Instance) -> Exporter {
-        let port = free_port();
         let mut child = fw
             .command()
-            .args(["exporter", "--listen", &format!("127.0.0.1:{port}")])
+            .args(["exporter", "--listen", "127.0.0.1:0"])
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -49,22 +49,23 @@ impl Exporter {
         let log = stderr.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-                if line.contains("serving http://") {
-                    let _ = ready_tx.send(());
-                }
                 log.lock().unwrap().push_str(&format!("{line}\n"));
+                if let Some(port) = served_port(&line) {
+                    let _ = ready_tx.send(port);
+                }
             }
         });
-        let exporter = Exporter {
+        let mut exporter = Exporter {
             child,
-            port,
+            port: 0,
             stderr,
         };
-        if ready_rx.recv_timeout(Duration::from_secs(10)).is_err() {
-            panic!(
-                "the exporter did not say it was serving:\n{}",
+        match ready_rx.recv_timeout(Duration::from_secs(10)) {
+            Ok(port) => exporter.port = port,
+            Err(_) => panic!(
+                "the exporter did not say where it was serving:\n{}",
                 exporter.stderr()
-            );
+            ),
         }
         exporter
     }
@@ -150,6 +151,16 @@ impl Exporter {
             sleep(Duration::from_millis(20));
         }
     }
+}
+
+/// The port of the exporter's ready line, `xdpctl exporter: serving
+/// http://127.0.0.1:PORT/metrics`, which names the address it bound.
+fn served_port(line: &str) -> Option<u16> {
+    let address = line
+        .strip_prefix("xdpctl exporter: serving http://")?
+        .strip_suffix("/metrics")?;
+    let address: std::net::SocketAddr = address.parse().ok()?;
+    (address.port() != 0).then_some(address.port())
 }
 
 impl Drop for Exporter {
@@ -408,19 +419,31 @@ fn rate_limited_auto_blocked_and_expired_rules_are_counted_as_they_are_now() {
     let exporter = Exporter::start(&fw);
 
     // Over the limit without auto-block: 100 pings a second against 20 allowed. The bucket
-    // stays dry while they come, and counts as rate-limited until a second after they stop.
+    // stays dry while they come, and counts as rate-limited until a second (RECENT_NS) after
+    // they stop. The pinger runs for 10 s: scrapes while it runs, until one counts the source
+    // (at once, unless this machine is slow to start it).
     fw.ok(&["ratelimit", "set", "--pps", "20", "--burst", "5"]);
     let mut pinger = lab
-        .ping_command(300, false, 0.01)
+        .ping_command(1000, false, 0.01)
         .unwrap()
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
-    sleep(Duration::from_millis(700));
-    let body = exporter.scrape();
+    let deadline = Instant::now() + Duration::from_secs(8);
+    let body = loop {
+        let body = exporter.scrape();
+        if value(&body, "xdpctl_ratelimited_sources") == 1.0 {
+            break body;
+        }
+        if Instant::now() >= deadline || pinger.try_wait().unwrap().is_some() {
+            let _ = pinger.kill();
+            let _ = pinger.wait();
+            panic!("the pinging source was never counted as rate-limited:\n{body}");
+        }
+        sleep(Duration::from_millis(100));
+    };
     let _ = pinger.kill();
     let _ = pinger.wait();
-    assert_eq!(value(&body, "xdpctl_ratelimited_sources"), 1.0, "{body}");
     assert_eq!(value(&body, "xdpctl_autoblocked_sources"), 0.0);
     let interface = lab.outer_ifname();
     assert!(
@@ -432,8 +455,10 @@ fn rate_limited_auto_blocked_and_expired_rules_are_counted_as_they_are_now() {
         ) > 0.0,
         "{body}"
     );
-    sleep(Duration::from_millis(1300));
-    assert_eq!(value(&exporter.scrape(), "xdpctl_ratelimited_sources"), 0.0);
+    // Three times the "recent" window after the last ping: no longer rate-limited.
+    sleep(Duration::from_secs(3));
+    let body = exporter.scrape();
+    assert_eq!(value(&body, "xdpctl_ratelimited_sources"), 0.0, "{body}");
 
     // With auto-block, the flooder becomes a block rule made by the rate limiter.
     fw.ok(&[
@@ -468,8 +493,10 @@ fn rate_limited_auto_blocked_and_expired_rules_are_counted_as_they_are_now() {
     assert_eq!(value(&body, "xdpctl_ratelimited_sources"), 0.0);
 
     // A rule with a TTL counts until it expires, and the exporter, which only reads, leaves the
-    // expired entry for `list` (or the firewall) to sweep.
-    fw.ok(&["block", "192.0.2.7", "198.18.0.0/15", "--ttl", "1s"]);
+    // expired entry for `list` (or the firewall) to sweep. An address and a range with a TTL of
+    // 30 s (still counted, however slow the scrape) and another of each with 1 s (expired after
+    // a generous wait).
+    fw.ok(&["block", "192.0.2.7", "198.18.0.0/15", "--ttl", "30s"]);
     assert_eq!(
         value(
             &exporter.scrape(),
@@ -478,27 +505,37 @@ fn rate_limited_auto_blocked_and_expired_rules_are_counted_as_they_are_now() {
         2.0,
         "an address and a range with a TTL"
     );
-    sleep(Duration::from_millis(1300));
+    fw.ok(&["block", "192.0.2.8", "203.0.113.0/24", "--ttl", "1s"]);
+    sleep(Duration::from_secs(3));
     assert_eq!(
         value(
             &exporter.scrape(),
             "xdpctl_rules{list=\"block\",family=\"ipv4\"}"
         ),
-        0.0
+        2.0,
+        "the rules of 30 s count, the expired ones of 1 s do not"
     );
-    for map in ["block_v4", "block_v4_lpm"] {
+    let keys = |map: &str| {
         let pinned =
             libbpf_rs::MapHandle::from_pinned_path(fw.root.join("rules").join(map)).unwrap();
-        assert_eq!(
-            libbpf_rs::MapCore::keys(&pinned).count(),
-            1,
-            "the exporter swept the expired rule of {map}"
-        );
+        libbpf_rs::MapCore::keys(&pinned).count()
+    };
+    for map in ["block_v4", "block_v4_lpm"] {
+        assert_eq!(keys(map), 2, "the exporter swept the expired rule of {map}");
     }
-    assert!(fw.json(&["list", "--json"])["block"]
+    // `list` sweeps the expired ones, and shows the others.
+    let list = fw.json(&["list", "--json"]);
+    let mut listed: Vec<&str> = list["block"]
         .as_array()
         .unwrap()
-        .is_empty());
+        .iter()
+        .map(|rule| rule["prefix"].as_str().unwrap())
+        .collect();
+    listed.sort();
+    assert_eq!(listed, ["192.0.2.7/32", "198.18.0.0/15"], "{list}");
+    for map in ["block_v4", "block_v4_lpm"] {
+        assert_eq!(keys(map), 1, "`list` left the expired rule of {map}");
+    }
 }
 
 #[test]

@@ -10,21 +10,6 @@ use std::time::Duration;
 use common::*;
 use serde_json::Value;
 
-fn flood_json(lab: &xdpctl::testenv::LabGuard, args: &[&str]) -> Value {
-    let mut full = vec![
-        "testenv",
-        "exec",
-        "--name",
-        lab.outer_ifname(),
-        "--",
-        xdpctl_path(),
-        "flood",
-    ];
-    full.extend_from_slice(args);
-    full.push("--json");
-    serde_json::from_str(xdpctl_ok(&full).trim()).unwrap()
-}
-
 #[test]
 fn the_lab_receives_what_the_generator_says_it_sent() {
     if !have_root("the_lab_receives_what_the_generator_says_it_sent") {
@@ -34,7 +19,7 @@ fn the_lab_receives_what_the_generator_says_it_sent() {
     let ifname = lab.outer_ifname();
     xdpctl_ok(&["load", ifname, "-p", "xdp_pass"]);
     let before = counters(ifname).action("XDP_PASS").packets;
-    let report = flood_json(&lab, &["veth0", "--count", "200000", "--max"]);
+    let report = flood(ifname, &["--count", "200000", "--max"]);
     assert_eq!(report["packets"], 200_000, "{report}");
     assert_eq!(report["bytes"], 200_000 * 64, "{report}");
     assert!(report["pps"].as_f64().unwrap() > 10_000.0, "{report}");
@@ -46,17 +31,9 @@ fn the_lab_receives_what_the_generator_says_it_sent() {
     );
 
     // Paced: the rate is what was asked for.
-    let report = flood_json(
-        &lab,
-        &[
-            "veth0",
-            "--pps",
-            "20000",
-            "--duration",
-            "1",
-            "--proto",
-            "icmp",
-        ],
+    let report = flood(
+        ifname,
+        &["--pps", "20000", "--duration", "1", "--proto", "icmp"],
     );
     let pps = report["pps"].as_f64().unwrap();
     assert!((18_000.0..22_000.0).contains(&pps), "{report}");
@@ -160,25 +137,7 @@ fn random_sources_are_random_and_frames_pass_netfilter() {
 
     // The firewall's source table, inside the lab: many distinct sources.
     let fw = Instance::new();
-    let inside = |args: &[&str]| {
-        let mut full = vec![
-            "testenv",
-            "exec",
-            "--name",
-            ns.as_str(),
-            "--",
-            xdpctl_path(),
-        ];
-        full.extend_from_slice(args);
-        let out = fw.command().args(&full[..]).output().unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    };
-    inside(&["load", "veth0"]);
+    fw.inside(&lab, &["load", "veth0"]);
     let mut flood = fw
         .command()
         .args([
@@ -193,7 +152,8 @@ fn random_sources_are_random_and_frames_pass_netfilter() {
         .unwrap();
     sleep(Duration::from_millis(500));
     let top: Value =
-        serde_json::from_str(&inside(&["top", "-n", "1000", "--interval", "1", "--json"])).unwrap();
+        serde_json::from_str(&fw.inside(&lab, &["top", "-n", "1000", "--interval", "1", "--json"]))
+            .unwrap();
     let _ = flood.kill();
     let _ = flood.wait();
     let sources: Vec<&str> = top["by_pps"]
@@ -208,5 +168,5 @@ fn random_sources_are_random_and_frames_pass_netfilter() {
         "only {} distinct sources: {top}",
         sources.len()
     );
-    inside(&["unload", "--all"]);
+    fw.inside(&lab, &["unload", "--all"]);
 }

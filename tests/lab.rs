@@ -592,18 +592,6 @@ fn loads_inside_two_labs_on_same_named_interfaces_do_not_collide() {
         return;
     }
     let (a, b) = (lab(), lab());
-    let inside = |lab: &xdpctl::testenv::LabGuard, args: &[&str]| {
-        let mut full = vec![
-            "testenv",
-            "exec",
-            "--name",
-            lab.outer_ifname(),
-            "--",
-            xdpctl_path(),
-        ];
-        full.extend_from_slice(args);
-        xdpctl_ok(&full)
-    };
     // Both labs' inner interface is called veth0; each gets its own pins.
     inside(&a, &["load", "veth0", "--program", "xdp_drop"]);
     inside(&b, &["load", "veth0", "--program", "xdp_drop"]);

@@ -286,28 +286,13 @@ impl Drop for Terminal {
 
 /// Sends paced packets from inside a lab for `seconds`, from `source` if given; returns how
 /// many were sent.
-fn flood(lab: &str, pps: u32, seconds: u32, source: Option<String>) -> u64 {
+fn flood_from(lab: &str, pps: u32, seconds: u32, source: Option<String>) -> u64 {
     let (pps, seconds) = (pps.to_string(), seconds.to_string());
-    let mut args = vec![
-        "testenv",
-        "exec",
-        "--name",
-        lab,
-        "--",
-        xdpctl_path(),
-        "flood",
-        "veth0",
-        "--json",
-        "--pps",
-        &pps,
-        "--duration",
-        &seconds,
-    ];
+    let mut args = vec!["--pps", &pps, "--duration", &seconds];
     if let Some(source) = &source {
         args.extend(["--src", source]);
     }
-    let report: serde_json::Value = serde_json::from_str(xdpctl_ok(&args).trim()).unwrap();
-    report["packets"].as_u64().unwrap()
+    flood_packets(lab, &args)
 }
 
 /// Floods from the lab's clean source and its second (blocked) source at once, 5,000 pps each
@@ -315,7 +300,7 @@ fn flood(lab: &str, pps: u32, seconds: u32, source: Option<String>) -> u64 {
 fn flood_both(lab: &str, blocked: &str) -> u64 {
     let floods = [None, Some(blocked.to_owned())].map(|source| {
         let lab = lab.to_owned();
-        std::thread::spawn(move || flood(&lab, 5000, 2, source))
+        std::thread::spawn(move || flood_from(&lab, 5000, 2, source))
     });
     let [_, from_blocked] = floods.map(|flood| flood.join().expect("the flood"));
     from_blocked
@@ -347,7 +332,7 @@ fn watch_shows_the_firewall_under_traffic_at_80x24_and_quits_on_q() {
     let mut term = Terminal::start(&fw, &["watch", &ifname, "--interval", "0.5"]);
     term.wait_for(
         "the flood on the first frames",
-        Duration::from_secs(3),
+        Duration::from_secs(10),
         |rows| {
             // The chart's top label is in thousands, and the plot has points above its bottom row.
             rows[0].contains("xdpctl watch")
@@ -371,7 +356,7 @@ fn watch_shows_the_firewall_under_traffic_at_80x24_and_quits_on_q() {
     let blocklist_total = xdpctl::stats::thousands(blocked_sent);
     term.wait_for(
         "the blocklist's exact total",
-        Duration::from_secs(3),
+        Duration::from_secs(10),
         |rows| {
             rows.iter().any(|row| {
                 row.starts_with("│ blocklist")

@@ -178,6 +178,12 @@ impl Instance {
     pub fn json(&self, args: &[&str]) -> serde_json::Value {
         serde_json::from_str(&self.ok(args)).expect("JSON")
     }
+
+    /// [`inside`] with this instance's pin root: xdpctl run inside the lab through `testenv
+    /// exec`, which must succeed. Returns stdout.
+    pub fn inside(&self, lab: &LabGuard, args: &[&str]) -> String {
+        self.ok(&inside_args(lab.outer_ifname(), args))
+    }
 }
 
 impl Drop for Instance {
@@ -185,6 +191,38 @@ impl Drop for Instance {
         let _ = self.run(&["unload", "--all"]);
         let _ = std::fs::remove_dir_all(&self.root);
     }
+}
+
+/// `xdpctl testenv exec --name LAB -- xdpctl ARGS`: xdpctl run inside a lab's namespace, the
+/// way a user runs it there. `lab` is the lab's name (that of its outer interface).
+fn inside_args<'a>(lab: &'a str, args: &[&'a str]) -> Vec<&'a str> {
+    let mut full = vec!["testenv", "exec", "--name", lab, "--", xdpctl_path()];
+    full.extend_from_slice(args);
+    full
+}
+
+/// Runs xdpctl inside the lab through `testenv exec` and fails the test, with its stderr,
+/// unless it succeeds. Returns stdout.
+pub fn inside(lab: &LabGuard, args: &[&str]) -> String {
+    xdpctl_ok(&inside_args(lab.outer_ifname(), args))
+}
+
+/// Floods the lab's outer interface from veth0 inside it, with `xdpctl flood veth0 --json
+/// ARGS` (paced or not, as ARGS say), and returns its JSON report once the flood is over.
+/// `lab` is the lab's name (that of its outer interface), so threads can take it along.
+pub fn flood(lab: &str, args: &[&str]) -> serde_json::Value {
+    let mut flood_args = vec!["flood", "veth0", "--json"];
+    flood_args.extend_from_slice(args);
+    let out = xdpctl_ok(&inside_args(lab, &flood_args));
+    serde_json::from_str(out.trim()).expect("the flood's JSON report")
+}
+
+/// [`flood`], and only the packets it says it sent.
+pub fn flood_packets(lab: &str, args: &[&str]) -> u64 {
+    let report = flood(lab, args);
+    report["packets"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no packet count in the flood's report: {report}"))
 }
 
 /// Runs `f` on a thread inside the lab's network namespace.
