@@ -100,14 +100,14 @@ fn history_counts_each_second_exactly_and_the_graph_carries_it() {
         .map(|s| s["drops"]["blocklist"].as_u64().unwrap())
         .sum();
     assert_eq!(blocklisted, blocked_sent, "{history}");
-    // A full second of the paced flood is 20,000 within the pacing's granularity (100 ms).
+    // A full second of the paced flood is about 20,000 (its 100 ms bursts catch up after a stall).
     let busiest = seconds
         .iter()
         .map(|s| s["received"].as_u64().unwrap())
         .max()
         .unwrap();
     assert!(
-        (18_000..=22_100).contains(&busiest),
+        (16_000..=24_000).contains(&busiest),
         "busiest second {busiest}: {history}"
     );
     // Seconds are consecutive Unix times.

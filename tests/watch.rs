@@ -412,7 +412,7 @@ fn watch_shows_the_firewall_under_traffic_at_80x24_and_quits_on_q() {
     assert!(rows.iter().all(|row| row.chars().count() <= WIDTH));
 
     term.send(b"q");
-    let status = term.exit_status(Duration::from_secs(3));
+    let status = term.exit_status(Duration::from_secs(10));
     assert!(status.success(), "q: {status}");
     term.assert_restored();
 }
@@ -458,7 +458,7 @@ fn watch_follows_the_program_and_quits_on_esc_ctrl_c_and_sigterm_restoring_the_t
             )
             .unwrap(),
         }
-        let status = term.exit_status(Duration::from_secs(3));
+        let status = term.exit_status(Duration::from_secs(10));
         assert!(status.success(), "{way}: {status}");
         term.assert_restored();
     }
