@@ -1176,23 +1176,30 @@ Measured on this machine with variants of the programs (BPF_PROG_RUN, same metho
 
 - **Pass path, same source (met).** The firewall runs its whole limiter on this path, which
   xdp-filter has no equivalent of. What made it cheap:
-  - The clock is read lazily, and only its coarse form: `bpf_ktime_get_ns` costs 30 ns in this
-    VM, `bpf_ktime_get_coarse_ns` 13 ns.
+  - The clock costs nothing per packet: each CPU caches the coarse clock per jiffy
+    (`bpf_jiffies64` is inlined into a load). `bpf_ktime_get_ns` costs 30 ns in this VM, and
+    even `bpf_ktime_get_coarse_ns` 13 ns.
   - No division per packet: userspace precomputes when a bucket is full.
   - Empty prefix maps are skipped, from a bitmask kept under an edit lock.
   - Per-source counters are plain adds.
   - The per-source table is an array with 4-way sets rather than an LRU hash.
 
-  Those changes took the program cost from 203 to 56 ns. The atomic rule-hit counter costs
-  1 ns, and each counter map about 1 ns. `bpf_jiffies64` would save the remaining 13 ns of
-  clock, but needs HZ and the jiffies epoch in userspace.
+  Those changes took the program cost from 203 to about 50 ns, now with the per-second history
+  and the destination-port counts included. The atomic rule-hit counter costs about 1 ns, and
+  each counter map about 1 ns.
+- **Drop path (at the boundary: 0.45-0.52 of xdp-filter across runs).** The floor is a bare
+  XDP_DROP now; the built-in xdp_drop it replaced kept counters, and subtracting those flattered
+  every program cost by a few ns. The drop path also counts the history and the destination
+  port: measured with variants (BPF_PROG_RUN, best of 25 runs), each costs 1-2 ns, within the
+  machine's noise, as does the atomic hit counter. The rest is the parse (VLAN, IPv4 options,
+  the L4 header for the port and SYN counters) and the exact-address hash lookup.
 - **Random sources (missed on the pass path; out of reach with a per-source limiter of this
   capacity).** The budget is 0.8 of xdp-filter's cost, about 61 ns. Each new source costs
   random accesses to memory far larger than the cache and the TLB, about 50-150 ns each in this
   VM (a TLB miss walks both the guest's and the host's page tables):
   - The source table. A per-source limiter has to find each source's bucket, and the default
     table holds 262,144 sources in 12 MB. Compare the two 1,000-rule rows: the same program with
-    a 4,096-source table (in cache) saves about 55 ns a packet. That miss alone nearly uses up
+    a 4,096-source table (in cache) saves 50-90 ns a packet (runs vary). That miss alone nearly uses up
     the budget, and a table small enough to stay cached cannot track a many-source flood.
   - The rule hash. Its bucket array is sized by `--max-rules` (1,048,576 buckets, 16 MB), not by
     the rules in it, so even 1,000 rules cost a random bucket read a packet: with
