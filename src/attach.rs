@@ -177,11 +177,59 @@ pub fn program_summary_by_fd(fd: BorrowedFd<'_>) -> Result<ProgramSummary> {
         .take_while(|&&c| c != 0)
         .map(|&c| c as u8)
         .collect();
+    let mut name = String::from_utf8_lossy(&name_bytes).into_owned();
+    // The kernel keeps 15 characters of a name; a name that long may be cut, and the
+    // program's BTF has it whole (as bpftool shows it).
+    if name.len() == libbpf_sys::BPF_OBJ_NAME_LEN as usize - 1 {
+        if let Some(full) = btf_name(fd, info.btf_id).filter(|full| full.starts_with(&name)) {
+            name = full;
+        }
+    }
     Ok(ProgramSummary {
         id: info.id,
-        name: String::from_utf8_lossy(&name_bytes).into_owned(),
+        name,
         map_ids,
     })
+}
+
+/// A program's name from its BTF: the name of the function its first func_info record (the
+/// entry point) describes. None when the program has no BTF or the lookup fails.
+fn btf_name(fd: BorrowedFd<'_>, btf_id: u32) -> Option<String> {
+    if btf_id == 0 {
+        return None;
+    }
+    let mut func = libbpf_sys::bpf_func_info::default();
+    let mut info = libbpf_sys::bpf_prog_info {
+        nr_func_info: 1,
+        func_info_rec_size: std::mem::size_of::<libbpf_sys::bpf_func_info>() as u32,
+        func_info: &mut func as *mut _ as u64,
+        ..Default::default()
+    };
+    let mut len = std::mem::size_of_val(&info) as u32;
+    // SAFETY: func_info points at room for the one record asked for.
+    let ret = unsafe { libbpf_sys::bpf_prog_get_info_by_fd(fd.as_raw_fd(), &mut info, &mut len) };
+    if ret != 0 || info.nr_func_info == 0 {
+        return None;
+    }
+    // SAFETY: plain libbpf calls; the btf is freed before returning, and the name is copied
+    // out of it first.
+    unsafe {
+        let btf = libbpf_sys::btf__load_from_kernel_by_id(btf_id);
+        if btf.is_null() || libbpf_sys::libbpf_get_error(btf as *const _) != 0 {
+            return None;
+        }
+        let ty = libbpf_sys::btf__type_by_id(btf, func.type_id);
+        let name = (!ty.is_null())
+            .then(|| libbpf_sys::btf__name_by_offset(btf, (*ty).name_off))
+            .filter(|name| !name.is_null())
+            .map(|name| {
+                std::ffi::CStr::from_ptr(name)
+                    .to_string_lossy()
+                    .into_owned()
+            });
+        libbpf_sys::btf__free(btf);
+        name.filter(|name| !name.is_empty())
+    }
 }
 
 /// Creates an XDP bpf_link in the given mode. The program stays attached as long as the returned

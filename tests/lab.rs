@@ -311,6 +311,30 @@ fn a_users_own_object_loads_through_obj_and_has_stats() {
     ]);
     let status = status_json(ifname);
     assert_eq!(status[0]["program"], "xdp_user_count", "{status}");
+    // A name longer than the kernel's 15 characters shows whole (from the program's BTF).
+    xdpctl_ok(&[
+        "load",
+        ifname,
+        "--obj",
+        object,
+        "--program",
+        "xdp_user_with_a_long_name",
+        "--force",
+    ]);
+    let status = status_json(ifname);
+    assert_eq!(
+        status[0]["program"], "xdp_user_with_a_long_name",
+        "{status}"
+    );
+    xdpctl_ok(&[
+        "load",
+        ifname,
+        "--obj",
+        object,
+        "--program",
+        "xdp_user_count",
+        "--force",
+    ]);
     assert!(ping(&lab, 3));
     assert!(counters(ifname).action("XDP_PASS").packets >= 3);
 

@@ -33,6 +33,13 @@ int xdp_user_count(struct xdp_md *ctx)
 	return action;
 }
 
+/* A name longer than the kernel keeps (15 characters): xdpctl shows it whole, from BTF. */
+SEC("xdp")
+int xdp_user_with_a_long_name(struct xdp_md *ctx)
+{
+	return XDP_PASS;
+}
+
 SEC("xdp")
 int xdp_user_plain(struct xdp_md *ctx)
 {
