@@ -271,9 +271,26 @@ fn top_names_the_busy_source() {
         "1",
         "--json",
     ]);
+    // Named by interface, top reads the maps that interface's firewall uses, whichever pin
+    // root loaded it: here without the instance's XDPCTL_PIN_ROOT.
+    let by_interface: serde_json::Value = serde_json::from_str(&xdpctl_ok(&[
+        "top",
+        lab.outer_ifname(),
+        "-n",
+        "1",
+        "--interval",
+        "0.5",
+        "--json",
+    ]))
+    .unwrap();
     let mut pinger = pinger;
     let _ = pinger.kill();
     let _ = pinger.wait();
+    assert_eq!(
+        by_interface["by_pps"][0]["source"],
+        lab.inner_ipv4().to_string(),
+        "{by_interface}"
+    );
     let first = &top["by_pps"][0];
     assert_eq!(first["source"], lab.inner_ipv4().to_string(), "{top}");
     assert!(first["pps"].as_f64().unwrap() > 20.0, "{top}");

@@ -13,13 +13,22 @@ use crate::top::{self, SourceSample, Talker};
 
 pub fn run(args: &TopArgs) -> Result<ExitCode> {
     privileges::require("top")?;
-    if let Some(ifname) = &args.interface {
-        let rows = crate::pins::attached_programs(Some(ifname))?;
-        if !rows.iter().any(|row| row.program == "firewall") {
-            bail!("{ifname} does not run the firewall: `xdpctl load {ifname}` first");
+    // With an interface: the maps its firewall really uses (as `watch` reads them), whatever pin
+    // root loaded it. Without: this instance's pinned maps.
+    let maps = match &args.interface {
+        Some(ifname) => {
+            let (_, program) = crate::stats::stats_maps_of_interface(ifname)?;
+            match FirewallMaps::of_program(&program) {
+                Some(maps) => maps,
+                None => bail!(
+                    "{ifname} does not run the firewall ('{}' is attached): `xdpctl load {ifname}` \
+                     first",
+                    program.name
+                ),
+            }
         }
-    }
-    let maps = FirewallMaps::open_or_create()?;
+        None => FirewallMaps::open_or_create()?,
+    };
     let before = SourceSample::take(&maps)?;
     if !super::sleep_unless_stopped(Duration::from_secs_f64(args.interval)) {
         return Ok(ExitCode::SUCCESS);
