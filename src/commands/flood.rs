@@ -54,13 +54,13 @@ pub fn run(args: &FloodArgs) -> Result<ExitCode> {
     } else {
         let mac: Vec<String> = destination_mac.iter().map(|b| format!("{b:02x}")).collect();
         println!(
-            "Sent {} packets ({} bytes) in {:.2} s: {} pps, {:?} {}-byte frames from {}{} to {} \
+            "Sent {} packets ({} bytes) in {:.2} s: {} pps, {} {}-byte frames from {}{} to {} \
              ({}) on {}",
             thousands(report.packets),
             thousands(report.bytes),
             report.seconds,
             thousands(report.pps().round() as u64),
-            plan.proto,
+            format!("{:?}", plan.proto).to_uppercase(),
             plan.size,
             source,
             if random { " (random sources)" } else { "" },
