@@ -9,8 +9,8 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use libbpf_rs::{MapCore, MapFlags, MapHandle, Object, OpenObject};
-use nix::fcntl::{Flock, FlockArg};
 
+use crate::locks::{self, NamedLock};
 use crate::pins;
 use crate::programs::skel::firewall::types as abi;
 
@@ -173,7 +173,8 @@ pub struct FirewallMaps {
     pub config: MapHandle,
     pub sources: MapHandle,
     /// Serialises edits between processes; None for a private (unpinned) set of maps.
-    edit_lock: Option<PathBuf>,
+    /// The name of the lock that serialises rule edits (None: maps opened only for reading).
+    edit_lock: Option<String>,
 }
 
 impl FirewallMaps {
@@ -195,7 +196,7 @@ impl FirewallMaps {
             ports: open("ports")?,
             config: open("fw_config")?,
             sources: open("sources")?,
-            edit_lock: Some(lock_path("edit")),
+            edit_lock: Some(lock_name("edit")),
         }))
     }
 
@@ -290,14 +291,11 @@ impl FirewallMaps {
     /// Takes the lock that serialises rule and config edits between xdpctl processes (the
     /// kernel makes single updates atomic; this keeps multi-step edits, such as keeping
     /// maps_in_use true, whole).
-    pub fn lock(&self) -> Result<Option<Flock<File>>> {
-        let Some(path) = &self.edit_lock else {
+    pub fn lock(&self) -> Result<Option<NamedLock>> {
+        let Some(name) = &self.edit_lock else {
             return Ok(None);
         };
-        let file = File::create(path).context("creating the edit lock")?;
-        Flock::lock(file, FlockArg::LockExclusive)
-            .map(Some)
-            .map_err(|(_, err)| anyhow::anyhow!("locking the rules: {err}"))
+        locks::lock(name).map(Some).context("locking the rules")
     }
 
     /// Marks prefix maps as possibly holding entries (before inserting into them).
@@ -397,21 +395,19 @@ pub fn monotonic_ns() -> u64 {
 }
 
 /// A lock file for this pin root (one instance's maps).
-fn lock_path(what: &str) -> PathBuf {
-    let _ = fs::create_dir_all("/run/xdpctl");
-    let name = pins::root().to_string_lossy().replace('/', "_");
-    PathBuf::from(format!("/run/xdpctl/{what}{name}.lock"))
+/// The name of one of this instance's locks (`what`: "edit" or "maps"), per pin root.
+fn lock_name(what: &str) -> String {
+    format!("{what}{}", pins::root().display())
 }
 
 /// Serialises the creation of the global maps between concurrent xdpctl processes.
-fn lock_creation() -> Result<Flock<File>> {
-    let file = File::create(lock_path("maps")).context("creating the map lock")?;
-    Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, err)| anyhow::anyhow!("locking: {err}"))
+fn lock_creation() -> Result<NamedLock> {
+    locks::lock(&lock_name("maps")).context("locking the map creation")
 }
 
 /// Prepares a firewall object before load: each global map reuses its pin, or is created at
 /// the requested size and pinned. Returns a lock to hold until the load is done.
-pub fn prepare_global_maps(open: &mut OpenObject, sizes: Sizes) -> Result<Flock<File>> {
+pub fn prepare_global_maps(open: &mut OpenObject, sizes: Sizes) -> Result<NamedLock> {
     pins::ensure_bpffs()?;
     let lock = lock_creation()?;
     let dir = rules_dir();

@@ -21,6 +21,7 @@ pub mod flood;
 pub mod graph;
 pub mod history;
 pub mod libbpf_log;
+pub mod locks;
 pub mod metrics;
 pub mod model;
 pub mod pins;
