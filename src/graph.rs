@@ -9,6 +9,7 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 
 use crate::history::{clock_time, Second};
+use crate::stats::compact;
 
 /// Fonts plotters may render text with (it embeds none): the first that exists is used.
 const FONT_FILES: [&str; 4] = [
@@ -67,19 +68,6 @@ impl Format {
                 path.display()
             ),
         }
-    }
-}
-
-/// 1234567 -> "1.2M", 12000 -> "12k": axis labels that fit. Rounds first, so 999,999 is
-/// "1.0M", not "1000k".
-pub fn short_count(value: f64) -> String {
-    let abs = value.abs();
-    if abs >= 999_500.0 {
-        format!("{:.1}M", value / 1e6)
-    } else if abs >= 999.5 {
-        format!("{:.0}k", value / 1e3)
-    } else {
-        format!("{value:.0}")
     }
 }
 
@@ -152,7 +140,7 @@ where
         .x_labels(8)
         .y_labels(8)
         .x_label_formatter(&|t| clock_time(*t as i64))
-        .y_label_formatter(&|v| short_count(*v))
+        .y_label_formatter(&|v| compact(*v))
         .label_style((FONT, 14))
         .axis_desc_style((FONT, 16))
         .draw()?;
@@ -201,12 +189,7 @@ mod tests {
     }
 
     #[test]
-    fn short_counts_and_title() {
-        assert_eq!(short_count(950.0), "950");
-        assert_eq!(short_count(12_345.0), "12k");
-        assert_eq!(short_count(1_250_000.0), "1.2M");
-        assert_eq!(short_count(999_999.0), "1.0M");
-        assert_eq!(short_count(999.7), "1k");
+    fn title_names_the_interface_and_span() {
         let seconds = [
             Second {
                 time: 3600,

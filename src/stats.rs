@@ -305,6 +305,35 @@ pub fn thousands(value: u64) -> String {
     out
 }
 
+/// Three significant digits and an SI suffix: 950, 1.23k, 12.3k, 123k, 1.23M, ... 18.4E.
+pub fn compact(value: f64) -> String {
+    if value.is_nan() || value < 0.0 {
+        return "?".into();
+    }
+    if value < 999.5 {
+        return format!("{value:.0}");
+    }
+    const UNITS: [&str; 6] = ["k", "M", "G", "T", "P", "E"];
+    let mut scaled = value / 1000.0;
+    let mut unit = 0;
+    while scaled >= 999.5 && unit + 1 < UNITS.len() {
+        scaled /= 1000.0;
+        unit += 1;
+    }
+    if scaled >= 999.5 {
+        // Past what a u64 holds (or infinite): no counter gets here.
+        return ">999E".into();
+    }
+    let decimals = if scaled < 9.995 {
+        2
+    } else if scaled < 99.95 {
+        1
+    } else {
+        0
+    };
+    format!("{scaled:.decimals$}{}", UNITS[unit])
+}
+
 /// The xdp-tutorial's table: a header line, then one row per action.
 pub fn format_table(title: &str, report: &Report) -> String {
     let mut out = format!("{:<12} {title}\n", "XDP-action");
@@ -529,5 +558,28 @@ mod tests {
             table.contains("Bytes        total 2 Kbytes, dropped 1 Kbytes"),
             "{table}"
         );
+    }
+
+    #[test]
+    fn compact_numbers() {
+        let cases = [
+            (0.0, "0"),
+            (950.0, "950"),
+            (999.4, "999"),
+            (999.6, "1.00k"),
+            (1_234.0, "1.23k"),
+            (12_345.0, "12.3k"),
+            (123_456.0, "123k"),
+            (999_999.0, "1.00M"),
+            (1_250_000.0, "1.25M"),
+            (u64::MAX as f64, "18.4E"),
+            (f64::MAX, ">999E"),
+            (f64::INFINITY, ">999E"),
+            (f64::NAN, "?"),
+            (-1.0, "?"),
+        ];
+        for (value, text) in cases {
+            assert_eq!(compact(value), text, "{value}");
+        }
     }
 }
