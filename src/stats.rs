@@ -175,6 +175,14 @@ pub fn read_fw_counters<M: MapCore>(map: &M) -> Result<FwCounters> {
     Ok(sum)
 }
 
+/// Unix time now, in seconds.
+pub fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
 /// Counters with the moment they were read.
 #[derive(Clone, Copy, Debug)]
 pub struct Sample {
@@ -192,10 +200,7 @@ impl Sample {
             counters,
             firewall,
             at: Instant::now(),
-            unix_time: SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map(|d| d.as_secs_f64())
-                .unwrap_or(0.0),
+            unix_time: unix_now(),
         })
     }
 }

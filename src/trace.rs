@@ -11,7 +11,7 @@ use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
@@ -206,30 +206,20 @@ impl Namer {
 
 /// The monotonic and real clocks read together, to turn bpf_ktime_get_ns() into Unix time.
 pub struct ClockPair {
-    monotonic_ns: u64,
-    unix_time: f64,
+    /// Unix time minus CLOCK_MONOTONIC, in ns.
+    unix_offset_ns: i128,
 }
 
 impl ClockPair {
     pub fn now() -> ClockPair {
-        let monotonic = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
-            .expect("CLOCK_MONOTONIC is always readable");
         ClockPair {
-            monotonic_ns: monotonic.tv_sec() as u64 * 1_000_000_000 + monotonic.tv_nsec() as u64,
-            unix_time: unix_now(),
+            unix_offset_ns: crate::history::unix_offset_ns(),
         }
     }
 
     pub fn unix_time_of_monotonic(&self, monotonic_ns: u64) -> f64 {
-        self.unix_time - (self.monotonic_ns as f64 - monotonic_ns as f64) / 1e9
+        (i128::from(monotonic_ns) + self.unix_offset_ns) as f64 / 1e9
     }
-}
-
-pub fn unix_now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
 }
 
 /// One bpf_trace_printk line of trace_pipe.
@@ -625,9 +615,9 @@ mod tests {
 
     #[test]
     fn monotonic_timestamps_become_unix_time() {
+        // Monotonic 10 s is Unix 1,000 s.
         let clock = ClockPair {
-            monotonic_ns: 10_000_000_000,
-            unix_time: 1_000.0,
+            unix_offset_ns: 990_000_000_000,
         };
         assert_eq!(clock.unix_time_of_monotonic(9_500_000_000), 999.5);
         let text = clock_text(1_000.000_25);

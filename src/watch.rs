@@ -2,8 +2,6 @@
 //! by a [`Collector`], and [`render`], a pure function of a snapshot, so tests draw it on
 //! ratatui's TestBackend. The terminal loop lives in commands/watch.rs.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use anyhow::Result;
 use libbpf_rs::MapHandle;
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
@@ -154,7 +152,7 @@ impl Collector {
     /// Rereads the history ring (its newest completed second moves on each second).
     pub fn refresh_history(&self, snapshot: &mut Snapshot) -> Result<()> {
         snapshot.history = history::read_completed(&self.history, CHART_SECONDS)?;
-        snapshot.unix_time = unix_now();
+        snapshot.unix_time = stats::unix_now() as i64;
         Ok(())
     }
 
@@ -200,7 +198,7 @@ impl Collector {
             }
             None => None,
         };
-        snapshot.unix_time = unix_now();
+        snapshot.unix_time = stats::unix_now() as i64;
         Ok(())
     }
 
@@ -225,13 +223,6 @@ impl Collector {
             },
         }
     }
-}
-
-fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
 }
 
 /// Whether a key quits: q, Esc, or Ctrl-C (which raw mode delivers as a key, not a signal).

@@ -104,7 +104,7 @@ pub fn run(args: &TraceArgs) -> Result<ExitCode> {
                 break 'tracing;
             }
         }
-        let read_at = trace::unix_now();
+        let read_at = crate::stats::unix_now();
         for line in printk.read_lines().context("reading bpf_printk output")? {
             match line {
                 TraceLine::Printk(printk) => {
