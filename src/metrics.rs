@@ -317,11 +317,6 @@ impl Family {
     }
 }
 
-/// The label value of an XDP action: its name without the XDP_ prefix, in lower case.
-fn action_label(action: &str) -> String {
-    action.trim_start_matches("XDP_").to_ascii_lowercase()
-}
-
 /// Renders a snapshot in the text exposition format 0.0.4.
 pub fn render(snapshot: &Snapshot) -> String {
     let mut info = Family::gauge(
@@ -365,7 +360,10 @@ pub fn render(snapshot: &Snapshot) -> String {
         );
         if let Some(actions) = &iface.actions {
             for (action, counter) in ACTIONS.iter().zip(actions.0) {
-                let labels = [("interface", name), ("action", &action_label(action))];
+                let labels = [
+                    ("interface", name),
+                    ("action", &stats::action_label(action)),
+                ];
                 packets.add(&labels, counter.packets);
                 bytes.add(&labels, counter.bytes);
             }

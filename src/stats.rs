@@ -30,6 +30,11 @@ pub type DataRec = skel::xdp_pass::types::datarec;
 // SAFETY: datarec is two u64s: any bytes are a valid value.
 unsafe impl plain::Plain for DataRec {}
 
+/// An action's short name: XDP_PASS -> pass (metric labels, the dashboard).
+pub fn action_label(action: &str) -> String {
+    action.trim_start_matches("XDP_").to_ascii_lowercase()
+}
+
 /// Whether a map has the tutorial's layout, so we can read it as per-action counters.
 fn is_stats_map(map: &MapHandle) -> bool {
     map.map_type() == MapType::PercpuArray

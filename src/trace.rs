@@ -414,9 +414,9 @@ pub fn clock_text(unix_time: f64) -> String {
 
 impl Exception {
     pub fn action_text(&self) -> String {
-        match ACTIONS.get(self.action as usize) {
-            Some(name) => (*name).to_owned(),
-            None => format!("invalid action {}", self.action),
+        match action_name(self.action) {
+            "invalid" => format!("invalid action {}", self.action),
+            name => name.to_owned(),
         }
     }
 

@@ -518,7 +518,7 @@ fn render_counters(frame: &mut Frame, area: Rect, snapshot: &Snapshot) {
     match &snapshot.counters {
         Some(report) => {
             for (name, action) in ACTIONS.iter().zip(&report.actions) {
-                let name = name.trim_start_matches("XDP_").to_lowercase();
+                let name = stats::action_label(name);
                 actions.push(counter_line(
                     &name,
                     fit(action.packets, number),
