@@ -5,7 +5,7 @@
 
 use std::net::IpAddr;
 use std::path::Path;
-use std::process::{Command, ExitCode, Stdio};
+use std::process::{ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
@@ -214,9 +214,8 @@ fn flood(lab: &Lab) -> Result<()> {
         &source,
     ];
     println!("flooder: xdpctl {}", args.join(" "));
-    let output = Command::new(exe)
-        .args(["testenv", "exec", "--name", lab.outer_ifname(), "--"])
-        .arg(std::env::current_exe()?)
+    let output = lab
+        .command(&exe.to_string_lossy())?
         .args(args)
         .output()
         .context("running xdpctl flood in the lab")?;
