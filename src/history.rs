@@ -303,6 +303,14 @@ mod tests {
     }
 
     #[test]
+    fn drop_reasons_continue_the_firewalls() {
+        // include/xdpctl.h asserts HISTORY_DROP_PROGRAM == FW_DROP_MAX; the names follow.
+        let firewall = crate::firewall::DROP_REASONS;
+        assert_eq!(DROP_REASONS[..firewall.len()], firewall);
+        assert_eq!(DROP_REASONS.len(), firewall.len() + 2);
+    }
+
+    #[test]
     fn sums_cpus_and_skips_stale_copies() {
         // CPU 1's copy of slot 1000 % 512 is from 512 s earlier: stale, not counted.
         let ring = ring(&[(1000, [raw(1000, 10, 4), raw(488, 99, 99)])]);
