@@ -406,11 +406,11 @@ static __always_inline __u32 count(struct xdp_md *ctx, struct clock_cache *clock
 		stats->proto_packets[proto & 3]++;
 		if (syn)
 			stats->proto_packets[FW_PROTO_SYN]++;
-		stats->bytes_total += len;
+		/* Bytes in all and dropped are not counted again here: xdp_stats_map has them by
+		 * action, and drop_bytes by reason. */
 		if (drop_reason >= 0 && drop_reason < FW_DROP_MAX) {
 			stats->drop_packets[drop_reason]++;
 			stats->drop_bytes[drop_reason] += len;
-			stats->bytes_dropped += len;
 		}
 	}
 	return xdp_stats_record_verdict(ctx, clock, drop_reason >= 0 ? XDP_DROP : XDP_PASS,

@@ -86,8 +86,6 @@ struct fw_stats {
 	__u64 proto_packets[FW_PROTO_MAX];
 	__u64 drop_packets[FW_DROP_MAX];
 	__u64 drop_bytes[FW_DROP_MAX];
-	__u64 bytes_total;
-	__u64 bytes_dropped;
 };
 
 /* Keys of the prefix maps. Exact addresses (/32, /128) live in hash maps keyed by the bare

@@ -490,7 +490,7 @@ mod tests {
         assert_eq!(std::mem::size_of::<Config>(), 64);
         assert_eq!(std::mem::size_of::<Source>(), 48);
         assert_eq!(std::mem::size_of::<SourceSet>(), 48 * SOURCE_WAYS);
-        assert_eq!(std::mem::size_of::<FwStats>(), (5 + 4 + 4 + 2) * 8);
+        assert_eq!(std::mem::size_of::<FwStats>(), (5 + 4 + 4) * 8);
     }
 
     #[test]

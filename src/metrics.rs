@@ -462,8 +462,6 @@ mod tests {
                 proto_packets: [4, 2, 7, 0, 1],
                 drop_packets: [3, 0, 0, 0],
                 drop_bytes: [294, 0, 0, 0],
-                bytes_total: 1294,
-                bytes_dropped: 294,
             }),
         }
     }

@@ -337,8 +337,6 @@ pub struct Counters {
     pub proto_packets: [u64; 5],
     pub drop_packets: [u64; 4],
     pub drop_bytes: [u64; 4],
-    pub bytes_total: u64,
-    pub bytes_dropped: u64,
 }
 
 /// The whole firewall: rules, rate limit, per-source state and counters.
@@ -509,11 +507,9 @@ impl Firewall {
         if syn {
             c.proto_packets[4] += 1;
         }
-        c.bytes_total += len;
         if let Verdict::Drop(reason) = verdict {
             c.drop_packets[reason as usize] += 1;
             c.drop_bytes[reason as usize] += len;
-            c.bytes_dropped += len;
         }
     }
 }

@@ -151,8 +151,6 @@ pub struct FwCounters {
     pub proto_packets: [u64; 5],
     pub drop_packets: [u64; 4],
     pub drop_bytes: [u64; 4],
-    pub bytes_total: u64,
-    pub bytes_dropped: u64,
 }
 
 pub fn read_fw_counters<M: MapCore>(map: &M) -> Result<FwCounters> {
@@ -174,8 +172,6 @@ pub fn read_fw_counters<M: MapCore>(map: &M) -> Result<FwCounters> {
         for (total, n) in sum.drop_bytes.iter_mut().zip(cpu.drop_bytes) {
             *total = total.wrapping_add(n);
         }
-        sum.bytes_total = sum.bytes_total.wrapping_add(cpu.bytes_total);
-        sum.bytes_dropped = sum.bytes_dropped.wrapping_add(cpu.bytes_dropped);
     }
     Ok(sum)
 }
@@ -290,8 +286,17 @@ pub fn report(prev: &Sample, cur: &Sample) -> Report {
                 bytes: new.drop_bytes[i],
                 pps: rate(delta(old.drop_packets[i], new.drop_packets[i])),
             }),
-            bytes_total: new.bytes_total,
-            bytes_dropped: new.bytes_dropped,
+            // Every packet the firewall sees is counted under its action, every drop under its
+            // reason: the byte totals follow from those.
+            bytes_total: cur
+                .counters
+                .0
+                .iter()
+                .fold(0u64, |sum, action| sum.wrapping_add(action.bytes)),
+            bytes_dropped: new
+                .drop_bytes
+                .iter()
+                .fold(0u64, |sum, &bytes| sum.wrapping_add(bytes)),
         }
     });
     Report {
@@ -539,12 +544,15 @@ mod tests {
         let mut a = sample(t0, (0, 0));
         let mut b = sample(t0 + Duration::from_secs(2), (10, 1000));
         a.firewall = Some(FwCounters::default());
+        // The 10 drops, under XDP_DROP beside the 10 passed packets.
+        b.counters.0[1] = Counter {
+            packets: 10,
+            bytes: 1000,
+        };
         b.firewall = Some(FwCounters {
             proto_packets: [4, 6, 0, 0, 2],
             drop_packets: [8, 0, 2, 0],
             drop_bytes: [800, 0, 200, 0],
-            bytes_total: 2000,
-            bytes_dropped: 1000,
         });
         let r = report(&a, &b);
         let v = to_json("fw0", &r);

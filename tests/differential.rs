@@ -176,8 +176,6 @@ fn compare_state(
         proto_packets: c.proto_packets,
         drop_packets: c.drop_packets,
         drop_bytes: c.drop_bytes,
-        bytes_total: c.bytes_total,
-        bytes_dropped: c.bytes_dropped,
     };
     if fw != expected {
         diffs.push(format!("fw_stats: kernel {fw:?}, model {expected:?}"));

@@ -479,7 +479,11 @@ fn every_fixture_gets_its_exact_verdict_from_kernel_and_model() {
     let fw = xdpctl::stats::read_fw_counters(&skel.maps.fw_stats).unwrap();
     assert_eq!(fw.drop_packets, model.counters.drop_packets);
     assert_eq!(fw.proto_packets, model.counters.proto_packets);
-    assert_eq!(fw.bytes_total, model.counters.bytes_total);
+    assert_eq!(fw.drop_bytes, model.counters.drop_bytes);
+    // Bytes in all: per action, in xdp_stats_map.
+    let actions = xdpctl::stats::read_counters(&skel.maps.xdp_stats_map).unwrap();
+    let kernel_actions: Vec<(u64, u64)> = actions.0.iter().map(|a| (a.packets, a.bytes)).collect();
+    assert_eq!(kernel_actions, model.counters.actions);
 }
 
 /// Runs a sequence of (time, packet, expected) through kernel and model.
