@@ -16,6 +16,18 @@ packages=(
 	xdp-tools iptables nftables ipset # the yardsticks of `make bench` (and its quick run in tests)
 )
 
+# Installing needs apt-get and root; otherwise say what is missing and how to get it.
+require_apt_as_root() {
+	if ! command -v apt-get >/dev/null 2>&1; then
+		echo "install-deps: no apt-get here; install these with your package manager: $*" >&2
+		exit 1
+	fi
+	if [ "$(id -u)" != 0 ]; then
+		echo "install-deps: missing $*; run as root (sudo make deps) to install them" >&2
+		exit 1
+	fi
+}
+
 missing=()
 for pkg in "${packages[@]}"; do
 	dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
@@ -26,14 +38,7 @@ if ! command -v bpftool >/dev/null 2>&1; then
 fi
 
 if ((${#missing[@]})); then
-	if ! command -v apt-get >/dev/null 2>&1; then
-		echo "install-deps: no apt-get here; install these with your package manager: ${missing[*]}" >&2
-		exit 1
-	fi
-	if [ "$(id -u)" != 0 ]; then
-		echo "install-deps: missing ${missing[*]}; run as root (sudo make deps) to install them" >&2
-		exit 1
-	fi
+	require_apt_as_root "${missing[@]}"
 	echo "install-deps: installing ${missing[*]}"
 	apt-get update -qq
 	if [[ " ${missing[*]} " == *" bpftool "* ]] && ! apt-cache show bpftool >/dev/null 2>&1; then
@@ -47,14 +52,7 @@ fi
 # the package instead (a static Go binary), into a directory of test tools.
 tools_dir=/opt/xdpctl-test-tools
 if ! command -v promtool >/dev/null 2>&1 && [ ! -x "$tools_dir/bin/promtool" ]; then
-	if ! command -v apt-get >/dev/null 2>&1; then
-		echo "install-deps: promtool is missing: install Prometheus's promtool with your package manager" >&2
-		exit 1
-	fi
-	if [ "$(id -u)" != 0 ]; then
-		echo "install-deps: promtool is missing; run as root (sudo make deps) to install it" >&2
-		exit 1
-	fi
+	require_apt_as_root "promtool (Prometheus's)"
 	echo "install-deps: extracting promtool from Debian's prometheus package into $tools_dir"
 	work=$(mktemp -d)
 	trap 'rm -rf "$work"' EXIT
