@@ -405,6 +405,13 @@ fn batch_unsupported(err: i32) -> bool {
     )
 }
 
+/// Every key of a map (values are not copied).
+fn map_keys(map: &MapHandle) -> Result<Vec<Vec<u8>>> {
+    let mut keys = Vec::new();
+    for_each_entry(map, |key, _| keys.push(key.to_vec()))?;
+    Ok(keys)
+}
+
 /// Every (key, value) of a map, copied (see `for_each_entry`).
 pub fn entries(map: &MapHandle) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
     let mut out = Vec::new();
@@ -634,15 +641,21 @@ pub fn add_prefixes(
     let mut report = AddReport::default();
     for plan in &mut plans {
         let map = maps.prefix_map(plan.index);
-        let current = entries(map)?;
-        let in_map = current.len();
-        if in_map > 0 {
-            let wanted: HashSet<&[u8]> = (0..plan.len()).map(|i| plan.key(i)).collect();
-            plan.existing = current
-                .into_iter()
-                .filter(|(k, _)| wanted.contains(k.as_slice()))
-                .collect();
-        }
+        // One pass over the map, copying only the entries this command updates. The set of
+        // keys to look for is built at the first entry: a bulk load into an empty map needs none.
+        let mut in_map = 0;
+        let mut wanted: Option<HashSet<&[u8]>> = None;
+        let mut existing = HashMap::new();
+        for_each_entry(map, |key, value| {
+            in_map += 1;
+            let wanted =
+                wanted.get_or_insert_with(|| (0..plan.len()).map(|i| plan.key(i)).collect());
+            if wanted.contains(key) {
+                existing.insert(key.to_vec(), value.to_vec());
+            }
+        })?;
+        drop(wanted);
+        plan.existing = existing;
         let new = plan.len() - plan.existing.len();
         if in_map + new > map.max_entries() as usize {
             let room = map.max_entries() as usize - in_map;
@@ -815,7 +828,7 @@ pub fn remove_prefixes(maps: &FirewallMaps, list: List, prefixes: &[IpNet]) -> R
     for (target, wanted) in &by_target {
         let map = map_of(maps, list, *target);
         let present: HashSet<Vec<u8>> = if wanted.len() > 64 {
-            entries(map)?.into_iter().map(|(k, _)| k).collect()
+            map_keys(map)?.into_iter().collect()
         } else {
             wanted
                 .iter()
@@ -855,7 +868,7 @@ pub fn clear(maps: &FirewallMaps, list: List) -> Result<usize> {
     let mut removed = 0;
     for target in TARGETS {
         let map = map_of(maps, list, target);
-        let keys: Vec<Vec<u8>> = entries(map)?.into_iter().map(|(k, _)| k).collect();
+        let keys = map_keys(map)?;
         removed += keys.len();
         delete_many(map, &keys)?;
     }
