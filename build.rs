@@ -20,11 +20,12 @@ fn main() {
     for source in sources {
         let file_name = source.file_name().unwrap().to_string_lossy().into_owned();
         let name = file_name.trim_end_matches(".bpf.c");
+        // -mcpu=v3: compare-and-swap, which the exact tables' writers use (bpf/exact.h).
         SkeletonBuilder::new()
             .source(&source)
             .obj(out_dir.join(format!("{name}.bpf.o")))
             .reference_obj(true)
-            .clang_args(["-Iinclude", "-Ibpf", "-Wall", "-Werror"])
+            .clang_args(["-Iinclude", "-Ibpf", "-Wall", "-Werror", "-mcpu=v3"])
             .build_and_generate(out_dir.join(format!("{name}.skel.rs")))
             .unwrap_or_else(|err| panic!("building {}: {err:#}", source.display()));
     }

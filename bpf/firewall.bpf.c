@@ -4,7 +4,7 @@
  *
  *   parse eth + VLAN/QinQ -> IPv4 (options, fragments) | IPv6 (extension headers) -> L4
  *   allowlist -> PASS
- *   blocklist (exact-address hash, then CIDR trie) -> DROP blocklist
+ *   blocklist (exact-address table, then CIDR trie) -> DROP blocklist
  *   malformed (anything truncated or invalid after the fixed IP header) -> DROP malformed
  *   port rules (TCP/UDP destination port; never for non-first fragments) -> DROP port
  *   per-source token bucket -> DROP ratelimit, and auto-block with an expiry
@@ -22,29 +22,47 @@
 #include "xdpctl.h"
 #include "parsing.h"
 #include "xdp_stats.h"
+#include "exact.h"
 
 /* The rule maps are global: userspace pins them under /sys/fs/bpf/xdpctl/rules and every
- * interface's firewall shares them. Sizes here are defaults; xdpctl sets them at load. */
+ * interface's firewall shares them. Sizes here are defaults; xdpctl sets them at load. The range
+ * tries come first, so a size mismatch with pinned maps is reported in rules (src/firewall.rs). */
 #define FW_DEFAULT_MAX_RULES   1048576
 #define FW_DEFAULT_MAX_SOURCES 262144
 
-#define PREFIX_MAP(_name, _type, _key)                                                             \
+#define RANGE_TRIE(_name, _key)                                                                    \
 	struct {                                                                                   \
-		__uint(type, _type);                                                               \
+		__uint(type, BPF_MAP_TYPE_LPM_TRIE);                                               \
 		__type(key, _key);                                                                 \
 		__type(value, struct fw_rule);                                                     \
 		__uint(max_entries, FW_DEFAULT_MAX_RULES);                                         \
 		__uint(map_flags, BPF_F_NO_PREALLOC);                                              \
 	} _name SEC(".maps")
 
-PREFIX_MAP(allow_v4, BPF_MAP_TYPE_HASH, __u32);
-PREFIX_MAP(allow_v4_lpm, BPF_MAP_TYPE_LPM_TRIE, struct fw_lpm_v4_key);
-PREFIX_MAP(allow_v6, BPF_MAP_TYPE_HASH, struct fw_v6_addr);
-PREFIX_MAP(allow_v6_lpm, BPF_MAP_TYPE_LPM_TRIE, struct fw_lpm_v6_key);
-PREFIX_MAP(block_v4, BPF_MAP_TYPE_HASH, __u32);
-PREFIX_MAP(block_v4_lpm, BPF_MAP_TYPE_LPM_TRIE, struct fw_lpm_v4_key);
-PREFIX_MAP(block_v6, BPF_MAP_TYPE_HASH, struct fw_v6_addr);
-PREFIX_MAP(block_v6_lpm, BPF_MAP_TYPE_LPM_TRIE, struct fw_lpm_v6_key);
+RANGE_TRIE(allow_v4_lpm, struct fw_lpm_v4_key);
+RANGE_TRIE(allow_v6_lpm, struct fw_lpm_v6_key);
+RANGE_TRIE(block_v4_lpm, struct fw_lpm_v4_key);
+RANGE_TRIE(block_v6_lpm, struct fw_lpm_v6_key);
+
+/* Each list's exact addresses (bpf/exact.h): buckets of tags, and the slots they lead to. */
+#define EXACT_TABLE(_list)                                                                         \
+	struct {                                                                                   \
+		__uint(type, BPF_MAP_TYPE_ARRAY);                                                  \
+		__type(key, __u32);                                                                \
+		__type(value, struct fw_exact_bucket);                                             \
+		__uint(max_entries, 1);                                                            \
+		__uint(map_flags, BPF_F_MMAPABLE);                                                 \
+	} _list##_tags SEC(".maps");                                                               \
+	struct {                                                                                   \
+		__uint(type, BPF_MAP_TYPE_ARRAY);                                                  \
+		__type(key, __u32);                                                                \
+		__type(value, struct fw_exact_slot);                                               \
+		__uint(max_entries, FW_EXACT_LANES);                                               \
+		__uint(map_flags, BPF_F_MMAPABLE);                                                 \
+	} _list##_slots SEC(".maps")
+
+EXACT_TABLE(allow);
+EXACT_TABLE(block);
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -118,69 +136,143 @@ static __always_inline int expired(struct fw_rule *rule, struct clock *clk)
 	return rule->expires_ns && now_ns(clk) >= rule->expires_ns;
 }
 
-/* An exact-address rule that has not expired. An expired one is deleted on the way. */
-static __always_inline struct fw_rule *live_exact(void *map, void *key, struct clock *clk)
+/* The exact rule of an address, if it has not expired. */
+static __always_inline struct fw_exact_slot *live_exact(void *tags, void *slots,
+							struct exact_key *key, struct clock *clk)
 {
-	struct fw_rule *rule = bpf_map_lookup_elem(map, key);
+	struct exact_place place = exact_place(clk->cfg, key);
+	struct fw_exact_slot *slot = exact_find(tags, slots, &place, key);
+
+	if (slot && slot->expires_ns && now_ns(clk) >= slot->expires_ns)
+		return NULL;
+	return slot;
+}
+
+/* The range tries, by index, for the bpf_loop callback below (it cannot take a map pointer). */
+enum trie_index { ALLOW_V4_TRIE, ALLOW_V6_TRIE, BLOCK_V4_TRIE, BLOCK_V6_TRIE };
+
+static __always_inline void *trie_of(enum trie_index trie)
+{
+	switch (trie) {
+	case ALLOW_V4_TRIE:
+		return &allow_v4_lpm;
+	case ALLOW_V6_TRIE:
+		return &allow_v6_lpm;
+	case BLOCK_V4_TRIE:
+		return &block_v4_lpm;
+	default:
+		return &block_v6_lpm;
+	}
+}
+
+/* A search for the longest live prefix below an expired one. `key` is a trie key (the IPv4
+ * trie reads its first 8 bytes); `live` is set when a live prefix is found at key.prefixlen. */
+struct below_expired {
+	struct fw_lpm_v6_key key;
+	__u64 now;
+	enum trie_index trie;
+	int live;
+};
+
+static long look_below(__u32 i, struct below_expired *search)
+{
+	struct fw_rule *rule = bpf_map_lookup_elem(trie_of(search->trie), &search->key);
 
 	if (!rule)
-		return NULL;
-	if (!expired(rule, clk))
-		return rule;
-	bpf_map_delete_elem(map, key);
-	return NULL;
+		return 1;
+	if (!rule->expires_ns || search->now < rule->expires_ns) {
+		search->live = 1;
+		search->key.prefixlen = rule->prefixlen;
+		return 1;
+	}
+	if (rule->prefixlen == 0 || rule->prefixlen > search->key.prefixlen)
+		return 1;
+	search->key.prefixlen = rule->prefixlen - 1;
+	return 0;
 }
 
 /* The longest live prefix in a trie. A lookup finds the longest match no longer than the key's
  * prefixlen, so past an expired match, look again below its length. (Userspace sweeps expired
- * ranges; the program cannot delete them, not knowing which prefix matched.) */
-static __always_inline struct fw_rule *live_lpm(void *map, void *key, struct clock *clk)
-{
-	__u32 *prefixlen = key; /* the first field of both trie keys */
-	struct fw_rule *rule;
-	int i;
-
-#pragma clang loop unroll(disable)
-	for (i = 0; i < 129; i++) {
-		rule = bpf_map_lookup_elem(map, key);
-		if (!rule || !expired(rule, clk))
-			return rule;
-		if (rule->prefixlen == 0 || rule->prefixlen > *prefixlen)
-			return NULL;
-		*prefixlen = rule->prefixlen - 1;
-	}
-	return NULL;
-}
-
-/* Exact hash first, then the trie, each only if it may hold entries (`bits`: the list's
- * fw_map_bit flags): returns the matching live rule or NULL. */
-static __always_inline struct fw_rule *match_v4(void *exact, void *lpm, __u32 bits, __u32 addr,
+ * ranges; the program cannot delete them, not knowing which prefix matched.) That rare search
+ * runs in bpf_loop, so the verifier checks it once instead of on every path that gets here. */
+static __always_inline struct fw_rule *live_lpm(enum trie_index trie, struct fw_lpm_v6_key *key,
 						struct clock *clk)
 {
-	struct fw_lpm_v4_key key = {.prefixlen = 32, .addr = addr};
-	__u32 in_use = clk->cfg->maps_in_use & bits;
-	struct fw_rule *rule = NULL;
+	void *map = trie_of(trie);
+	struct fw_rule *rule = bpf_map_lookup_elem(map, key);
+	struct below_expired search = {.now = now_ns(clk), .trie = trie};
 
-	if (in_use & (FW_ALLOW_V4 | FW_BLOCK_V4))
-		rule = live_exact(exact, &addr, clk);
-	if (rule || !(in_use & (FW_ALLOW_V4_LPM | FW_BLOCK_V4_LPM)))
+	if (!rule || !expired(rule, clk))
 		return rule;
-	return live_lpm(lpm, &key, clk);
+	if (rule->prefixlen == 0 || rule->prefixlen > key->prefixlen)
+		return NULL;
+	search.key = *key;
+	search.key.prefixlen = rule->prefixlen - 1;
+	bpf_loop(129, look_below, &search, 0);
+	if (!search.live)
+		return NULL;
+	key->prefixlen = search.key.prefixlen;
+	return bpf_map_lookup_elem(map, key);
 }
 
-static __always_inline struct fw_rule *match_v6(void *exact, void *lpm, __u32 bits,
-						struct fw_v6_addr *addr, struct clock *clk)
-{
-	struct fw_lpm_v6_key key = {.prefixlen = 128};
-	__u32 in_use = clk->cfg->maps_in_use & bits;
-	struct fw_rule *rule = NULL;
+/* Which rule of a list matched: an exact one or a range. hits is the counter to bump. */
+struct match {
+	__u64 *hits;
+};
 
-	if (in_use & (FW_ALLOW_V6 | FW_BLOCK_V6))
-		rule = live_exact(exact, addr, clk);
-	if (rule || !(in_use & (FW_ALLOW_V6_LPM | FW_BLOCK_V6_LPM)))
-		return rule;
-	__builtin_memcpy(key.addr, addr->addr, 16);
-	return live_lpm(lpm, &key, clk);
+/* The exact table first, then the trie, each only if it may hold entries (`exact_bit`,
+ * `lpm_bit`: the list's fw_map_bit flags). Returns 1 on a live match. */
+static __always_inline int match_v4(void *tags, void *slots, enum trie_index trie, __u32 exact_bit,
+				    __u32 lpm_bit, __u32 addr, struct clock *clk, struct match *m)
+{
+	struct fw_lpm_v6_key lpm_key = {.prefixlen = 32}; /* read as a struct fw_lpm_v4_key */
+	__u32 in_use = clk->cfg->maps_in_use;
+	struct exact_key key = exact_key_v4(addr);
+	struct fw_exact_slot *slot;
+	struct fw_rule *rule;
+
+	if (in_use & exact_bit) {
+		slot = live_exact(tags, slots, &key, clk);
+		if (slot) {
+			m->hits = &slot->hits;
+			return 1;
+		}
+	}
+	if (!(in_use & lpm_bit))
+		return 0;
+	__builtin_memcpy(lpm_key.addr, &addr, 4);
+	rule = live_lpm(trie, &lpm_key, clk);
+	if (!rule)
+		return 0;
+	m->hits = &rule->hits;
+	return 1;
+}
+
+static __always_inline int match_v6(void *tags, void *slots, enum trie_index trie, __u32 exact_bit,
+				    __u32 lpm_bit, struct fw_v6_addr *addr, struct clock *clk,
+				    struct match *m)
+{
+	struct fw_lpm_v6_key lpm_key = {.prefixlen = 128};
+	__u32 in_use = clk->cfg->maps_in_use;
+	struct exact_key key = exact_key_v6(addr);
+	struct fw_exact_slot *slot;
+	struct fw_rule *rule;
+
+	if (in_use & exact_bit) {
+		slot = live_exact(tags, slots, &key, clk);
+		if (slot) {
+			m->hits = &slot->hits;
+			return 1;
+		}
+	}
+	if (!(in_use & lpm_bit))
+		return 0;
+	__builtin_memcpy(lpm_key.addr, addr->addr, 16);
+	rule = live_lpm(trie, &lpm_key, clk);
+	if (!rule)
+		return 0;
+	m->hits = &rule->hits;
+	return 1;
 }
 
 static __always_inline void parse_l4(struct hdr_cursor *nh, void *data_end, struct pkt *p,
@@ -381,19 +473,13 @@ static __always_inline int over_rate_limit(struct clock *clk, struct pkt *p, __u
 static __always_inline void auto_block(struct clock *clk, struct pkt *p)
 {
 	struct fw_config *cfg = clk->cfg;
-	struct fw_rule rule = {
-	    .expires_ns = now_ns(clk) + cfg->rl_block_for_ns,
-	    .reason = FW_REASON_RATELIMIT,
-	    .prefixlen = p->is_v6 ? 128 : 32,
-	};
+	struct exact_key key = p->is_v6 ? exact_key_v6(&p->saddr6) : exact_key_v4(p->saddr4);
 
 	if (!cfg->rl_block_for_ns)
 		return;
-	/* A full map refuses the entry: the source is still dropped by its bucket. */
-	if (p->is_v6)
-		bpf_map_update_elem(&block_v6, &p->saddr6, &rule, BPF_ANY);
-	else
-		bpf_map_update_elem(&block_v4, &p->saddr4, &rule, BPF_ANY);
+	/* A full table refuses the entry: the source is still dropped by its bucket. */
+	exact_insert(&block_tags, &block_slots, cfg, &key, now_ns(clk) + cfg->rl_block_for_ns,
+		     FW_REASON_RATELIMIT);
 }
 
 static __always_inline __u32 count(struct xdp_md *ctx, struct clock_cache *clock, int proto,
@@ -426,7 +512,7 @@ int firewall(struct xdp_md *ctx)
 	__u64 len = data_end - data;
 	struct pkt p = {};
 	struct clock clk = {};
-	struct fw_rule *rule;
+	struct match m = {};
 	__u32 zero = 0, slot;
 	int eth_type, proto;
 
@@ -452,20 +538,18 @@ int firewall(struct xdp_md *ctx)
 			(*port_count)++;
 	}
 
-	rule =
-	    p.is_v6
-		? match_v6(&allow_v6, &allow_v6_lpm, FW_ALLOW_V6 | FW_ALLOW_V6_LPM, &p.saddr6, &clk)
-		: match_v4(&allow_v4, &allow_v4_lpm, FW_ALLOW_V4 | FW_ALLOW_V4_LPM, p.saddr4, &clk);
-	if (rule) {
-		__sync_fetch_and_add(&rule->hits, 1);
+	if (p.is_v6 ? match_v6(&allow_tags, &allow_slots, ALLOW_V6_TRIE, FW_ALLOW_EXACT,
+			       FW_ALLOW_V6_LPM, &p.saddr6, &clk, &m)
+		    : match_v4(&allow_tags, &allow_slots, ALLOW_V4_TRIE, FW_ALLOW_EXACT,
+			       FW_ALLOW_V4_LPM, p.saddr4, &clk, &m)) {
+		__sync_fetch_and_add(m.hits, 1);
 		return count(ctx, clk.cache, proto, p.syn, -1, len);
 	}
-	rule =
-	    p.is_v6
-		? match_v6(&block_v6, &block_v6_lpm, FW_BLOCK_V6 | FW_BLOCK_V6_LPM, &p.saddr6, &clk)
-		: match_v4(&block_v4, &block_v4_lpm, FW_BLOCK_V4 | FW_BLOCK_V4_LPM, p.saddr4, &clk);
-	if (rule) {
-		__sync_fetch_and_add(&rule->hits, 1);
+	if (p.is_v6 ? match_v6(&block_tags, &block_slots, BLOCK_V6_TRIE, FW_BLOCK_EXACT,
+			       FW_BLOCK_V6_LPM, &p.saddr6, &clk, &m)
+		    : match_v4(&block_tags, &block_slots, BLOCK_V4_TRIE, FW_BLOCK_EXACT,
+			       FW_BLOCK_V4_LPM, p.saddr4, &clk, &m)) {
+		__sync_fetch_and_add(m.hits, 1);
 		return count(ctx, clk.cache, proto, p.syn, FW_DROP_BLOCKLIST, len);
 	}
 	if (p.malformed)

@@ -88,8 +88,8 @@ struct fw_stats {
 	__u64 drop_bytes[FW_DROP_MAX];
 };
 
-/* Keys of the prefix maps. Exact addresses (/32, /128) live in hash maps keyed by the bare
- * address; shorter prefixes in LPM tries. Addresses are in network byte order. */
+/* Keys of the range tries (prefixes shorter than /32 and /128). Addresses are in network byte
+ * order. */
 struct fw_lpm_v4_key {
 	__u32 prefixlen;
 	__u32 addr;
@@ -104,13 +104,49 @@ struct fw_v6_addr {
 	__u8 addr[16];
 };
 
+/* Exact addresses (/32, /128) of a list, both families: a hash table in two arrays that
+ * userspace maps into its own memory (BPF_F_MMAPABLE), so a lookup is a few inlined loads
+ * instead of a call into the kernel's hash map, and a million rules load without a syscall
+ * each. bpf/exact.h has the program's side, src/exact.rs userspace's.
+ *
+ * An address hashes to two buckets of FW_EXACT_LANES lanes; it lives in a lane of one of them.
+ * A bucket is half a cache line of 16-bit tags (a hash of the address; 0 = free lane), so looking
+ * for an address that is not there reads at most two of them, whatever the table's size; only a
+ * lane whose tag matches leads to its slot (the same index in the slot array). Inserts go to the
+ * bucket with more free lanes, which keeps both nearly even: a table with 5/4 of its rules'
+ * lanes never had both buckets full in 5 million simulated inserts. */
+#define FW_EXACT_LANES 16
+
+struct fw_exact_bucket {
+	__u16 tag[FW_EXACT_LANES];
+};
+
+/* A slot's state: who may use it. A writer claims a free slot by compare-and-swap to BUSY, fills
+ * it, sets LIVE_V4/LIVE_V6 and then publishes the tag; a remover clears the tag first. Readers
+ * trust a slot only with its tag and a LIVE state of their family. */
+enum fw_exact_state {
+	FW_EXACT_FREE = 0,
+	FW_EXACT_BUSY = 1,
+	FW_EXACT_LIVE_V4 = 4,
+	FW_EXACT_LIVE_V6 = 6,
+};
+
+/* One exact rule. An IPv4 address fills addr[0..4] (the rest is zero). */
+struct fw_exact_slot {
+	__u8 addr[16];
+	__u64 hits;	  /* bumped atomically by the program */
+	__u64 expires_ns; /* as in struct fw_rule */
+	__u32 reason;	  /* enum fw_rule_reason */
+	__u32 state;	  /* enum fw_exact_state */
+};
+
 /* Who made a rule. */
 enum fw_rule_reason {
 	FW_REASON_MANUAL = 0,
 	FW_REASON_RATELIMIT = 1,
 };
 
-/* The value of every prefix rule. hits is bumped atomically (no lock); expires_ns is
+/* The value of every range rule. hits is bumped atomically (no lock); expires_ns is
  * CLOCK_MONOTONIC_COARSE (bpf_ktime_get_coarse_ns), 0 for never. prefixlen repeats the key's,
  * because a trie lookup does not say which prefix matched: past an expired match, the program looks
  * again among the shorter prefixes. */
@@ -147,19 +183,17 @@ enum fw_rl_proto {
 /* Tokens are kept in nano-tokens: one packet costs FW_TOKEN. */
 #define FW_TOKEN 1000000000ULL
 
-/* Bits of fw_config.maps_in_use: the prefix maps that may hold entries. A clear bit lets the
+/* Bits of fw_config.maps_in_use: the rule maps that may hold entries. A clear bit lets the
  * program skip a lookup; userspace sets a bit before it inserts and clears it only once the map
- * is empty (holding its edit lock), and keeps the block hashes' bits set while auto-block may
+ * is empty (holding its edit lock), and keeps the block list's exact bit set while auto-block may
  * insert. */
 enum fw_map_bit {
-	FW_ALLOW_V4 = 1 << 0,
+	FW_ALLOW_EXACT = 1 << 0,
 	FW_ALLOW_V4_LPM = 1 << 1,
-	FW_ALLOW_V6 = 1 << 2,
-	FW_ALLOW_V6_LPM = 1 << 3,
-	FW_BLOCK_V4 = 1 << 4,
-	FW_BLOCK_V4_LPM = 1 << 5,
-	FW_BLOCK_V6 = 1 << 6,
-	FW_BLOCK_V6_LPM = 1 << 7,
+	FW_ALLOW_V6_LPM = 1 << 2,
+	FW_BLOCK_EXACT = 1 << 3,
+	FW_BLOCK_V4_LPM = 1 << 4,
+	FW_BLOCK_V6_LPM = 1 << 5,
 };
 
 /* The single element of fw_config. */
@@ -174,7 +208,8 @@ struct fw_config {
 	__u32 maps_in_use;     /* enum fw_map_bit */
 	__u32 source_set_mask; /* sets in `sources` - 1 (a power of two) */
 	__u32 source_seed;     /* keys the source hash, so sources cannot be aimed at a set */
-	__u32 _pad2;
+	__u32 exact_buckets;   /* buckets of each list's exact table */
+	__u64 exact_seed; /* keys the exact tables' hash, so rules cannot be aimed at a bucket */
 };
 
 /* Per-source state: the rate limiter's bucket and the top-talker counters, in a set-associative

@@ -20,6 +20,8 @@ pub type PortRule = abi::fw_port_rule;
 pub type Source = abi::fw_source;
 pub type SourceSet = abi::fw_source_set;
 pub type FwStats = abi::fw_stats;
+pub type ExactSlot = abi::fw_exact_slot;
+pub type ExactBucket = abi::fw_exact_bucket;
 
 // SAFETY: plain-old-data structs of integers: any bytes are a valid value.
 unsafe impl plain::Plain for Config {}
@@ -119,28 +121,39 @@ impl RateLimit {
     }
 }
 
-/// enum fw_map_bit: bit i of fw_config.maps_in_use stands for PREFIX_MAPS[i].
+/// enum fw_map_bit: bit i of fw_config.maps_in_use stands for RULE_MAPS[i].
 pub fn map_bit(index: usize) -> u32 {
     1 << index
 }
 
-/// The prefix maps, in the order of `FirewallMaps::prefix`'s indices.
-pub const PREFIX_MAPS: [&str; 8] = [
-    "allow_v4",
+/// The rule maps, in the order of fw_map_bit: each list's exact table (named by its tag array;
+/// its slots are `<list>_slots`), then its IPv4 and IPv6 range tries.
+pub const RULE_MAPS: [&str; 6] = [
+    "allow_tags",
     "allow_v4_lpm",
-    "allow_v6",
     "allow_v6_lpm",
-    "block_v4",
+    "block_tags",
     "block_v4_lpm",
-    "block_v6",
     "block_v6_lpm",
 ];
+/// The range tries, in the order of `FirewallMaps::trie`'s indices.
+pub const TRIE_MAPS: [&str; 4] = [
+    "allow_v4_lpm",
+    "allow_v6_lpm",
+    "block_v4_lpm",
+    "block_v6_lpm",
+];
+/// The exact tables' arrays, in (list, array) order: Allow then Block, tags then slots.
+pub const EXACT_MAPS: [[&str; 2]; 2] =
+    [["allow_tags", "allow_slots"], ["block_tags", "block_slots"]];
 /// The other global (pinned, shared) maps of the firewall.
 const OTHER_GLOBAL_MAPS: [&str; 3] = ["ports", "fw_config", "sources"];
 
 /// Whether a map of the firewall object is one of its global (pinned, shared) maps.
 pub fn is_global_map(name: &str) -> bool {
-    PREFIX_MAPS.contains(&name) || OTHER_GLOBAL_MAPS.contains(&name)
+    TRIE_MAPS.contains(&name)
+        || EXACT_MAPS.iter().flatten().any(|m| *m == name)
+        || OTHER_GLOBAL_MAPS.contains(&name)
 }
 
 pub const DEFAULT_MAX_RULES: u32 = 1 << 20;
@@ -161,26 +174,61 @@ pub struct Sizes {
 /// Which list a prefix rule belongs to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum List {
-    Allow,
-    Block,
+    Allow = 0,
+    Block = 1,
+}
+
+/// A random 64-bit number, for hash seeds.
+fn random_u64() -> Result<u64> {
+    let mut seed = [0u8; 8];
+    File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut seed))
+        .context("reading a seed from /dev/urandom")?;
+    Ok(u64::from_ne_bytes(seed))
 }
 
 /// Handles to the global maps, however they were found (pins, or a loaded object in tests).
 pub struct FirewallMaps {
-    /// In PREFIX_MAPS order.
-    prefix: Vec<MapHandle>,
+    /// In TRIE_MAPS order.
+    tries: Vec<MapHandle>,
+    /// Per list (Allow, Block): the exact table's tags and slots.
+    exact: [[MapHandle; 2]; 2],
     pub ports: MapHandle,
     pub config: MapHandle,
     pub sources: MapHandle,
-    /// Serialises edits between processes; None for a private (unpinned) set of maps.
     /// The name of the lock that serialises rule edits (None: maps opened only for reading).
     edit_lock: Option<String>,
 }
 
 impl FirewallMaps {
+    /// Gathers the global maps from a lookup by name.
+    fn gather(
+        mut find: impl FnMut(&str) -> Result<MapHandle>,
+        edit_lock: Option<String>,
+    ) -> Result<FirewallMaps> {
+        let mut pair =
+            |names: [&str; 2]| -> Result<[MapHandle; 2]> { Ok([find(names[0])?, find(names[1])?]) };
+        let exact = [pair(EXACT_MAPS[0])?, pair(EXACT_MAPS[1])?];
+        Ok(FirewallMaps {
+            tries: TRIE_MAPS
+                .iter()
+                .map(|name| find(name))
+                .collect::<Result<_>>()?,
+            exact,
+            ports: find("ports")?,
+            config: find("fw_config")?,
+            sources: find("sources")?,
+            edit_lock,
+        })
+    }
+
     /// The pinned maps, if the firewall's maps exist yet.
     pub fn open_pinned() -> Result<Option<FirewallMaps>> {
-        let dir = rules_dir();
+        FirewallMaps::open_pinned_at(&rules_dir())
+    }
+
+    /// The maps pinned in `dir` (a pin root's `rules`), if they exist.
+    pub fn open_pinned_at(dir: &std::path::Path) -> Result<Option<FirewallMaps>> {
         if !dir.join("fw_config").exists() {
             return Ok(None);
         }
@@ -188,16 +236,7 @@ impl FirewallMaps {
             MapHandle::from_pinned_path(dir.join(name))
                 .with_context(|| format!("opening the pinned map {}", dir.join(name).display()))
         };
-        Ok(Some(FirewallMaps {
-            prefix: PREFIX_MAPS
-                .iter()
-                .map(|name| open(name))
-                .collect::<Result<_>>()?,
-            ports: open("ports")?,
-            config: open("fw_config")?,
-            sources: open("sources")?,
-            edit_lock: Some(lock_name("edit")),
-        }))
+        FirewallMaps::gather(open, Some(lock_name("edit"))).map(Some)
     }
 
     /// The pinned maps, creating them (by loading the firewall once, unattached) if needed, so
@@ -223,16 +262,7 @@ impl FirewallMaps {
             .map(|map| (map.name().to_string_lossy().into_owned(), map))
             .filter(|(name, _)| is_global_map(name))
             .collect();
-        Some(FirewallMaps {
-            prefix: PREFIX_MAPS
-                .iter()
-                .map(|name| found.remove(*name))
-                .collect::<Option<_>>()?,
-            ports: found.remove("ports")?,
-            config: found.remove("fw_config")?,
-            sources: found.remove("sources")?,
-            edit_lock: None,
-        })
+        FirewallMaps::gather(|name| found.remove(name).context("missing"), None).ok()
     }
 
     /// The maps of a loaded firewall object (tests load it without pins).
@@ -244,48 +274,59 @@ impl FirewallMaps {
                 .with_context(|| format!("the object has no map {name}"))?;
             MapHandle::try_from(&map).with_context(|| format!("duplicating map {name}"))
         };
-        let maps = FirewallMaps {
-            prefix: PREFIX_MAPS
-                .iter()
-                .map(|name| find(name))
-                .collect::<Result<_>>()?,
-            ports: find("ports")?,
-            config: find("fw_config")?,
-            sources: find("sources")?,
-            edit_lock: None,
-        };
-        maps.init_sources()?;
+        let maps = FirewallMaps::gather(find, None)?;
+        maps.init_tables()?;
         Ok(maps)
     }
 
-    /// Gives a new source table its set mask and a random hash seed (once: a table that has
-    /// them keeps them, or sources would move between sets).
-    pub fn init_sources(&self) -> Result<()> {
+    /// Gives new tables their sizes and random hash seeds, once: tables that have them keep
+    /// them, or entries would move to other buckets and sets.
+    pub fn init_tables(&self) -> Result<()> {
         let mut config = self.config()?;
-        if config.source_set_mask != 0 || self.sources.max_entries() <= 1 {
-            return Ok(());
+        let mut changed = false;
+        if config.source_set_mask == 0 && self.sources.max_entries() > 1 {
+            config.source_set_mask = self.sources.max_entries() - 1;
+            config.source_seed = random_u64()? as u32;
+            changed = true;
         }
-        config.source_set_mask = self.sources.max_entries() - 1;
-        let mut seed = [0u8; 4];
-        File::open("/dev/urandom")
-            .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut seed))
-            .context("reading a seed from /dev/urandom")?;
-        config.source_seed = u32::from_ne_bytes(seed);
-        self.set_config(&config)
+        if config.exact_buckets == 0 {
+            config.exact_buckets = self.exact[0][0].max_entries();
+            config.exact_seed = random_u64()?;
+            changed = true;
+        }
+        if changed {
+            self.set_config(&config)?;
+        }
+        Ok(())
     }
 
-    /// The index (in PREFIX_MAPS) of the exact-address hash of one list and family; the trie
-    /// is the next one.
-    pub fn prefix_index(list: List, ipv6: bool) -> usize {
+    /// The index (in TRIE_MAPS) of the range trie of one list and family.
+    pub fn trie_index(list: List, ipv6: bool) -> usize {
         (match list {
             List::Allow => 0,
-            List::Block => 4,
-        }) + if ipv6 { 2 } else { 0 }
+            List::Block => 2,
+        }) + ipv6 as usize
     }
 
-    /// The prefix map at an index of PREFIX_MAPS.
-    pub fn prefix_map(&self, index: usize) -> &MapHandle {
-        &self.prefix[index]
+    /// The range trie at an index of TRIE_MAPS.
+    pub fn trie(&self, index: usize) -> &MapHandle {
+        &self.tries[index]
+    }
+
+    /// A list's exact table, mapped into this process.
+    pub fn exact_table(&self, list: List) -> Result<crate::exact::Table> {
+        let config = self.config()?;
+        let [tags, slots] = &self.exact[list as usize];
+        crate::exact::Table::open(tags, slots, config.exact_buckets, config.exact_seed)
+    }
+
+    /// The fw_map_bit of a list's exact table, or of its trie for a family.
+    pub fn rule_bit(list: List, trie_ipv6: Option<bool>) -> u32 {
+        let base = match list {
+            List::Allow => 0,
+            List::Block => 3,
+        };
+        map_bit(base + trie_ipv6.map_or(0, |ipv6| 1 + ipv6 as usize))
     }
 
     /// Takes the lock that serialises rule and config edits between xdpctl processes (the
@@ -308,16 +349,21 @@ impl FirewallMaps {
         Ok(())
     }
 
-    /// Clears the in-use bit of every prefix map that is empty, except the block hashes while
-    /// auto-block may insert into them. Call with the edit lock held, after deleting.
+    /// Clears the in-use bit of every rule map that is empty, except the block list's exact
+    /// table while auto-block may insert into it. Call with the edit lock held, after deleting.
     pub fn refresh_in_use(&self) -> Result<()> {
         let mut config = self.config()?;
         let auto_block = config.rl_enabled != 0 && config.rl_block_for_ns != 0;
         let mut in_use = 0;
-        for (index, map) in self.prefix.iter().enumerate() {
-            let block_hash = PREFIX_MAPS[index] == "block_v4" || PREFIX_MAPS[index] == "block_v6";
-            if map.keys().next().is_some() || (block_hash && auto_block) {
-                in_use |= map_bit(index);
+        for list in [List::Allow, List::Block] {
+            if !self.exact_table(list)?.is_empty() || (list == List::Block && auto_block) {
+                in_use |= FirewallMaps::rule_bit(list, None);
+            }
+            for ipv6 in [false, true] {
+                let trie = self.trie(FirewallMaps::trie_index(list, ipv6));
+                if trie.keys().next().is_some() {
+                    in_use |= FirewallMaps::rule_bit(list, Some(ipv6));
+                }
             }
         }
         if config.maps_in_use != in_use {
@@ -362,9 +408,8 @@ impl FirewallMaps {
         config.rl_block_for_ns = rl.block_for_ns;
         config.rl_proto = rl.proto.to_abi();
         if rl.enabled && rl.block_for_ns != 0 {
-            // Auto-block inserts into the block hashes: they must not be skipped.
-            let index = |ipv6| FirewallMaps::prefix_index(List::Block, ipv6);
-            config.maps_in_use |= map_bit(index(false)) | map_bit(index(true));
+            // Auto-block inserts into the block list's exact table: it must not be skipped.
+            config.maps_in_use |= FirewallMaps::rule_bit(List::Block, None);
         }
         self.set_config(&config)
     }
@@ -417,11 +462,20 @@ pub fn prepare_global_maps(open: &mut OpenObject, sizes: Sizes) -> Result<NamedL
         if !is_global_map(&name) {
             continue;
         }
-        let (requested, flag) = match name.as_str() {
+        // What the user asked for (in rules or sources), and the entries that makes here.
+        let (asked, entries, flag): (Option<u32>, fn(u32) -> u32, &str) = match name.as_str() {
             // The source table holds sets of SOURCE_WAYS, a power of two of them.
-            "sources" => (sizes.max_sources.map(source_sets), "--max-sources"),
-            "ports" | "fw_config" => (None, ""),
-            _ => (sizes.max_rules, "--max-rules"),
+            "sources" => (sizes.max_sources, source_sets, "--max-sources"),
+            "ports" | "fw_config" => (None, |n| n, ""),
+            "allow_tags" | "block_tags" => {
+                (sizes.max_rules, crate::exact::buckets_for, "--max-rules")
+            }
+            "allow_slots" | "block_slots" => (
+                sizes.max_rules,
+                |n| crate::exact::buckets_for(n) * crate::exact::LANES as u32,
+                "--max-rules",
+            ),
+            _ => (sizes.max_rules, |n| n, "--max-rules"),
         };
         let path = dir.join(&name);
         if path.exists() {
@@ -438,24 +492,31 @@ pub fn prepare_global_maps(open: &mut OpenObject, sizes: Sizes) -> Result<NamedL
                     path.display()
                 );
             }
-            if let Some(requested) = requested.filter(|&n| n != pinned.max_entries()) {
+            if let Some(asked) = asked.filter(|&n| entries(n) != pinned.max_entries()) {
+                // The size in the user's units: a rule map is sized like the range tries.
+                let current = match flag {
+                    "--max-sources" => pinned.max_entries() * SOURCE_WAYS as u32,
+                    _ => MapHandle::from_pinned_path(dir.join("block_v4_lpm"))
+                        .map(|trie| trie.max_entries())
+                        .unwrap_or(0),
+                };
                 bail!(
-                    "the firewall's map {name} already exists with {} entries, not {requested}: \
-                     rule maps keep the size they were created with. To resize, save the rules \
-                     (`xdpctl list --json`), run `xdpctl unload --all`, and load again with \
-                     {flag} {requested}",
-                    pinned.max_entries()
+                    "the firewall's maps already exist for {flag} {current}, not {asked}: they \
+                     keep the size they were created with. To resize, save the rules (`xdpctl \
+                     list --json`), run `xdpctl unload --all`, and load again with {flag} {asked}"
                 );
             }
             map.set_max_entries(pinned.max_entries())?;
             map.reuse_fd(pinned.as_fd())
                 .with_context(|| format!("reusing the pinned map {}", path.display()))?;
         } else {
-            if let Some(requested) = requested {
-                if requested == 0 {
-                    bail!("{flag} must be at least 1");
-                }
-                map.set_max_entries(requested)?;
+            if asked == Some(0) {
+                bail!("{flag} must be at least 1");
+            }
+            // The exact tables' compiled-in sizes are placeholders: they always get one.
+            let asked = asked.or((flag == "--max-rules").then_some(DEFAULT_MAX_RULES));
+            if let Some(asked) = asked {
+                map.set_max_entries(entries(asked))?;
             }
             map.set_pin_path(&path)?;
         }
@@ -487,7 +548,9 @@ mod tests {
     fn abi_sizes_match_the_c_structs() {
         assert_eq!(std::mem::size_of::<Rule>(), 24);
         assert_eq!(std::mem::size_of::<PortRule>(), 16);
-        assert_eq!(std::mem::size_of::<Config>(), 64);
+        assert_eq!(std::mem::size_of::<Config>(), 72);
+        assert_eq!(std::mem::size_of::<ExactSlot>(), 40);
+        assert_eq!(std::mem::size_of::<ExactBucket>(), 2 * crate::exact::LANES);
         assert_eq!(std::mem::size_of::<Source>(), 48);
         assert_eq!(std::mem::size_of::<SourceSet>(), 48 * SOURCE_WAYS);
         assert_eq!(std::mem::size_of::<FwStats>(), (5 + 4 + 4) * 8);

@@ -4,6 +4,8 @@
 //! - [`programs`]: the built-in BPF programs (skeletons) and loading any XDP object
 //! - [`attach`]: interfaces, XDP modes, bpf_link create/update/detach, queries
 //! - [`pins`]: xdpctl's state in bpffs and who owns an attached program
+//! - [`firewall`]: the firewall's ABI and global maps; [`rules`]: editing its lists;
+//!   [`exact`]: the exact-address tables, mapped into this process
 //! - [`stats`]: per-CPU counters, rates, the tutorial's format, JSON
 //! - [`history`]: the per-second history ring; [`ports`]: packets per destination port
 //! - [`metrics`]: a snapshot for Prometheus and its text exposition format
@@ -16,6 +18,7 @@
 pub mod attach;
 pub mod cli;
 pub mod commands;
+pub mod exact;
 pub mod firewall;
 pub mod flood;
 pub mod graph;

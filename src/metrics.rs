@@ -13,8 +13,7 @@ use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 use libbpf_rs::{MapHandle, ProgramInput};
 
 use crate::firewall::{
-    map_bit, FirewallMaps, List, RateLimit, Rule, DROP_REASONS, PREFIX_MAPS, PROTOCOLS,
-    REASON_RATELIMIT,
+    FirewallMaps, List, RateLimit, Rule, DROP_REASONS, PROTOCOLS, REASON_RATELIMIT,
 };
 use crate::programs::skel::map_counts::MapCountsSkelBuilder;
 use crate::stats::{self, Counters, FwCounters, StatsMaps, ACTIONS};
@@ -76,11 +75,11 @@ pub struct Snapshot {
     pub scrape_seconds: f64,
 }
 
-/// Counts the firewall's rules and rate-limited sources in the kernel with bpf/map_counts.bpf.c:
-/// loaded for this one count with its maps pointed at the pinned maps of `maps`, run once, and
-/// dropped, so it never holds a map that was unpinned since. LPM tries have no in-kernel walk:
-/// their ranges are read out and counted here (ranges are few next to exact addresses, which
-/// live in the hashes).
+/// Counts the firewall's rules and rate-limited sources. Port rules and sources are counted in
+/// the kernel with bpf/map_counts.bpf.c: loaded for this one count with its maps pointed at the
+/// pinned maps of `maps`, run once, and dropped, so it never holds a map that was unpinned since.
+/// The exact tables are mapped into this process and counted here; LPM tries have no in-kernel
+/// walk, so their ranges are read out and counted here too.
 pub fn count_rules(maps: &FirewallMaps, now_ns: u64) -> Result<RuleMetrics> {
     let config = maps.config()?;
     let rate_limit = RateLimit::of_config(&config);
@@ -95,7 +94,6 @@ pub fn count_rules(maps: &FirewallMaps, now_ns: u64) -> Result<RuleMetrics> {
         .context("the map counting program has no .rodata")?;
     rodata.now_ns = now_ns;
     rodata.recent_ns = RECENT_NS;
-    rodata.maps_in_use = config.maps_in_use;
     // Without a limit the buckets mean nothing (new slots even start empty).
     rodata.count_sources = (rate_limit.enabled && rate_limit.pps > 0) as u8;
     for mut map in open.open_object_mut().maps_mut() {
@@ -103,11 +101,8 @@ pub fn count_rules(maps: &FirewallMaps, now_ns: u64) -> Result<RuleMetrics> {
         let pinned = match name.as_str() {
             "ports" => &maps.ports,
             "sources" => &maps.sources,
-            _ => match PREFIX_MAPS.iter().position(|prefix| *prefix == name) {
-                Some(index) => maps.prefix_map(index),
-                // .rodata and .bss are the program's own.
-                None => continue,
-            },
+            // .rodata and .bss are the program's own.
+            _ => continue,
         };
         map.reuse_fd(pinned.as_fd())
             .with_context(|| format!("pointing the map counting program at {name}"))?;
@@ -127,23 +122,25 @@ pub fn count_rules(maps: &FirewallMaps, now_ns: u64) -> Result<RuleMetrics> {
 
     let mut allow = PrefixCounts::default();
     let mut block = PrefixCounts::default();
-    for (counts, v4, v6) in [
-        (&mut allow, &bss.allow_v4_rules, &bss.allow_v6_rules),
-        (&mut block, &bss.block_v4_rules, &bss.block_v6_rules),
-    ] {
-        counts.ipv4 = v4.live;
-        counts.ipv6 = v6.live;
-        counts.rate_limited = v4.rate_limited + v6.rate_limited;
-    }
     for (counts, list) in [(&mut allow, List::Allow), (&mut block, List::Block)] {
+        // An empty map's bit in maps_in_use is clear.
+        if config.maps_in_use & FirewallMaps::rule_bit(list, None) != 0 {
+            maps.exact_table(list)?.for_each(|_, entry| {
+                if entry.expires_ns == 0 || now_ns < entry.expires_ns {
+                    match entry.key.addr() {
+                        std::net::IpAddr::V4(_) => counts.ipv4 += 1,
+                        std::net::IpAddr::V6(_) => counts.ipv6 += 1,
+                    }
+                    counts.rate_limited += (entry.reason == REASON_RATELIMIT) as u64;
+                }
+            });
+        }
         for ipv6 in [false, true] {
-            // The trie of ranges comes right after the exact hash. An empty map's bit in
-            // maps_in_use is clear.
-            let index = FirewallMaps::prefix_index(list, ipv6) + 1;
-            if config.maps_in_use & map_bit(index) == 0 {
+            if config.maps_in_use & FirewallMaps::rule_bit(list, Some(ipv6)) == 0 {
                 continue;
             }
-            let (live, rate_limited) = count_trie(maps.prefix_map(index), now_ns)?;
+            let trie = maps.trie(FirewallMaps::trie_index(list, ipv6));
+            let (live, rate_limited) = count_trie(trie, now_ns)?;
             if ipv6 {
                 counts.ipv6 += live;
             } else {

@@ -16,6 +16,7 @@ use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use libbpf_rs::libbpf_sys;
 use libbpf_rs::{MapCore, MapFlags, MapHandle, MapType};
 
+use crate::exact;
 use crate::firewall::{self, FirewallMaps, List, PortRule, Rule};
 
 // --- Parsing -----------------------------------------------------------------------------
@@ -302,7 +303,8 @@ pub fn gather_prefixes(targets: &[String], file: Option<&Path>) -> Result<Vec<Ip
 
 // --- Map keys ----------------------------------------------------------------------------
 
-/// Which of a list's maps holds a prefix: exact addresses go to the hash, ranges to the trie.
+/// Which of a list's maps holds a prefix: exact addresses go to the list's exact table
+/// (src/exact.rs), ranges to the trie of their family.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 struct Target {
     ipv6: bool,
@@ -316,31 +318,20 @@ fn target_of(prefix: &IpNet) -> Target {
     }
 }
 
-/// The map key of a prefix (see the key structs in include/xdpctl.h).
+/// The trie key of a range (see the key structs in include/xdpctl.h).
 fn key_of(prefix: &IpNet) -> Vec<u8> {
-    let addr: Vec<u8> = match prefix.addr() {
-        IpAddr::V4(a) => a.octets().to_vec(),
-        IpAddr::V6(a) => a.octets().to_vec(),
-    };
-    if target_of(prefix).exact {
-        addr
-    } else {
-        let mut key = (prefix.prefix_len() as u32).to_ne_bytes().to_vec();
-        key.extend_from_slice(&addr);
-        key
+    let mut key = (prefix.prefix_len() as u32).to_ne_bytes().to_vec();
+    match prefix.addr() {
+        IpAddr::V4(a) => key.extend_from_slice(&a.octets()),
+        IpAddr::V6(a) => key.extend_from_slice(&a.octets()),
     }
+    key
 }
 
-fn prefix_of(target: Target, key: &[u8]) -> Option<IpNet> {
-    let (len, addr) = if target.exact {
-        (if target.ipv6 { 128 } else { 32 }, key)
-    } else {
-        (
-            u32::from_ne_bytes(key.get(..4)?.try_into().ok()?) as u8,
-            &key[4..],
-        )
-    };
-    Some(if target.ipv6 {
+fn prefix_of(ipv6: bool, key: &[u8]) -> Option<IpNet> {
+    let len = u32::from_ne_bytes(key.get(..4)?.try_into().ok()?) as u8;
+    let addr = &key[4..];
+    Some(if ipv6 {
         let octets: [u8; 16] = addr.try_into().ok()?;
         IpNet::V6(Ipv6Net::new(octets.into(), len).ok()?)
     } else {
@@ -349,33 +340,10 @@ fn prefix_of(target: Target, key: &[u8]) -> Option<IpNet> {
     })
 }
 
-/// The index in PREFIX_MAPS of a list's map for a target.
-fn index_of(list: List, target: Target) -> usize {
-    FirewallMaps::prefix_index(list, target.ipv6) + if target.exact { 0 } else { 1 }
+/// The index in TRIE_MAPS of a list's trie for a family.
+fn trie_of(list: List, ipv6: bool) -> usize {
+    FirewallMaps::trie_index(list, ipv6)
 }
-
-fn map_of(maps: &FirewallMaps, list: List, target: Target) -> &MapHandle {
-    maps.prefix_map(index_of(list, target))
-}
-
-const TARGETS: [Target; 4] = [
-    Target {
-        ipv6: false,
-        exact: true,
-    },
-    Target {
-        ipv6: false,
-        exact: false,
-    },
-    Target {
-        ipv6: true,
-        exact: true,
-    },
-    Target {
-        ipv6: true,
-        exact: false,
-    },
-];
 
 fn rule_of(bytes: &[u8]) -> Rule {
     let mut rule = Rule::default();
@@ -562,9 +530,10 @@ pub struct AddReport {
     pub updated: usize,
 }
 
-/// The additions for one map: keys flat (`key_size` bytes each), sorted and distinct, with the
-/// prefix length of each.
+/// The additions for one range trie: keys flat (`key_size` bytes each), sorted and distinct,
+/// with the prefix length of each.
 struct Plan {
+    /// In TRIE_MAPS.
     index: usize,
     key_size: usize,
     keys: Vec<u8>,
@@ -584,30 +553,24 @@ impl Plan {
     }
 }
 
-/// Groups prefixes by the map they go to, as flat sorted distinct keys: no allocation per
-/// entry, so a million rules cost little beside the kernel's own work.
-fn plan_additions(list: List, prefixes: &[IpNet]) -> Vec<Plan> {
-    let mut by_target: HashMap<Target, Vec<([u8; 20], u32)>> = HashMap::new();
-    for prefix in prefixes {
+/// Groups ranges by the trie they go to, as flat sorted distinct keys: no allocation per entry.
+fn plan_ranges(list: List, ranges: &[IpNet]) -> Vec<Plan> {
+    let mut by_family: HashMap<bool, Vec<([u8; 20], u32)>> = HashMap::new();
+    for prefix in ranges {
         let key = key_of(prefix);
         let mut fixed = [0u8; 20];
         fixed[..key.len()].copy_from_slice(&key);
-        by_target
-            .entry(target_of(prefix))
+        by_family
+            .entry(target_of(prefix).ipv6)
             .or_default()
             .push((fixed, prefix.prefix_len() as u32));
     }
-    by_target
+    by_family
         .into_iter()
-        .map(|(target, mut entries)| {
+        .map(|(ipv6, mut entries)| {
             entries.sort_unstable();
             entries.dedup_by(|a, b| a.0 == b.0);
-            let key_size = match (target.ipv6, target.exact) {
-                (false, true) => 4,
-                (false, false) => 8,
-                (true, true) => 16,
-                (true, false) => 20,
-            };
+            let key_size = if ipv6 { 20 } else { 8 };
             let mut keys = Vec::with_capacity(entries.len() * key_size);
             let mut prefixlens = Vec::with_capacity(entries.len());
             for (key, len) in &entries {
@@ -615,7 +578,7 @@ fn plan_additions(list: List, prefixes: &[IpNet]) -> Vec<Plan> {
                 prefixlens.push(*len);
             }
             Plan {
-                index: index_of(list, target),
+                index: trie_of(list, ipv6),
                 key_size,
                 keys,
                 prefixlens,
@@ -625,8 +588,42 @@ fn plan_additions(list: List, prefixes: &[IpNet]) -> Vec<Plan> {
         .collect()
 }
 
+/// The room a list's maps have for `new` more entries of one kind, or the error that refuses the
+/// whole command. A list holds up to --max-rules of each kind (the size of its tries).
+fn check_room(list: List, used: usize, new: usize, max: usize) -> Result<()> {
+    if used + new <= max {
+        return Ok(());
+    }
+    let room = max.saturating_sub(used);
+    bail!(
+        "the {} has room for {room} more entr{} of this kind ({used} of {max} used) but this \
+         command adds {new}; nothing was applied. Load the firewall with a larger --max-rules",
+        list_name(list),
+        if room == 1 { "y" } else { "ies" },
+    )
+}
+
+/// Undoes the trie writes of plans: new keys go, old values come back.
+fn undo_plans(maps: &FirewallMaps, plans: &[Plan]) {
+    for plan in plans {
+        let map = maps.trie(plan.index);
+        let new: Vec<Vec<u8>> = (0..plan.len())
+            .map(|i| plan.key(i))
+            .filter(|k| !plan.existing.contains_key(*k))
+            .map(<[u8]>::to_vec)
+            .collect();
+        let _ = delete_many(map, &new);
+        let old: Vec<(Vec<u8>, Vec<u8>)> = plan
+            .existing
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let _ = update_many(map, &old);
+    }
+}
+
 /// Adds (or refreshes) prefixes on a list. `expires_ns` is on the firewall's clock, 0 for
-/// never. All or nothing: a list that would overflow its map is refused before anything is
+/// never. All or nothing: a list that would overflow its maps is refused before anything is
 /// written, and a failure part-way is rolled back.
 pub fn add_prefixes(
     maps: &FirewallMaps,
@@ -636,11 +633,28 @@ pub fn add_prefixes(
     reason: u32,
 ) -> Result<AddReport> {
     let _lock = maps.lock()?;
-    let mut plans = plan_additions(list, prefixes);
-    // Check every map first, so a full one refuses the whole command.
+    let (exact, ranges): (Vec<IpNet>, Vec<IpNet>) =
+        prefixes.iter().partition(|prefix| target_of(prefix).exact);
+    let max = maps.trie(trie_of(list, false)).max_entries() as usize;
     let mut report = AddReport::default();
+
+    // Check every map first, so a full one refuses the whole command.
+    let mut keys: Vec<exact::Key> = exact.iter().map(|p| exact::Key::of(p.addr())).collect();
+    keys.sort_unstable();
+    keys.dedup();
+    let table = if keys.is_empty() {
+        None
+    } else {
+        let table = maps.exact_table(list)?;
+        let present = keys.iter().filter(|key| table.get(key).is_some()).count();
+        check_room(list, table.len(), keys.len() - present, max)?;
+        report.added += keys.len() - present;
+        report.updated += present;
+        Some(table)
+    };
+    let mut plans = plan_ranges(list, &ranges);
     for plan in &mut plans {
-        let map = maps.prefix_map(plan.index);
+        let map = maps.trie(plan.index);
         // One pass over the map, copying only the entries this command updates. The set of
         // keys to look for is built at the first entry: a bulk load into an empty map needs none.
         let mut in_map = 0;
@@ -657,27 +671,21 @@ pub fn add_prefixes(
         drop(wanted);
         plan.existing = existing;
         let new = plan.len() - plan.existing.len();
-        if in_map + new > map.max_entries() as usize {
-            let room = map.max_entries() as usize - in_map;
-            bail!(
-                "the {} has room for {room} more entr{} of this kind ({in_map} of {} used) but \
-                 this command adds {new}; nothing was applied. Load the firewall with a larger \
-                 --max-rules",
-                list_name(list),
-                if room == 1 { "y" } else { "ies" },
-                map.max_entries()
-            );
-        }
+        check_room(list, in_map, new, max)?;
         report.added += new;
         report.updated += plan.existing.len();
     }
+
     // The program skips maps it believes empty: say they are not before filling them.
-    let bits = plans
-        .iter()
-        .fold(0, |bits, plan| bits | firewall::map_bit(plan.index));
+    let mut bits = plans.iter().fold(0, |bits, plan| {
+        bits | FirewallMaps::rule_bit(list, Some(plan.index % 2 == 1))
+    });
+    if table.is_some() {
+        bits |= FirewallMaps::rule_bit(list, None);
+    }
     maps.mark_in_use(bits)?;
     for (done, plan) in plans.iter().enumerate() {
-        let map = maps.prefix_map(plan.index);
+        let map = maps.trie(plan.index);
         let mut values = Vec::with_capacity(plan.len() * std::mem::size_of::<Rule>());
         for i in 0..plan.len() {
             let hits = plan
@@ -694,23 +702,33 @@ pub fn add_prefixes(
             values.extend_from_slice(&rule_bytes(&rule));
         }
         if let Err(err) = update_flat_parallel(map, &plan.keys, &values) {
-            // Undo this map and the ones before it: new keys go, old values come back.
-            for plan in &plans[..=done] {
-                let map = maps.prefix_map(plan.index);
-                let new: Vec<Vec<u8>> = (0..plan.len())
-                    .map(|i| plan.key(i))
-                    .filter(|k| !plan.existing.contains_key(*k))
-                    .map(<[u8]>::to_vec)
-                    .collect();
-                let _ = delete_many(map, &new);
-                let old: Vec<(Vec<u8>, Vec<u8>)> = plan
-                    .existing
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect();
-                let _ = update_many(map, &old);
-            }
+            undo_plans(maps, &plans[..=done]);
             return Err(err.context("nothing was applied"));
+        }
+    }
+    if let Some(table) = table {
+        let (mut added, mut renewed) = (Vec::new(), Vec::new());
+        for key in &keys {
+            match table.insert(key, expires_ns, reason) {
+                Ok(exact::Inserted::New) => added.push(*key),
+                Ok(exact::Inserted::Renewed(old)) => renewed.push(old),
+                Err(exact::Full) => {
+                    for key in &added {
+                        table.remove(key);
+                    }
+                    for old in &renewed {
+                        table.restore(old);
+                    }
+                    undo_plans(maps, &plans);
+                    bail!(
+                        "the {}'s table has no room left for {}: both of the places it may go \
+                         are full. Nothing was applied. Load the firewall with a larger \
+                         --max-rules",
+                        list_name(list),
+                        key.addr()
+                    );
+                }
+            }
         }
     }
     Ok(report)
@@ -817,16 +835,27 @@ fn list_name(list: List) -> &'static str {
 /// Removes prefixes from a list. If any is not on it, nothing is removed.
 pub fn remove_prefixes(maps: &FirewallMaps, list: List, prefixes: &[IpNet]) -> Result<usize> {
     let _lock = maps.lock()?;
-    let mut by_target: HashMap<Target, Vec<(IpNet, Vec<u8>)>> = HashMap::new();
-    for prefix in prefixes {
-        by_target
-            .entry(target_of(prefix))
+    let (exact, ranges): (Vec<IpNet>, Vec<IpNet>) =
+        prefixes.iter().partition(|prefix| target_of(prefix).exact);
+    let mut missing = Vec::new();
+    let table = maps.exact_table(list)?;
+    let mut keys: Vec<exact::Key> = Vec::new();
+    for prefix in &exact {
+        let key = exact::Key::of(prefix.addr());
+        if table.get(&key).is_none() {
+            missing.push(prefix.to_string());
+        }
+        keys.push(key);
+    }
+    let mut by_family: HashMap<bool, Vec<(IpNet, Vec<u8>)>> = HashMap::new();
+    for prefix in &ranges {
+        by_family
+            .entry(target_of(prefix).ipv6)
             .or_default()
             .push((*prefix, key_of(prefix)));
     }
-    let mut missing = Vec::new();
-    for (target, wanted) in &by_target {
-        let map = map_of(maps, list, *target);
+    for (ipv6, wanted) in &by_family {
+        let map = maps.trie(trie_of(list, *ipv6));
         let present: HashSet<Vec<u8>> = if wanted.len() > 64 {
             map_keys(map)?.into_iter().collect()
         } else {
@@ -852,11 +881,16 @@ pub fn remove_prefixes(maps: &FirewallMaps, list: List, prefixes: &[IpNet]) -> R
             missing.join(", ")
         );
     }
+    keys.sort_unstable();
+    keys.dedup();
     let mut removed = 0;
-    for (target, wanted) in by_target {
+    for key in &keys {
+        removed += table.remove(key) as usize;
+    }
+    for (ipv6, wanted) in by_family {
         let keys: Vec<Vec<u8>> = wanted.into_iter().map(|(_, key)| key).collect();
         removed += keys.len();
-        delete_many(map_of(maps, list, target), &keys)?;
+        delete_many(maps.trie(trie_of(list, ipv6)), &keys)?;
     }
     maps.refresh_in_use()?;
     Ok(removed)
@@ -865,9 +899,9 @@ pub fn remove_prefixes(maps: &FirewallMaps, list: List, prefixes: &[IpNet]) -> R
 /// Empties a list. Returns how many entries went.
 pub fn clear(maps: &FirewallMaps, list: List) -> Result<usize> {
     let _lock = maps.lock()?;
-    let mut removed = 0;
-    for target in TARGETS {
-        let map = map_of(maps, list, target);
+    let mut removed = maps.exact_table(list)?.clear();
+    for ipv6 in [false, true] {
+        let map = maps.trie(trie_of(list, ipv6));
         let keys = map_keys(map)?;
         removed += keys.len();
         delete_many(map, &keys)?;
@@ -886,15 +920,38 @@ pub struct PrefixEntry {
     pub reason: u32,
 }
 
+impl PrefixEntry {
+    fn new(prefix: IpNet, hits: u64, expires_ns: u64, reason: u32, now_ns: u64) -> PrefixEntry {
+        PrefixEntry {
+            prefix,
+            hits,
+            expires_in: (expires_ns != 0).then(|| (expires_ns - now_ns) as f64 / 1e9),
+            reason,
+        }
+    }
+}
+
+fn is_expired(expires_ns: u64, now_ns: u64) -> bool {
+    expires_ns != 0 && now_ns >= expires_ns
+}
+
 /// Every live rule of a list, sorted. Expired rules are swept out on the way, under the edit
 /// lock, so a rule re-added meanwhile is not the one deleted.
 pub fn list_prefixes(maps: &FirewallMaps, list: List, now_ns: u64) -> Result<Vec<PrefixEntry>> {
     let _lock = maps.lock()?;
     let mut out = Vec::new();
-    for target in TARGETS {
-        let map = map_of(maps, list, target);
+    let table = maps.exact_table(list)?;
+    let mut expired = Vec::new();
+    collect_exact(&table, now_ns, &mut out, |index, key| {
+        expired.push((index, key))
+    });
+    for (index, key) in expired {
+        table.remove_expired(index, &key, now_ns);
+    }
+    for ipv6 in [false, true] {
+        let map = maps.trie(trie_of(list, ipv6));
         let mut expired = Vec::new();
-        collect_live(map, target, now_ns, &mut out, |key| {
+        collect_ranges(map, ipv6, now_ns, &mut out, |key| {
             expired.push(key.to_vec())
         })?;
         delete_many(map, &expired)?;
@@ -907,33 +964,66 @@ pub fn list_prefixes(maps: &FirewallMaps, list: List, now_ns: u64) -> Result<Vec
 /// often or without the edit lock (`top`, `watch`).
 pub fn read_prefixes(maps: &FirewallMaps, list: List, now_ns: u64) -> Result<Vec<PrefixEntry>> {
     let mut out = Vec::new();
-    for target in TARGETS {
-        collect_live(map_of(maps, list, target), target, now_ns, &mut out, |_| {})?;
+    collect_exact(&maps.exact_table(list)?, now_ns, &mut out, |_, _| {});
+    for ipv6 in [false, true] {
+        collect_ranges(
+            maps.trie(trie_of(list, ipv6)),
+            ipv6,
+            now_ns,
+            &mut out,
+            |_| {},
+        )?;
     }
     Ok(out)
 }
 
-/// Appends the live rules of one map to `out`, and hands each expired key to `expired`.
-fn collect_live(
+/// Appends the live rules of an exact table to `out`, and hands each expired one (slot and key)
+/// to `expired`. An address twice in the table (an insert raced the program's) shows once.
+fn collect_exact(
+    table: &exact::Table,
+    now_ns: u64,
+    out: &mut Vec<PrefixEntry>,
+    mut expired: impl FnMut(usize, exact::Key),
+) {
+    let mut seen = HashSet::new();
+    table.for_each(|index, entry| {
+        if is_expired(entry.expires_ns, now_ns) {
+            expired(index, entry.key);
+        } else if seen.insert(entry.key) {
+            let prefix = IpNet::from(entry.key.addr());
+            out.push(PrefixEntry::new(
+                prefix,
+                entry.hits,
+                entry.expires_ns,
+                entry.reason,
+                now_ns,
+            ));
+        }
+    });
+}
+
+/// Appends the live rules of a trie to `out`, and hands each expired key to `expired`.
+fn collect_ranges(
     map: &MapHandle,
-    target: Target,
+    ipv6: bool,
     now_ns: u64,
     out: &mut Vec<PrefixEntry>,
     mut expired: impl FnMut(&[u8]),
 ) -> Result<()> {
     for_each_entry(map, |key, value| {
         let rule = rule_of(value);
-        if rule.expires_ns != 0 && now_ns >= rule.expires_ns {
+        if is_expired(rule.expires_ns, now_ns) {
             expired(key);
             return;
         }
-        if let Some(prefix) = prefix_of(target, key) {
-            out.push(PrefixEntry {
+        if let Some(prefix) = prefix_of(ipv6, key) {
+            out.push(PrefixEntry::new(
                 prefix,
-                hits: rule.hits,
-                expires_in: (rule.expires_ns != 0).then(|| (rule.expires_ns - now_ns) as f64 / 1e9),
-                reason: rule.reason,
-            });
+                rule.hits,
+                rule.expires_ns,
+                rule.reason,
+                now_ns,
+            ));
         }
     })
 }
@@ -1141,20 +1231,25 @@ mod tests {
     }
 
     #[test]
-    fn keys_round_trip_and_route_exact_addresses_to_the_hash() {
+    fn keys_round_trip_and_route_exact_addresses_to_the_table() {
         for text in [
-            "203.0.113.7",
             "198.51.100.0/24",
             "2001:db8::/32",
-            "2001:db8::1",
             "0.0.0.0/0",
+            "10.0.0.0/31",
         ] {
             let prefix = parse_prefix(text).unwrap();
             let target = target_of(&prefix);
-            assert_eq!(target.exact, prefix.prefix_len() == prefix.max_prefix_len());
-            assert_eq!(prefix_of(target, &key_of(&prefix)), Some(prefix), "{text}");
+            assert!(!target.exact);
+            assert_eq!(
+                prefix_of(target.ipv6, &key_of(&prefix)),
+                Some(prefix),
+                "{text}"
+            );
         }
-        assert_eq!(key_of(&parse_prefix("1.2.3.4").unwrap()), vec![1, 2, 3, 4]);
+        for text in ["203.0.113.7", "2001:db8::1"] {
+            assert!(target_of(&parse_prefix(text).unwrap()).exact, "{text}");
+        }
         let lpm = key_of(&parse_prefix("10.0.0.0/8").unwrap());
         assert_eq!(lpm.len(), 8);
         assert_eq!(&lpm[4..], &[10, 0, 0, 0]);

@@ -519,12 +519,22 @@ fn rate_limited_auto_blocked_and_expired_rules_are_counted_as_they_are_now() {
         2.0,
         "the rules of 30 s count, the expired ones of 1 s do not"
     );
+    // Entries, expired ones included: of the exact table (addresses) and the trie (ranges).
     let keys = |map: &str| {
-        let pinned =
-            libbpf_rs::MapHandle::from_pinned_path(fw.root.join("rules").join(map)).unwrap();
+        let rules = fw.root.join("rules");
+        if map == "block_tags" {
+            let maps = xdpctl::firewall::FirewallMaps::open_pinned_at(&rules)
+                .unwrap()
+                .unwrap();
+            return maps
+                .exact_table(xdpctl::firewall::List::Block)
+                .unwrap()
+                .len();
+        }
+        let pinned = libbpf_rs::MapHandle::from_pinned_path(rules.join(map)).unwrap();
         libbpf_rs::MapCore::keys(&pinned).count()
     };
-    for map in ["block_v4", "block_v4_lpm"] {
+    for map in ["block_tags", "block_v4_lpm"] {
         assert_eq!(keys(map), 2, "the exporter swept the expired rule of {map}");
     }
     // `list` sweeps the expired ones, and shows the others.
@@ -537,7 +547,7 @@ fn rate_limited_auto_blocked_and_expired_rules_are_counted_as_they_are_now() {
         .collect();
     listed.sort();
     assert_eq!(listed, ["192.0.2.7/32", "198.18.0.0/15"], "{list}");
-    for map in ["block_v4", "block_v4_lpm"] {
+    for map in ["block_tags", "block_v4_lpm"] {
         assert_eq!(keys(map), 1, "`list` left the expired rule of {map}");
     }
 }

@@ -485,12 +485,14 @@ fn a_block_killed_mid_batch_leaves_consistent_maps_and_the_program_attached() {
         .spawn()
         .unwrap();
     // Kill it while it writes: as soon as the first batch (of ~62) is in the map.
-    let block_v4 = fw.root.join("rules/block_v4");
+    let rules = fw.root.join("rules");
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let written = libbpf_rs::MapHandle::from_pinned_path(&block_v4)
-            .map(|map| libbpf_rs::MapCore::keys(&map).next().is_some())
-            .unwrap_or(false);
+        let written = xdpctl::firewall::FirewallMaps::open_pinned_at(&rules)
+            .ok()
+            .flatten()
+            .and_then(|maps| maps.exact_table(xdpctl::firewall::List::Block).ok())
+            .is_some_and(|table| !table.is_empty());
         if written {
             break;
         }

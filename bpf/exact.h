@@ -1,0 +1,260 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * The exact-address tables (struct fw_exact_bucket and struct fw_exact_slot in xdpctl.h): the
+ * program's side. Userspace (src/exact.rs) inserts and removes through its own mapping of the
+ * same arrays, with the same hash; the program looks addresses up, counts hits, and inserts the
+ * sources it auto-blocks.
+ *
+ * Everything here is inlined loads, stores and arithmetic, with no branch per lane: the call
+ * into the kernel's hash map these tables replace cost more than a whole lookup here.
+ */
+#ifndef XDPCTL_EXACT_H
+#define XDPCTL_EXACT_H
+
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include "xdpctl.h"
+
+#define EXACT_K1    0x9E3779B97F4A7C15ULL
+#define EXACT_K2    0xC2B2AE3D27D4EB4FULL
+#define EXACT_ONES  0x0001000100010001ULL /* 1 in every 16-bit lane */
+#define EXACT_HIGHS 0x8000800080008000ULL /* the top bit of every lane */
+
+/* At most this many lanes of a bucket may share a tag (inserts keep to it), so a lookup checks
+ * at most this many slots; four equal tags of 65,535 among 16 lanes practically never meet. */
+#define EXACT_MAX_SAME_TAG 4
+
+/* Accesses the compiler may neither repeat, merge nor move: another CPU or userspace writes. */
+#define EXACT_ONCE(x) (*(volatile typeof(x) *)&(x))
+
+/* An address as the tables key it: its 16 bytes as two words (an IPv4 address fills the low
+ * four bytes of `lo`), and the LIVE state of its family, which keeps an IPv4 address and the
+ * IPv6 address of the same bytes apart. */
+struct exact_key {
+	__u64 lo;
+	__u64 hi;
+	__u32 state;
+};
+
+/* Where a key may live: its two buckets, and its tag. */
+struct exact_place {
+	__u32 bucket[2];
+	__u64 tag_pattern; /* the tag in every lane of a word */
+	__u16 tag;
+};
+
+static __always_inline struct exact_key exact_key_v4(__u32 addr)
+{
+	struct exact_key key = {.lo = addr, .hi = 0, .state = FW_EXACT_LIVE_V4};
+
+	return key;
+}
+
+static __always_inline struct exact_key exact_key_v6(struct fw_v6_addr *addr)
+{
+	struct exact_key key = {.state = FW_EXACT_LIVE_V6};
+
+	/* Packet bytes: not aligned. */
+	__builtin_memcpy(&key.lo, addr->addr, 8);
+	__builtin_memcpy(&key.hi, addr->addr + 8, 8);
+	return key;
+}
+
+/* The two buckets and the tag of a key: a keyed multiply-xorshift hash whose halves, scaled to
+ * the bucket count (no division), pick the buckets, and whose low 16 bits (which the buckets
+ * hardly depend on) are the tag. Mirrored by src/exact.rs (Place::of). */
+static __always_inline struct exact_place exact_place(struct fw_config *cfg, struct exact_key *key)
+{
+	struct exact_place place;
+	__u64 n = cfg->exact_buckets;
+	__u64 h = (key->lo ^ cfg->exact_seed) * EXACT_K1;
+
+	h ^= key->hi ^ key->state;
+	h = (h ^ (h >> 32)) * EXACT_K2;
+	h ^= h >> 32;
+	place.bucket[0] = ((h >> 32) * n) >> 32;
+	place.bucket[1] = ((h & 0xffffffff) * n) >> 32;
+	place.tag = h;
+	if (!place.tag)
+		place.tag = 1;
+	place.tag_pattern = place.tag * EXACT_ONES;
+	return place;
+}
+
+/* Whether any lane of a bucket may hold the tag: the cheap test an absent address (the common
+ * case) ends at. After the XOR a matching lane is zero, and (v - ONES) & ~v sets the top bit of
+ * the lowest zero lane of a word (perhaps of lanes above it too, never in a word without one). */
+static __always_inline int exact_maybe(struct fw_exact_bucket *b, __u64 pattern)
+{
+	__u64 *words = (__u64 *)b->tag, v, flags = 0;
+	int w;
+
+#pragma unroll
+	for (w = 0; w < FW_EXACT_LANES / 4; w++) {
+		v = words[w] ^ pattern;
+		flags |= (v - EXACT_ONES) & ~v;
+	}
+	return (flags & EXACT_HIGHS) != 0;
+}
+
+/* Exactly the lanes of a bucket whose tag is in `pattern` (0: the free lanes), as bits: lane
+ * 4w + j is bit 16j + w. Adding 0x7fff to a lane's low 15 bits carries into its top bit unless
+ * they are all zero, and or-ing the lane itself catches its top bit. No branch per lane: the
+ * verifier would follow every combination. */
+static __always_inline __u64 exact_lanes(struct fw_exact_bucket *b, __u64 pattern)
+{
+	__u64 *words = (__u64 *)b->tag, v, lanes = 0;
+	int w;
+
+#pragma unroll
+	for (w = 0; w < FW_EXACT_LANES / 4; w++) {
+		v = EXACT_ONCE(words[w]) ^ pattern;
+		lanes |= (~(((v & ~EXACT_HIGHS) + ~EXACT_HIGHS) | v) & EXACT_HIGHS) >> (15 - w);
+	}
+	return lanes;
+}
+
+/* Bits set in x (the classic parallel count). */
+static __always_inline __u64 exact_popcount(__u64 x)
+{
+	x = x - ((x >> 1) & 0x5555555555555555ULL);
+	x = (x & 0x3333333333333333ULL) + ((x >> 2) & 0x3333333333333333ULL);
+	x = (x + (x >> 4)) & 0x0f0f0f0f0f0f0f0fULL;
+	return (x * 0x0101010101010101ULL) >> 56;
+}
+
+/* The lowest lane of a set of lanes (which must not be empty). */
+static __always_inline __u32 exact_lowest(__u64 lanes)
+{
+	__u64 bit = exact_popcount((lanes & -lanes) - 1);
+
+	return ((bit & 3) * 4 + (bit >> 4)) & (FW_EXACT_LANES - 1);
+}
+
+static __always_inline int exact_slot_holds(struct fw_exact_slot *slot, struct exact_key *key)
+{
+	__u64 *addr = (__u64 *)slot->addr; /* at offset 0 of an 8-aligned struct */
+
+	if (EXACT_ONCE(slot->state) != key->state)
+		return 0;
+	return addr[0] == key->lo && addr[1] == key->hi;
+}
+
+/* The slot of `key` in one bucket, or NULL. */
+static __always_inline struct fw_exact_slot *exact_in_bucket(void *tags, void *slots, __u32 bucket,
+							     struct exact_place *place,
+							     struct exact_key *key)
+{
+	struct fw_exact_bucket *b = bpf_map_lookup_elem(tags, &bucket);
+	struct fw_exact_slot *slot;
+	__u64 lanes;
+	__u32 index;
+	int i;
+
+	if (!b || !exact_maybe(b, place->tag_pattern))
+		return NULL;
+	lanes = exact_lanes(b, place->tag_pattern);
+	for (i = 0; i < EXACT_MAX_SAME_TAG; i++) {
+		if (!lanes)
+			return NULL;
+		index = bucket * FW_EXACT_LANES + exact_lowest(lanes);
+		lanes &= lanes - 1;
+		slot = bpf_map_lookup_elem(slots, &index);
+		if (slot && exact_slot_holds(slot, key))
+			return slot;
+	}
+	return NULL;
+}
+
+/* The slot holding `key` (expired or not), or NULL. */
+static __always_inline struct fw_exact_slot *
+exact_find(void *tags, void *slots, struct exact_place *place, struct exact_key *key)
+{
+	struct fw_exact_slot *slot = exact_in_bucket(tags, slots, place->bucket[0], place, key);
+
+	if (slot || place->bucket[1] == place->bucket[0])
+		return slot;
+	return exact_in_bucket(tags, slots, place->bucket[1], place, key);
+}
+
+/* The free lanes of a bucket that may take the tag: none if EXACT_MAX_SAME_TAG lanes hold it. */
+static __always_inline __u64 exact_room(void *tags, __u32 bucket, struct exact_place *place)
+{
+	struct fw_exact_bucket *b = bpf_map_lookup_elem(tags, &bucket);
+
+	if (!b || exact_popcount(exact_lanes(b, place->tag_pattern)) >= EXACT_MAX_SAME_TAG)
+		return 0;
+	return exact_lanes(b, 0);
+}
+
+/* Claims one of the free `lanes` of a bucket for `key` and publishes it there. A lane another
+ * writer claimed first is skipped; a few tries are plenty. Returns 0, or -1 if none was had. */
+static __always_inline int exact_claim(void *tags, void *slots, __u32 bucket, __u64 lanes,
+				       struct exact_place *place, struct exact_key *key,
+				       __u64 expires_ns, __u32 reason)
+{
+	struct fw_exact_bucket *b = bpf_map_lookup_elem(tags, &bucket);
+	struct fw_exact_slot *slot;
+	__u32 lane, index;
+	int i;
+
+	if (!b)
+		return -1;
+	for (i = 0; i < 4; i++) {
+		if (!lanes)
+			return -1;
+		lane = exact_lowest(lanes);
+		lanes &= lanes - 1;
+		index = bucket * FW_EXACT_LANES + lane;
+		slot = bpf_map_lookup_elem(slots, &index);
+		if (!slot || __sync_val_compare_and_swap(&slot->state, FW_EXACT_FREE,
+							 FW_EXACT_BUSY) != FW_EXACT_FREE)
+			continue;
+		((__u64 *)slot->addr)[0] = key->lo;
+		((__u64 *)slot->addr)[1] = key->hi;
+		slot->hits = 0;
+		slot->expires_ns = expires_ns;
+		slot->reason = reason;
+		/* x86 keeps stores in order: a reader that sees the tag sees the whole slot. */
+		EXACT_ONCE(slot->state) = key->state;
+		asm volatile("" ::: "memory");
+		EXACT_ONCE(b->tag[lane]) = place->tag;
+		return 0;
+	}
+	return -1;
+}
+
+/* Inserts `key` (the program's auto-block) into the bucket with more room, or renews its rule
+ * if it is there already. The program never removes a slot: expired rules stay until userspace
+ * sweeps them (`xdpctl list`) or they are renewed, so a renewal by userspace never races a
+ * removal here. Returns 0, or -1 if both buckets are full: the source is then still dropped by
+ * its token bucket. */
+static __always_inline int exact_insert(void *tags, void *slots, struct fw_config *cfg,
+					struct exact_key *key, __u64 expires_ns, __u32 reason)
+{
+	struct exact_place place = exact_place(cfg, key);
+	struct fw_exact_slot *slot = exact_find(tags, slots, &place, key);
+	__u64 first, second, lanes;
+	__u32 bucket;
+
+	if (slot) {
+		slot->expires_ns = expires_ns;
+		slot->reason = reason;
+		return 0;
+	}
+	first = exact_room(tags, place.bucket[0], &place);
+	second = exact_room(tags, place.bucket[1], &place);
+	if (exact_popcount(second) > exact_popcount(first)) {
+		bucket = place.bucket[0];
+		place.bucket[0] = place.bucket[1];
+		place.bucket[1] = bucket;
+		lanes = first;
+		first = second;
+		second = lanes;
+	}
+	if (!exact_claim(tags, slots, place.bucket[0], first, &place, key, expires_ns, reason))
+		return 0;
+	return exact_claim(tags, slots, place.bucket[1], second, &place, key, expires_ns, reason);
+}
+
+#endif /* XDPCTL_EXACT_H */
