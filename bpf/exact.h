@@ -140,15 +140,14 @@ static __always_inline int exact_slot_holds(struct fw_exact_slot *slot, struct e
 	return addr[0] == key->lo && addr[1] == key->hi;
 }
 
-/* The slot of `key` in one bucket, or NULL. */
+/* The slot of `key` in one bucket (its index in *index), or NULL. */
 static __always_inline struct fw_exact_slot *exact_in_bucket(void *tags, void *slots, __u32 bucket,
 							     struct exact_place *place,
-							     struct exact_key *key)
+							     struct exact_key *key, __u32 *index)
 {
 	struct fw_exact_bucket *b = bpf_map_lookup_elem(tags, &bucket);
 	struct fw_exact_slot *slot;
 	__u64 lanes;
-	__u32 index;
 	int i;
 
 	if (!b || !exact_maybe(b, place->tag_pattern))
@@ -157,24 +156,53 @@ static __always_inline struct fw_exact_slot *exact_in_bucket(void *tags, void *s
 	for (i = 0; i < EXACT_MAX_SAME_TAG; i++) {
 		if (!lanes)
 			return NULL;
-		index = bucket * FW_EXACT_LANES + exact_lowest(lanes);
+		*index = bucket * FW_EXACT_LANES + exact_lowest(lanes);
 		lanes &= lanes - 1;
-		slot = bpf_map_lookup_elem(slots, &index);
+		slot = bpf_map_lookup_elem(slots, index);
 		if (slot && exact_slot_holds(slot, key))
 			return slot;
 	}
 	return NULL;
 }
 
-/* The slot holding `key` (expired or not), or NULL. */
+/* The slot holding `key` (expired or not; its index in *index), or NULL. */
 static __always_inline struct fw_exact_slot *
-exact_find(void *tags, void *slots, struct exact_place *place, struct exact_key *key)
+exact_find(void *tags, void *slots, struct exact_place *place, struct exact_key *key, __u32 *index)
 {
-	struct fw_exact_slot *slot = exact_in_bucket(tags, slots, place->bucket[0], place, key);
+	struct fw_exact_slot *slot =
+	    exact_in_bucket(tags, slots, place->bucket[0], place, key, index);
 
 	if (slot || place->bucket[1] == place->bucket[0])
 		return slot;
-	return exact_in_bucket(tags, slots, place->bucket[1], place, key);
+	return exact_in_bucket(tags, slots, place->bucket[1], place, key, index);
+}
+
+/* The slot holding `key`, trying the memo first: the last key this CPU found in the table and
+ * where. A flood from one source then finds its rule with a few loads, without the hash and the
+ * tag search. The slot is checked each time, so a rule removed or moved is never trusted. */
+static __always_inline struct fw_exact_slot *exact_lookup(void *tags, void *slots,
+							  struct fw_exact_memo *memo,
+							  struct fw_config *cfg,
+							  struct exact_key *key)
+{
+	struct exact_place place;
+	struct fw_exact_slot *slot;
+	__u32 index;
+
+	if (memo && memo->lo == key->lo && memo->hi == key->hi && memo->state == key->state) {
+		slot = bpf_map_lookup_elem(slots, &memo->slot);
+		if (slot && exact_slot_holds(slot, key))
+			return slot;
+	}
+	place = exact_place(cfg, key);
+	slot = exact_find(tags, slots, &place, key, &index);
+	if (slot && memo) {
+		memo->lo = key->lo;
+		memo->hi = key->hi;
+		memo->state = key->state;
+		memo->slot = index;
+	}
+	return slot;
 }
 
 /* The free lanes of a bucket that may take the tag: none if EXACT_MAX_SAME_TAG lanes hold it. */
@@ -224,20 +252,24 @@ static __always_inline int exact_claim(void *tags, void *slots, __u32 bucket, __
 	return -1;
 }
 
-/* Inserts `key` (the program's auto-block) into the bucket with more room, or renews its rule
- * if it is there already. The program never removes a slot: expired rules stay until userspace
- * sweeps them (`xdpctl list`) or they are renewed, so a renewal by userspace never races a
- * removal here. Returns 0, or -1 if both buckets are full: the source is then still dropped by
- * its token bucket. */
+/* Inserts `key` at `now` (the program's auto-block) into the bucket with more room. If the
+ * key is there already, its rule (expired: the program auto-blocks only sources no live rule
+ * blocks) is renewed in place as a new one, its hits from 0. The program never removes a slot:
+ * expired rules stay until userspace sweeps them (`xdpctl list`) or they are renewed, so a
+ * renewal by userspace never races a removal here. Returns 0, or -1 if both buckets are full:
+ * the source is then still dropped by its token bucket. */
 static __always_inline int exact_insert(void *tags, void *slots, struct fw_config *cfg,
-					struct exact_key *key, __u64 expires_ns, __u32 reason)
+					struct exact_key *key, __u64 now, __u64 expires_ns,
+					__u32 reason)
 {
 	struct exact_place place = exact_place(cfg, key);
-	struct fw_exact_slot *slot = exact_find(tags, slots, &place, key);
 	__u64 first, second, lanes;
-	__u32 bucket;
+	__u32 bucket, index;
+	struct fw_exact_slot *slot = exact_find(tags, slots, &place, key, &index);
 
 	if (slot) {
+		if (slot->expires_ns && now >= slot->expires_ns)
+			slot->hits = 0;
 		slot->expires_ns = expires_ns;
 		slot->reason = reason;
 		return 0;

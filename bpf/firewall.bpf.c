@@ -25,10 +25,12 @@
 #include "exact.h"
 
 /* The rule maps are global: userspace pins them under /sys/fs/bpf/xdpctl/rules and every
- * interface's firewall shares them. Sizes here are defaults; xdpctl sets them at load. The range
- * tries come first, so a size mismatch with pinned maps is reported in rules (src/firewall.rs). */
+ * interface's firewall shares them. Sizes here are defaults; xdpctl sets them at load. */
 #define FW_DEFAULT_MAX_RULES   1048576
 #define FW_DEFAULT_MAX_SOURCES 262144
+/* 5/4 of the lanes the rules need, as src/exact.rs (buckets_for) sizes them. */
+#define FW_DEFAULT_EXACT_BUCKETS                                                                   \
+	((FW_DEFAULT_MAX_RULES * 5 / 4 + FW_EXACT_LANES - 1) / FW_EXACT_LANES)
 
 #define RANGE_TRIE(_name, _key)                                                                    \
 	struct {                                                                                   \
@@ -50,19 +52,27 @@ RANGE_TRIE(block_v6_lpm, struct fw_lpm_v6_key);
 		__uint(type, BPF_MAP_TYPE_ARRAY);                                                  \
 		__type(key, __u32);                                                                \
 		__type(value, struct fw_exact_bucket);                                             \
-		__uint(max_entries, 1);                                                            \
+		__uint(max_entries, FW_DEFAULT_EXACT_BUCKETS);                                     \
 		__uint(map_flags, BPF_F_MMAPABLE);                                                 \
 	} _list##_tags SEC(".maps");                                                               \
 	struct {                                                                                   \
 		__uint(type, BPF_MAP_TYPE_ARRAY);                                                  \
 		__type(key, __u32);                                                                \
 		__type(value, struct fw_exact_slot);                                               \
-		__uint(max_entries, FW_EXACT_LANES);                                               \
+		__uint(max_entries, FW_DEFAULT_EXACT_BUCKETS *FW_EXACT_LANES);                     \
 		__uint(map_flags, BPF_F_MMAPABLE);                                                 \
 	} _list##_slots SEC(".maps")
 
 EXACT_TABLE(allow);
 EXACT_TABLE(block);
+
+/* Per interface (not pinned): each list's memo of its last match (exact_lookup). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__type(key, __u32);
+	__type(value, struct fw_exact_memo);
+	__uint(max_entries, 2);
+} exact_memo SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -137,11 +147,11 @@ static __always_inline int expired(struct fw_rule *rule, struct clock *clk)
 }
 
 /* The exact rule of an address, if it has not expired. */
-static __always_inline struct fw_exact_slot *live_exact(void *tags, void *slots,
+static __always_inline struct fw_exact_slot *live_exact(void *tags, void *slots, __u32 list,
 							struct exact_key *key, struct clock *clk)
 {
-	struct exact_place place = exact_place(clk->cfg, key);
-	struct fw_exact_slot *slot = exact_find(tags, slots, &place, key);
+	struct fw_exact_memo *memo = bpf_map_lookup_elem(&exact_memo, &list);
+	struct fw_exact_slot *slot = exact_lookup(tags, slots, memo, clk->cfg, key);
 
 	if (slot && slot->expires_ns && now_ns(clk) >= slot->expires_ns)
 		return NULL;
@@ -232,7 +242,7 @@ static __always_inline int match_v4(void *tags, void *slots, enum trie_index tri
 	struct fw_rule *rule;
 
 	if (in_use & exact_bit) {
-		slot = live_exact(tags, slots, &key, clk);
+		slot = live_exact(tags, slots, exact_bit == FW_BLOCK_EXACT, &key, clk);
 		if (slot) {
 			m->hits = &slot->hits;
 			return 1;
@@ -259,7 +269,7 @@ static __always_inline int match_v6(void *tags, void *slots, enum trie_index tri
 	struct fw_rule *rule;
 
 	if (in_use & exact_bit) {
-		slot = live_exact(tags, slots, &key, clk);
+		slot = live_exact(tags, slots, exact_bit == FW_BLOCK_EXACT, &key, clk);
 		if (slot) {
 			m->hits = &slot->hits;
 			return 1;
@@ -474,11 +484,12 @@ static __always_inline void auto_block(struct clock *clk, struct pkt *p)
 {
 	struct fw_config *cfg = clk->cfg;
 	struct exact_key key = p->is_v6 ? exact_key_v6(&p->saddr6) : exact_key_v4(p->saddr4);
+	__u64 now = now_ns(clk);
 
 	if (!cfg->rl_block_for_ns)
 		return;
 	/* A full table refuses the entry: the source is still dropped by its bucket. */
-	exact_insert(&block_tags, &block_slots, cfg, &key, now_ns(clk) + cfg->rl_block_for_ns,
+	exact_insert(&block_tags, &block_slots, cfg, &key, now, now + cfg->rl_block_for_ns,
 		     FW_REASON_RATELIMIT);
 }
 

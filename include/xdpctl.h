@@ -231,6 +231,15 @@ struct fw_source_set {
 	struct fw_source way[FW_SOURCE_WAYS];
 };
 
+/* Per CPU and list: the last address found in the list's exact table, and its slot
+ * (exact_lookup in bpf/exact.h). */
+struct fw_exact_memo {
+	__u64 lo;
+	__u64 hi;
+	__u32 state;
+	__u32 slot;
+};
+
 /* --- xdpctl trace --------------------------------------------------------------------- */
 
 /* One xdp:xdp_exception, sent by bpf/trace.bpf.c through its ring buffer to `xdpctl trace`.

@@ -458,6 +458,12 @@ mod tests {
     }
 
     #[test]
+    fn the_default_size_is_the_programs() {
+        // FW_DEFAULT_EXACT_BUCKETS in bpf/firewall.bpf.c.
+        assert_eq!(buckets_for(crate::firewall::DEFAULT_MAX_RULES), 81_920);
+    }
+
+    #[test]
     fn small_tables_have_two_buckets_at_least() {
         assert_eq!(buckets_for(1), 2);
         assert_eq!(buckets_for(100), 8);

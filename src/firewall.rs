@@ -513,8 +513,6 @@ pub fn prepare_global_maps(open: &mut OpenObject, sizes: Sizes) -> Result<NamedL
             if asked == Some(0) {
                 bail!("{flag} must be at least 1");
             }
-            // The exact tables' compiled-in sizes are placeholders: they always get one.
-            let asked = asked.or((flag == "--max-rules").then_some(DEFAULT_MAX_RULES));
             if let Some(asked) = asked {
                 map.set_max_entries(entries(asked))?;
             }
