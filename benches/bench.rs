@@ -236,6 +236,8 @@ struct Subject {
     rules: String,
     /// Counted in the targets (the realistic mixes of the firewall, and xdp-filter).
     rule_count: Option<usize>,
+    /// The realistic mix of this many rules, but with a source table that fits in the cache.
+    cached_sources_rules: Option<usize>,
     probes: [Probe; 4],
     best: [f64; 4],
 }
@@ -252,6 +254,7 @@ fn subject(
         name: name.to_owned(),
         rules,
         rule_count,
+        cached_sources_rules: None,
         probes: [
             Probe::Same {
                 fd: raw,
@@ -372,6 +375,7 @@ fn per_packet(scale: &Scale, report: &mut Report) -> Result<()> {
             proto: RateLimitProto::All,
         })?;
         let realistic = mix == MIXED && sources.is_none();
+        let cached_sources = mix == MIXED && sources.is_some();
         let table = match sources {
             Some(sources) => format!(
                 ", a source table of {}",
@@ -379,13 +383,15 @@ fn per_packet(scale: &Scale, report: &mut Report) -> Result<()> {
             ),
             None => String::new(),
         };
-        subjects.push(subject(
+        let mut subject = subject(
             "firewall, rate limit on",
             format!("{} ({mix}){table}", xdpctl::stats::thousands(n as u64)),
             realistic.then_some(n),
             skel.progs.firewall.as_fd(),
             &exact_block(n - ranges),
-        )?);
+        )?;
+        subject.cached_sources_rules = cached_sources.then_some(n);
+        subjects.push(subject);
     }
 
     // Rounds: every path of every program once per round, the floor in every round, so a burst
@@ -500,6 +506,23 @@ fn per_packet(scale: &Scale, report: &mut Report) -> Result<()> {
                 goal: format!("≤ {goal}x"),
                 met: ours / x[path] <= goal,
             });
+        }
+        // What a per-source limiter costs at best: the same rules with every source's state in
+        // the cache.
+        if let Some(cached) = firewall
+            .iter()
+            .find(|s| s.cached_sources_rules == Some(largest))
+        {
+            let cost = program_cost(cached, 2);
+            let budget = 0.8 * x[2];
+            report.notes.push(format!(
+                "Random sources, pass path, {n} rules, with a source table small enough to stay in \
+                 the cache ({}): {cost:.0} ns, against the target's budget of {budget:.0} ns \
+                 (0.8 × xdp-filter's {:.0} ns): {} it, with every per-source access a cache hit.",
+                cached.rules,
+                x[2],
+                if cost > budget { "over" } else { "within" }
+            ));
         }
     }
     if let (Some(small), Some(big)) = (realistic(smallest), realistic(largest)) {
@@ -781,6 +804,17 @@ fn end_to_end(scale: &Scale, report: &mut Report) -> Result<()> {
     let fw = rates[receivers[1].name];
     let nft = rates[receivers[5].name];
     let ipt = rates[receivers[4].name];
+    // The firewall can at most match a program that does nothing: what the targets ask of it.
+    report.notes.push(format!(
+        "End to end, trivial XDP_DROP dropped {:.2}x as fast as nftables and {:.2}x as fast as \
+         iptables, so 2.5x of them needs the firewall at ≥ {:.2} and ≥ {:.2} of trivial's rate; \
+         it ran at {:.2}.",
+        floor / nft,
+        floor / ipt,
+        2.5 / (floor / nft),
+        2.5 / (floor / ipt),
+        fw / floor
+    ));
     for (what, other, goal, better) in [
         ("trivial XDP_DROP", floor, 0.8, "≥ 0.8x"),
         ("nftables netdev ingress", nft, 2.5, "≥ 2.5x"),
@@ -1168,68 +1202,68 @@ fn render(report: &Report) -> String {
 }
 
 /// What limits the figures: measured with variants of the programs on this machine
-/// (2026-11-21), kept here so `make bench` rewrites the file whole.
+/// (2026-11-28), kept here so `make bench` rewrites the file whole. The notes after it are
+/// computed from the run itself.
 const ANALYSIS: &str = "
 ## What limits the figures
 
-Measured on this machine with variants of the programs (BPF_PROG_RUN, same method as above):
+Measured on this machine with variants of the programs (BPF_PROG_RUN, same method as above),
+and with `perf record -e cpu-clock` during floods:
 
+- **Calls cost more than work here.** The kernel runs this CPU (AMD EPYC, Zen 4) with the
+  speculative-return-stack mitigation \"Safe RET\": every return goes through a thunk. A lookup
+  in the kernel's hash map is a call (and a memcmp call inside it): in a program of its own,
+  17 ns over the floor for an absent key, 24 ns for a present one. The firewall's exact
+  addresses therefore live in a table of its own (bpf/exact.h): two mmapable arrays per list,
+  buckets of sixteen 16-bit tags and a slot per lane, looked up with inlined loads and
+  arithmetic, no branch per lane. The range tries are still kernel calls, made only while a
+  trie holds rules.
+- **Drop path (met).** 39 ns with the hash map, 28 ns with the table, 19 ns once each CPU
+  remembers per list its last match and the slot (checked again on every use, so a removed or
+  moved rule is never trusted). What is left is the parse, the per-protocol, per-port,
+  per-reason and per-second counters and the atomic hit count, each 1-2 ns by variants.
 - **Pass path, same source (met).** The firewall runs its whole limiter on this path, which
-  xdp-filter has no equivalent of. What made it cheap:
-  - The clock costs nothing per packet: each CPU caches the coarse clock per jiffy
-    (`bpf_jiffies64` is inlined into a load). `bpf_ktime_get_ns` costs 30 ns in this VM, and
-    even `bpf_ktime_get_coarse_ns` 13 ns.
-  - No division per packet: userspace precomputes when a bucket is full.
-  - Empty prefix maps are skipped, from a bitmask kept under an edit lock.
-  - Per-source counters are plain adds.
-  - The per-source table is an array with 4-way sets rather than an LRU hash.
-
-  Those changes took the program cost from 203 to about 50 ns, now with the per-second history
-  and the destination-port counts included. The atomic rule-hit counter costs about 1 ns, and
-  each counter map about 1 ns.
-- **Drop path (at the boundary: 0.45-0.52 of xdp-filter across runs).** The floor is a bare
-  XDP_DROP now; the built-in xdp_drop it replaced kept counters, and subtracting those flattered
-  every program cost by a few ns. The drop path also counts the history and the destination
-  port: measured with variants (BPF_PROG_RUN, best of 25 runs), each costs 1-2 ns, within the
-  machine's noise, as does the atomic hit counter. The rest is the parse (VLAN, IPv4 options,
-  the L4 header for the port and SYN counters) and the exact-address hash lookup.
-- **Random sources (missed on the pass path; out of reach with a per-source limiter of this
-  capacity).** The budget is 0.8 of xdp-filter's cost, about 61 ns. Each new source costs
-  random accesses to memory far larger than the cache and the TLB, about 50-150 ns each in this
-  VM (a TLB miss walks both the guest's and the host's page tables):
-  - The source table. A per-source limiter has to find each source's bucket, and the default
-    table holds 262,144 sources in 12 MB. Compare the two 1,000-rule rows: the same program with
-    a 4,096-source table (in cache) saves 50-90 ns a packet (runs vary). That miss alone nearly uses up
-    the budget, and a table small enough to stay cached cannot track a many-source flood.
-  - The rule hash. Its bucket array is sized by `--max-rules` (1,048,576 buckets, 16 MB), not by
-    the rules in it, so even 1,000 rules cost a random bucket read a packet: with
-    `--max-rules 65536` and the small table, the 1,000-rule pass path measured 64 ns instead of
-    137 (a throwaway variant, not in the table). With 1M rules the hash's elements spread over
-    about 100 MB, and the small-table row at 1M shows the table no longer matters: the hash's
-    misses cost about 300 ns.
-  - xdp-filter keeps no per-source state, and its 512 addresses fit in the cache. Its maps
-    hold at most 10,000 addresses, so it cannot be measured with an equivalent 1M rule set.
-  - The LRU hash the source table replaced cost 600-900 ns per new source.
-  - Not built, and what they could win: a Bloom filter in front of the exact-address hash
-    (about 1 MB for 1M rules) would spare sources not on the list the hash's misses, and a
-    count-min sketch in front of the source table would give only heavy sources an exact
-    bucket. With both, the cost would approach the small-table row at 1,000 rules with a
-    small bucket array (64 ns) plus the probes: close to the budget, not under it. The sketch
-    changes the limiter's semantics (the reference model and its fixtures would follow).
-- **End to end vs netfilter (missed).** The generator and the receiver share this 2-core VM's
-  cores.
-  - Per packet, the sender's cost S adds to each receiver's cost, so the ratio of two receivers
-    is (S + N) / (S + F), not N / F.
-  - Even trivial XDP_DROP is only about 2.5x nftables and 2.8x iptables here: see `xdp_drop`'s
-    row over theirs in the end-to-end table.
-  - So 2.5x needs the firewall at about trivial XDP_DROP's rate. It runs at 0.86 of it, faster
-    than xdp-filter.
-  - The live-frames batch size was tried (64, 128, 256): larger batches were slower, and 256
-    overflowed the veth ring.
-- **Bulk rules (met).** The kernel's batch insert of 1M addresses into one hash takes about
-  1 s from one thread. The hash locks per bucket, so xdpctl writes from every core. It also
-  parses large files in parallel and groups keys flat and sorted, with no allocation per entry.
-  Together: 1.99 s and 194 MB before, 0.63 s and 59 MB now.
+  xdp-filter has no equivalent of: a clock read from a per-CPU cache refreshed once a jiffy
+  (`bpf_ktime_get_ns` costs 30 ns in this VM), no division per packet, empty maps skipped from
+  a bitmask, a set-associative source table instead of an LRU hash.
+- **Random sources (missed).** The budget is 0.8 of xdp-filter's cost, about 63 ns. Each new
+  source costs random reads of per-source and per-rule state. One random read in an array
+  costs (over a cached one): 1 MB +1 ns, 8 MB +23 ns, 16 MB +39 ns, 32 MB +48 ns, 64 MB +52 ns,
+  256 MB +63 ns.
+  - The source table (262,144 sources by default, 12 MB): one set of 192 bytes read and a slot
+    written per new source. Compare the rows with a 4,096-source table.
+  - The exact table at the default --max-rules (1,048,576): a miss reads two 32-byte buckets
+    of a 2.6 MB tag array, whatever the rules in it. The kernel hash it replaced read a bucket
+    of a 16 MB array and, with a million rules, elements spread over 100 MB: 398 ns at 1M rules
+    before, about 200 now.
+  - The note below gives the same run's random-source cost with a source table small enough to
+    stay in the cache: the least this limiter can cost, with no per-source access missing the
+    cache. Where that is over the budget, so is any table big enough to track a flood.
+  - Not built: a doorkeeper before the source table (a source's first packet after a quiet
+    second passes without touching its slot) would spare the table one-off sources. It bends
+    the limiter by one packet per quiet second per source, and the cached-table row bounds
+    what it could win.
+- **End to end vs netfilter.** Sender and receiver share a core: the veth peer's NAPI runs on
+  the CPU that sent the frames, so per packet the sender's cost S adds to every receiver's, and
+  the ratio of two receivers is (S + N) / (S + F), not N / F. The note below gives what that
+  leaves the firewall in this run: trivial XDP_DROP is only about 2.6x nftables and 2.8x
+  iptables, so 2.5x needs the firewall within a few percent of a program that does nothing.
+  - perf during a blocked flood: the firewall program took a quarter of the CPU, nearly half of
+    that in the exact lookup's hash and tag search, which BPF_PROG_RUN had put at 8 ns (a flood
+    runs the program between other code, not in a loop of its own). The per-CPU memo took
+    the firewall from 0.84 to about 0.93 of trivial's rate. A variant with the lookup replaced
+    by a constant compare reached 0.94: the parse and the counters alone cost 6%.
+  - The receiver on its own core (threaded NAPI on the lab's veth0) is no better a model:
+    frames then cross cores, and the firewall dropped 2.3-2.5 Mpps, below its shared-core rate.
+  - Live-frames batch sizes of 64, 128 and 256 were tried: larger batches were slower.
+- **Bulk rules (met).** xdpctl writes the exact table through its own mapping of it, with no
+  syscall per address; parsing the file takes most of the time. `unblock --all` of a million
+  takes under 0.1 s (1.3 s with the hash maps).
+- **Memory.** The exact tables are allocated whole when the maps are created: 55 MB per list at
+  the default --max-rules (2.6 MB of tags, 52 MB of slots). The maps at default sizes take
+  about 40 MB more than with hash maps, and about 40 MB less with a million rules. The peak RSS
+  of `block --file` counts the table pages xdpctl maps to write them (about 55 MB of kernel
+  memory, shared, not allocated by xdpctl).
 ";
 
 /// The sections of the benchmark, for `--only`.
