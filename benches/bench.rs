@@ -1256,9 +1256,11 @@ and with `perf record -e cpu-clock` during floods:
   - The receiver on its own core (threaded NAPI on the lab's veth0) is no better a model:
     frames then cross cores, and the firewall dropped 2.3-2.5 Mpps, below its shared-core rate.
   - Live-frames batch sizes of 64, 128 and 256 were tried: larger batches were slower.
-- **Bulk rules (met).** xdpctl writes the exact table through its own mapping of it, with no
-  syscall per address; parsing the file takes most of the time. `unblock --all` of a million
-  takes under 0.1 s (1.3 s with the hash maps).
+- **Bulk rules.** xdpctl writes the exact table through its own mapping of it, with no syscall
+  per address, from every core (writers claim slots by compare-and-swap and need no lock), and
+  parses the file in parallel. A bucket is read as four words, compared as the program does.
+  Reading each tag on its own and writing from one thread took 0.93 s for a million.
+  `unblock --all` of a million takes under 0.1 s (1.3 s with the hash maps).
 - **Memory.** The exact tables are allocated whole when the maps are created: 55 MB per list at
   the default --max-rules (2.6 MB of tags, 52 MB of slots). The maps at default sizes take
   about 40 MB more than with hash maps, and about 40 MB less with a million rules. The peak RSS

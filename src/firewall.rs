@@ -121,21 +121,6 @@ impl RateLimit {
     }
 }
 
-/// enum fw_map_bit: bit i of fw_config.maps_in_use stands for RULE_MAPS[i].
-pub fn map_bit(index: usize) -> u32 {
-    1 << index
-}
-
-/// The rule maps, in the order of fw_map_bit: each list's exact table (named by its tag array;
-/// its slots are `<list>_slots`), then its IPv4 and IPv6 range tries.
-pub const RULE_MAPS: [&str; 6] = [
-    "allow_tags",
-    "allow_v4_lpm",
-    "allow_v6_lpm",
-    "block_tags",
-    "block_v4_lpm",
-    "block_v6_lpm",
-];
 /// The range tries, in the order of `FirewallMaps::trie`'s indices.
 pub const TRIE_MAPS: [&str; 4] = [
     "allow_v4_lpm",
@@ -320,13 +305,11 @@ impl FirewallMaps {
         crate::exact::Table::open(tags, slots, config.exact_buckets, config.exact_seed)
     }
 
-    /// The fw_map_bit of a list's exact table, or of its trie for a family.
+    /// The fw_map_bit of a list's exact table, or of its trie for a family: per list (allow,
+    /// then block), the exact table, the IPv4 trie, the IPv6 trie.
     pub fn rule_bit(list: List, trie_ipv6: Option<bool>) -> u32 {
-        let base = match list {
-            List::Allow => 0,
-            List::Block => 3,
-        };
-        map_bit(base + trie_ipv6.map_or(0, |ipv6| 1 + ipv6 as usize))
+        let list_base = list as usize * 3;
+        1 << (list_base + trie_ipv6.map_or(0, |ipv6| 1 + ipv6 as usize))
     }
 
     /// Takes the lock that serialises rule and config edits between xdpctl processes (the
@@ -552,6 +535,20 @@ mod tests {
         assert_eq!(std::mem::size_of::<Source>(), 48);
         assert_eq!(std::mem::size_of::<SourceSet>(), 48 * SOURCE_WAYS);
         assert_eq!(std::mem::size_of::<FwStats>(), (5 + 4 + 4) * 8);
+    }
+
+    #[test]
+    fn rule_bits_are_the_programs() {
+        // enum fw_map_bit in include/xdpctl.h.
+        let bits = [
+            FirewallMaps::rule_bit(List::Allow, None),
+            FirewallMaps::rule_bit(List::Allow, Some(false)),
+            FirewallMaps::rule_bit(List::Allow, Some(true)),
+            FirewallMaps::rule_bit(List::Block, None),
+            FirewallMaps::rule_bit(List::Block, Some(false)),
+            FirewallMaps::rule_bit(List::Block, Some(true)),
+        ];
+        assert_eq!(bits, [1, 2, 4, 8, 16, 32]);
     }
 
     #[test]

@@ -289,15 +289,11 @@ impl PrefixTable {
         }
     }
 
-    /// The matching live rule: the exact address first (an expired one is deleted), then the
-    /// longest live range (expired ranges stay: the program cannot delete them).
+    /// The matching live rule: the exact address first, then the longest live range. Expired
+    /// rules stay until `list` sweeps them or they are renewed: the program removes nothing.
     fn matching(&mut self, addr: IpAddr, now: u64) -> Option<&mut RuleState> {
-        if let Some(rule) = self.exact.get(&addr) {
-            if rule.expired(now) {
-                self.exact.remove(&addr);
-            } else {
-                return self.exact.get_mut(&addr);
-            }
+        if self.exact.get(&addr).is_some_and(|rule| !rule.expired(now)) {
+            return self.exact.get_mut(&addr);
         }
         self.ranges
             .iter_mut()
@@ -604,6 +600,19 @@ mod tests {
         assert_eq!(table.ranges[&"10.1.0.0/16".parse().unwrap()].hits, 1);
         table.matching(addr, 100).unwrap().hits += 1;
         assert_eq!(table.ranges[&"10.0.0.0/8".parse().unwrap()].hits, 1);
+        // An exact address wins while it lives; expired, it stays in the table unmatched.
+        table.insert(
+            "10.1.2.3/32".parse().unwrap(),
+            RuleState {
+                expires_ns: 200,
+                ..live
+            },
+        );
+        table.matching(addr, 150).unwrap().hits += 1;
+        assert_eq!(table.exact[&addr].hits, 1);
+        table.matching(addr, 200).unwrap().hits += 1;
+        assert_eq!(table.ranges[&"10.0.0.0/8".parse().unwrap()].hits, 2);
+        assert!(table.exact.contains_key(&addr));
     }
 
     #[test]

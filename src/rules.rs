@@ -646,8 +646,14 @@ pub fn add_prefixes(
         None
     } else {
         let table = maps.exact_table(list)?;
-        let present = keys.iter().filter(|key| table.get(key).is_some()).count();
-        check_room(list, table.len(), keys.len() - present, max)?;
+        let used = table.len();
+        // A bulk load into an empty table (the common large case) needs no lookups first.
+        let present = if used == 0 {
+            0
+        } else {
+            keys.iter().filter(|key| table.get(key).is_some()).count()
+        };
+        check_room(list, used, keys.len() - present, max)?;
         report.added += keys.len() - present;
         report.updated += present;
         Some(table)
@@ -707,28 +713,21 @@ pub fn add_prefixes(
         }
     }
     if let Some(table) = table {
-        let (mut added, mut renewed) = (Vec::new(), Vec::new());
-        for key in &keys {
-            match table.insert(key, expires_ns, reason) {
-                Ok(exact::Inserted::New) => added.push(*key),
-                Ok(exact::Inserted::Renewed(old)) => renewed.push(old),
-                Err(exact::Full) => {
-                    for key in &added {
-                        table.remove(key);
-                    }
-                    for old in &renewed {
-                        table.restore(old);
-                    }
-                    undo_plans(maps, &plans);
-                    bail!(
-                        "the {}'s table has no room left for {}: both of the places it may go \
-                         are full. Nothing was applied. Load the firewall with a larger \
-                         --max-rules",
-                        list_name(list),
-                        key.addr()
-                    );
-                }
+        let (added, renewed, full) = table.insert_all(&keys, expires_ns, reason);
+        if let Some(key) = full {
+            for key in &added {
+                table.remove(key);
             }
+            for old in &renewed {
+                table.restore(old);
+            }
+            undo_plans(maps, &plans);
+            bail!(
+                "the {}'s table has no room left for {}: both of the places it may go are full. \
+                 Nothing was applied. Load the firewall with a larger --max-rules",
+                list_name(list),
+                key.addr()
+            );
         }
     }
     Ok(report)
