@@ -66,6 +66,15 @@ RANGE_TRIE(block_v6_lpm, struct fw_lpm_v6_key);
 EXACT_TABLE(allow);
 EXACT_TABLE(block);
 
+/* The range filter (FW_RANGE_WORDS in xdpctl.h): a word array, in trie_index order. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32);
+	__type(value, __u64);
+	__uint(max_entries, 4 * FW_RANGE_WORDS);
+	__uint(map_flags, BPF_F_MMAPABLE);
+} range_bits SEC(".maps");
+
 /* Per interface (not pinned): each list's memo of its last match (exact_lookup). */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -175,6 +184,16 @@ static __always_inline void *trie_of(enum trie_index trie)
 	}
 }
 
+/* Whether a range of a trie may cover an address whose first 16 bits are `top` (the range
+ * filter): if not, the trie's lookup is not worth its call. */
+static __always_inline int range_may_match(enum trie_index trie, __u32 top)
+{
+	__u32 word = trie * FW_RANGE_WORDS + (top >> 6);
+	__u64 *bits = bpf_map_lookup_elem(&range_bits, &word);
+
+	return bits && (*bits >> (top & 63)) & 1;
+}
+
 /* A search for the longest live prefix below an expired one. `key` is a trie key (the IPv4
  * trie reads its first 8 bytes); `live` is set when a live prefix is found at key.prefixlen. */
 struct below_expired {
@@ -248,7 +267,7 @@ static __always_inline int match_v4(void *tags, void *slots, enum trie_index tri
 			return 1;
 		}
 	}
-	if (!(in_use & lpm_bit))
+	if (!(in_use & lpm_bit) || !range_may_match(trie, bpf_ntohl(addr) >> 16))
 		return 0;
 	__builtin_memcpy(lpm_key.addr, &addr, 4);
 	rule = live_lpm(trie, &lpm_key, clk);
@@ -275,7 +294,8 @@ static __always_inline int match_v6(void *tags, void *slots, enum trie_index tri
 			return 1;
 		}
 	}
-	if (!(in_use & lpm_bit))
+	if (!(in_use & lpm_bit) ||
+	    !range_may_match(trie, (__u32)addr->addr[0] << 8 | addr->addr[1]))
 		return 0;
 	__builtin_memcpy(lpm_key.addr, addr->addr, 16);
 	rule = live_lpm(trie, &lpm_key, clk);

@@ -183,6 +183,14 @@ enum fw_rl_proto {
 /* Tokens are kept in nano-tokens: one packet costs FW_TOKEN. */
 #define FW_TOKEN 1000000000ULL
 
+/* The range filter: per list and family, a bit per value of an address's first 16 bits, set
+ * where a range of the list's trie may cover it (a range shorter than /16 sets every value it
+ * spans). A clear bit spares the program the trie lookup, a call into the kernel. Userspace
+ * sets bits before it inserts a range, and recomputes them from the trie, under its edit lock,
+ * after removing ranges. The array holds FW_RANGE_WORDS 64-bit words for each trie, in the
+ * order allow IPv4, allow IPv6, block IPv4, block IPv6. */
+#define FW_RANGE_WORDS (65536 / 64)
+
 /* Bits of fw_config.maps_in_use: the rule maps that may hold entries. A clear bit lets the
  * program skip a lookup; userspace sets a bit before it inserts and clears it only once the map
  * is empty (holding its edit lock), and keeps the block list's exact bit set while auto-block may

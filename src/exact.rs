@@ -10,11 +10,12 @@
 //! program never removes anything, so xdpctl renews or removes a live slot without a race.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::os::fd::{AsFd, AsRawFd};
 use std::sync::atomic::{AtomicU16, AtomicU32, AtomicU64, Ordering};
 
-use anyhow::{bail, Context, Result};
-use libbpf_rs::{MapCore, MapHandle};
+use anyhow::Result;
+use libbpf_rs::MapHandle;
+
+use crate::mapping::Mapping;
 
 /// FW_EXACT_LANES: lanes (slots) per bucket.
 pub const LANES: usize = 16;
@@ -133,58 +134,6 @@ pub enum Inserted {
 /// Both buckets of an address are full.
 #[derive(Debug)]
 pub struct Full;
-
-/// A shared mapping of a BPF array.
-struct Mapping {
-    ptr: *mut libc::c_void,
-    len: usize,
-}
-
-// SAFETY: the memory is only touched through atomics.
-unsafe impl Send for Mapping {}
-unsafe impl Sync for Mapping {}
-
-impl Mapping {
-    fn of(map: &MapHandle, entries: usize, value_size: usize) -> Result<Mapping> {
-        let len = entries * value_size;
-        if map.max_entries() as usize != entries || map.value_size() as usize != value_size {
-            bail!(
-                "the map {} has {} entries of {} bytes, not {entries} of {value_size}: it was \
-                 made by another version of xdpctl",
-                map.name().to_string_lossy(),
-                map.max_entries(),
-                map.value_size()
-            );
-        }
-        // SAFETY: a shared mapping of an mmapable array map, within its size.
-        let ptr = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED,
-                map.as_fd().as_raw_fd(),
-                0,
-            )
-        };
-        if ptr == libc::MAP_FAILED {
-            return Err(std::io::Error::last_os_error()).with_context(|| {
-                format!(
-                    "mapping the map {} into memory",
-                    map.name().to_string_lossy()
-                )
-            });
-        }
-        Ok(Mapping { ptr, len })
-    }
-}
-
-impl Drop for Mapping {
-    fn drop(&mut self) {
-        // SAFETY: our own mapping, unmapped once.
-        unsafe { libc::munmap(self.ptr, self.len) };
-    }
-}
 
 /// One list's table, mapped into this process.
 pub struct Table {

@@ -132,7 +132,7 @@ pub const TRIE_MAPS: [&str; 4] = [
 pub const EXACT_MAPS: [[&str; 2]; 2] =
     [["allow_tags", "allow_slots"], ["block_tags", "block_slots"]];
 /// The other global (pinned, shared) maps of the firewall.
-const OTHER_GLOBAL_MAPS: [&str; 3] = ["ports", "fw_config", "sources"];
+const OTHER_GLOBAL_MAPS: [&str; 4] = ["ports", "fw_config", "sources", "range_bits"];
 
 /// Whether a map of the firewall object is one of its global (pinned, shared) maps.
 pub fn is_global_map(name: &str) -> bool {
@@ -181,6 +181,7 @@ pub struct FirewallMaps {
     pub ports: MapHandle,
     pub config: MapHandle,
     pub sources: MapHandle,
+    range_bits: MapHandle,
     /// The name of the lock that serialises rule edits (None: maps opened only for reading).
     edit_lock: Option<String>,
 }
@@ -203,6 +204,7 @@ impl FirewallMaps {
             ports: find("ports")?,
             config: find("fw_config")?,
             sources: find("sources")?,
+            range_bits: find("range_bits")?,
             edit_lock,
         })
     }
@@ -303,6 +305,11 @@ impl FirewallMaps {
         let config = self.config()?;
         let [tags, slots] = &self.exact[list as usize];
         crate::exact::Table::open(tags, slots, config.exact_buckets, config.exact_seed)
+    }
+
+    /// The range filter, mapped into this process.
+    pub fn range_filter(&self) -> Result<crate::range_filter::RangeFilter> {
+        crate::range_filter::RangeFilter::open(&self.range_bits)
     }
 
     /// The fw_map_bit of a list's exact table, or of its trie for a family: per list (allow,

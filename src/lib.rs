@@ -5,7 +5,8 @@
 //! - [`attach`]: interfaces, XDP modes, bpf_link create/update/detach, queries
 //! - [`pins`]: xdpctl's state in bpffs and who owns an attached program
 //! - [`firewall`]: the firewall's ABI and global maps; [`rules`]: editing its lists;
-//!   [`exact`]: the exact-address tables, mapped into this process
+//!   [`exact`]: the exact-address tables, mapped into this process; [`range_filter`]: which
+//!   ranges' tries are worth a lookup
 //! - [`stats`]: per-CPU counters, rates, the tutorial's format, JSON
 //! - [`history`]: the per-second history ring; [`ports`]: packets per destination port
 //! - [`metrics`]: a snapshot for Prometheus and its text exposition format
@@ -25,12 +26,14 @@ pub mod graph;
 pub mod history;
 pub mod libbpf_log;
 pub mod locks;
+pub mod mapping;
 pub mod metrics;
 pub mod model;
 pub mod pins;
 pub mod ports;
 pub mod privileges;
 pub mod programs;
+pub mod range_filter;
 pub mod rules;
 pub mod stats;
 pub mod testenv;

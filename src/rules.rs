@@ -690,6 +690,9 @@ pub fn add_prefixes(
         bits |= FirewallMaps::rule_bit(list, None);
     }
     maps.mark_in_use(bits)?;
+    if !ranges.is_empty() {
+        maps.range_filter()?.mark(list, &ranges);
+    }
     for (done, plan) in plans.iter().enumerate() {
         let map = maps.trie(plan.index);
         let mut values = Vec::with_capacity(plan.len() * std::mem::size_of::<Rule>());
@@ -890,9 +893,20 @@ pub fn remove_prefixes(maps: &FirewallMaps, list: List, prefixes: &[IpNet]) -> R
         let keys: Vec<Vec<u8>> = wanted.into_iter().map(|(_, key)| key).collect();
         removed += keys.len();
         delete_many(maps.trie(trie_of(list, ipv6)), &keys)?;
+        refresh_range_filter(maps, list, ipv6)?;
     }
     maps.refresh_in_use()?;
     Ok(removed)
+}
+
+/// Recomputes a trie's range filter from the ranges left in it (after removing some).
+fn refresh_range_filter(maps: &FirewallMaps, list: List, ipv6: bool) -> Result<()> {
+    let mut ranges = Vec::new();
+    for_each_entry(maps.trie(trie_of(list, ipv6)), |key, _| {
+        ranges.extend(prefix_of(ipv6, key));
+    })?;
+    maps.range_filter()?.set(list, ipv6, &ranges);
+    Ok(())
 }
 
 /// Empties a list. Returns how many entries went.
@@ -904,6 +918,7 @@ pub fn clear(maps: &FirewallMaps, list: List) -> Result<usize> {
         let keys = map_keys(map)?;
         removed += keys.len();
         delete_many(map, &keys)?;
+        refresh_range_filter(maps, list, ipv6)?;
     }
     maps.refresh_in_use()?;
     Ok(removed)
@@ -953,7 +968,10 @@ pub fn list_prefixes(maps: &FirewallMaps, list: List, now_ns: u64) -> Result<Vec
         collect_ranges(map, ipv6, now_ns, &mut out, |key| {
             expired.push(key.to_vec())
         })?;
-        delete_many(map, &expired)?;
+        if !expired.is_empty() {
+            delete_many(map, &expired)?;
+            refresh_range_filter(maps, list, ipv6)?;
+        }
     }
     out.sort_by_key(|entry| entry.prefix);
     Ok(out)

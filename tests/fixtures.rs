@@ -631,3 +631,72 @@ fn auto_block_drops_the_flooder_then_expires() {
         ],
     );
 }
+
+#[test]
+fn ranges_still_match_after_edits_of_their_neighbours() {
+    if !common::have_root("ranges_still_match_after_edits_of_their_neighbours") {
+        return;
+    }
+    let mut object = MaybeUninit::uninit();
+    let skel = FirewallSkelBuilder::default()
+        .open(&mut object)
+        .unwrap()
+        .load()
+        .unwrap();
+    let maps = FirewallMaps::from_object(skel.object()).unwrap();
+    let nets = |texts: &[&str]| -> Vec<ipnet::IpNet> {
+        texts
+            .iter()
+            .map(|t| rules::parse_prefix(t).unwrap())
+            .collect()
+    };
+    let verdict = |src: &str| run(&skel, &udp(src, 1000).bytes());
+    let (pass, drop) = (PASS.xdp_action(), BLOCKLIST.xdp_action());
+    // Two ranges in one /16, a range over sixteen /16s, and IPv6 ranges in one /16 too.
+    let ranges = nets(&[
+        "10.1.0.0/24",
+        "10.1.1.0/24",
+        "172.16.0.0/12",
+        "2001:db8:1::/48",
+        "2001:db8:2::/48",
+    ]);
+    rules::add_prefixes(&maps, List::Block, &ranges, 0, firewall::REASON_MANUAL).unwrap();
+    for src in [
+        "10.1.0.5",
+        "10.1.1.5",
+        "172.16.0.1",
+        "172.31.255.1",
+        "2001:db8:1::5",
+        "2001:db8:2::5",
+    ] {
+        assert_eq!(verdict(src), drop, "{src}");
+    }
+    for src in ["10.2.0.5", "172.32.0.1", "2001:db9::5"] {
+        assert_eq!(verdict(src), pass, "{src}");
+    }
+    // Removing one range of a /16 keeps its neighbour's matching.
+    rules::remove_prefixes(
+        &maps,
+        List::Block,
+        &nets(&["10.1.0.0/24", "2001:db8:1::/48"]),
+    )
+    .unwrap();
+    assert_eq!(verdict("10.1.0.5"), pass);
+    assert_eq!(verdict("10.1.1.5"), drop);
+    assert_eq!(verdict("2001:db8:1::5"), pass);
+    assert_eq!(verdict("2001:db8:2::5"), drop);
+    // Once the last range of a /16 goes, its filter bit goes too: the trie is not asked.
+    let filter = maps.range_filter().unwrap();
+    assert!(filter.may_match(List::Block, ip("10.1.1.5")));
+    rules::remove_prefixes(&maps, List::Block, &nets(&["10.1.1.0/24"])).unwrap();
+    assert_eq!(verdict("10.1.1.5"), pass);
+    assert!(!filter.may_match(List::Block, ip("10.1.1.5")));
+    assert!(filter.may_match(List::Block, ip("172.20.0.1")));
+    // Clearing the list clears every bit; the allow list never had any.
+    rules::clear(&maps, List::Block).unwrap();
+    for src in ["172.20.0.1", "2001:db8:2::5"] {
+        assert!(!filter.may_match(List::Block, ip(src)), "{src}");
+        assert_eq!(verdict(src), pass, "{src}");
+    }
+    assert!(!filter.may_match(List::Allow, ip("10.1.1.5")));
+}
