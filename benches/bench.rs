@@ -1244,7 +1244,9 @@ and with `perf record -e cpu-clock` during floods:
 - **Pass path, same source (met).** The firewall runs its whole limiter on this path, which
   xdp-filter has no equivalent of: a clock read from a per-CPU cache refreshed once a jiffy
   (`bpf_ktime_get_ns` costs 30 ns in this VM), no division per packet, empty maps skipped from
-  a bitmask, a set-associative source table instead of an LRU hash.
+  a bitmask, a set-associative source table instead of an LRU hash, and the range filter: a
+  bit per value of the address's first 16 bits that says whether any range may cover it, which
+  spares most packets the trie's lookup (40 -> 32 ns with a million mixed rules).
 - **Random sources (missed).** The budget is 0.8 of xdp-filter's cost, about 63 ns. Each new
   source costs random reads of per-source and per-rule state. One random read in an array
   costs (over a cached one): 1 MB +1 ns, 8 MB +23 ns, 16 MB +39 ns, 32 MB +48 ns, 64 MB +52 ns,
