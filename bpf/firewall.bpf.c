@@ -244,65 +244,44 @@ static __always_inline struct fw_rule *live_lpm(enum trie_index trie, struct fw_
 	return bpf_map_lookup_elem(map, key);
 }
 
-/* Which rule of a list matched: an exact one or a range. hits is the counter to bump. */
-struct match {
-	__u64 *hits;
-};
-
-/* The exact table first, then the trie, each only if it may hold entries (`exact_bit`,
- * `lpm_bit`: the list's fw_map_bit flags). Returns 1 on a live match. */
-static __always_inline int match_v4(void *tags, void *slots, enum trie_index trie, __u32 exact_bit,
-				    __u32 lpm_bit, __u32 addr, struct clock *clk, struct match *m)
+/* The hit counter of the list's live rule for the packet's source, or NULL: the exact table
+ * first, then the trie, each only if it may hold entries (maps_in_use), and the trie only if the
+ * range filter says a range may cover the source. `block`: the block list, else the allow list
+ * (a constant where this is inlined, so the maps below are too). */
+static __always_inline __u64 *match_list(int block, struct pkt *p, struct clock *clk)
 {
-	struct fw_lpm_v6_key lpm_key = {.prefixlen = 32}; /* read as a struct fw_lpm_v4_key */
 	__u32 in_use = clk->cfg->maps_in_use;
-	struct exact_key key = exact_key_v4(addr);
+	enum trie_index trie = (block ? BLOCK_V4_TRIE : ALLOW_V4_TRIE) + p->is_v6;
+	__u32 lpm_bit = (block ? FW_BLOCK_V4_LPM : FW_ALLOW_V4_LPM) << p->is_v6;
+	struct fw_lpm_v6_key lpm_key = {}; /* the IPv4 trie reads it as a struct fw_lpm_v4_key */
 	struct fw_exact_slot *slot;
+	struct exact_key key;
 	struct fw_rule *rule;
+	__u32 top;
 
-	if (in_use & exact_bit) {
-		slot = live_exact(tags, slots, exact_bit == FW_BLOCK_EXACT, &key, clk);
-		if (slot) {
-			m->hits = &slot->hits;
-			return 1;
-		}
+	if (in_use & (block ? FW_BLOCK_EXACT : FW_ALLOW_EXACT)) {
+		key = p->is_v6 ? exact_key_v6(&p->saddr6) : exact_key_v4(p->saddr4);
+		slot = live_exact(block ? (void *)&block_tags : (void *)&allow_tags,
+				  block ? (void *)&block_slots : (void *)&allow_slots, block, &key,
+				  clk);
+		if (slot)
+			return &slot->hits;
 	}
-	if (!(in_use & lpm_bit) || !range_may_match(trie, bpf_ntohl(addr) >> 16))
-		return 0;
-	__builtin_memcpy(lpm_key.addr, &addr, 4);
-	rule = live_lpm(trie, &lpm_key, clk);
-	if (!rule)
-		return 0;
-	m->hits = &rule->hits;
-	return 1;
-}
-
-static __always_inline int match_v6(void *tags, void *slots, enum trie_index trie, __u32 exact_bit,
-				    __u32 lpm_bit, struct fw_v6_addr *addr, struct clock *clk,
-				    struct match *m)
-{
-	struct fw_lpm_v6_key lpm_key = {.prefixlen = 128};
-	__u32 in_use = clk->cfg->maps_in_use;
-	struct exact_key key = exact_key_v6(addr);
-	struct fw_exact_slot *slot;
-	struct fw_rule *rule;
-
-	if (in_use & exact_bit) {
-		slot = live_exact(tags, slots, exact_bit == FW_BLOCK_EXACT, &key, clk);
-		if (slot) {
-			m->hits = &slot->hits;
-			return 1;
-		}
+	if (!(in_use & lpm_bit))
+		return NULL;
+	if (p->is_v6) {
+		lpm_key.prefixlen = 128;
+		__builtin_memcpy(lpm_key.addr, p->saddr6.addr, 16);
+		top = (__u32)p->saddr6.addr[0] << 8 | p->saddr6.addr[1];
+	} else {
+		lpm_key.prefixlen = 32;
+		__builtin_memcpy(lpm_key.addr, &p->saddr4, 4);
+		top = bpf_ntohl(p->saddr4) >> 16;
 	}
-	if (!(in_use & lpm_bit) ||
-	    !range_may_match(trie, (__u32)addr->addr[0] << 8 | addr->addr[1]))
-		return 0;
-	__builtin_memcpy(lpm_key.addr, addr->addr, 16);
+	if (!range_may_match(trie, top))
+		return NULL;
 	rule = live_lpm(trie, &lpm_key, clk);
-	if (!rule)
-		return 0;
-	m->hits = &rule->hits;
-	return 1;
+	return rule ? &rule->hits : NULL;
 }
 
 static __always_inline void parse_l4(struct hdr_cursor *nh, void *data_end, struct pkt *p,
@@ -543,7 +522,7 @@ int firewall(struct xdp_md *ctx)
 	__u64 len = data_end - data;
 	struct pkt p = {};
 	struct clock clk = {};
-	struct match m = {};
+	__u64 *hits;
 	__u32 zero = 0, slot;
 	int eth_type, proto;
 
@@ -569,18 +548,14 @@ int firewall(struct xdp_md *ctx)
 			(*port_count)++;
 	}
 
-	if (p.is_v6 ? match_v6(&allow_tags, &allow_slots, ALLOW_V6_TRIE, FW_ALLOW_EXACT,
-			       FW_ALLOW_V6_LPM, &p.saddr6, &clk, &m)
-		    : match_v4(&allow_tags, &allow_slots, ALLOW_V4_TRIE, FW_ALLOW_EXACT,
-			       FW_ALLOW_V4_LPM, p.saddr4, &clk, &m)) {
-		__sync_fetch_and_add(m.hits, 1);
+	hits = match_list(0, &p, &clk);
+	if (hits) {
+		__sync_fetch_and_add(hits, 1);
 		return count(ctx, clk.cache, proto, p.syn, -1, len);
 	}
-	if (p.is_v6 ? match_v6(&block_tags, &block_slots, BLOCK_V6_TRIE, FW_BLOCK_EXACT,
-			       FW_BLOCK_V6_LPM, &p.saddr6, &clk, &m)
-		    : match_v4(&block_tags, &block_slots, BLOCK_V4_TRIE, FW_BLOCK_EXACT,
-			       FW_BLOCK_V4_LPM, p.saddr4, &clk, &m)) {
-		__sync_fetch_and_add(m.hits, 1);
+	hits = match_list(1, &p, &clk);
+	if (hits) {
+		__sync_fetch_and_add(hits, 1);
 		return count(ctx, clk.cache, proto, p.syn, FW_DROP_BLOCKLIST, len);
 	}
 	if (p.malformed)

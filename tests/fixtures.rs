@@ -407,6 +407,18 @@ fn run(skel: &FirewallSkel, bytes: &[u8]) -> u32 {
         .return_value
 }
 
+/// The firewall loaded (not attached), with its maps (unpinned: this test's own).
+fn load_firewall() -> (FirewallSkel<'static>, FirewallMaps) {
+    let object = Box::leak(Box::new(MaybeUninit::uninit()));
+    let skel = FirewallSkelBuilder::default()
+        .open(object)
+        .unwrap()
+        .load()
+        .unwrap();
+    let maps = FirewallMaps::from_object(skel.object()).unwrap();
+    (skel, maps)
+}
+
 /// The fixtures' rule set, in the kernel (through src/rules.rs) and in a model.
 fn install(maps: &FirewallMaps) -> Firewall {
     let mut model = model_for(maps);
@@ -451,13 +463,7 @@ fn every_fixture_gets_its_exact_verdict_from_kernel_and_model() {
     if !common::have_root("every_fixture_gets_its_exact_verdict_from_kernel_and_model") {
         return;
     }
-    let mut object = MaybeUninit::uninit();
-    let skel = FirewallSkelBuilder::default()
-        .open(&mut object)
-        .unwrap()
-        .load()
-        .unwrap();
-    let maps = FirewallMaps::from_object(skel.object()).unwrap();
+    let (skel, maps) = load_firewall();
     let mut model = install(&maps);
     maps.set_clock(T0).unwrap();
 
@@ -488,13 +494,7 @@ fn every_fixture_gets_its_exact_verdict_from_kernel_and_model() {
 
 /// Runs a sequence of (time, packet, expected) through kernel and model.
 fn sequence(rl: RateLimit, steps: &[(u64, Vec<u8>, Verdict)]) {
-    let mut object = MaybeUninit::uninit();
-    let skel = FirewallSkelBuilder::default()
-        .open(&mut object)
-        .unwrap()
-        .load()
-        .unwrap();
-    let maps = FirewallMaps::from_object(skel.object()).unwrap();
+    let (skel, maps) = load_firewall();
     let mut model = Firewall {
         rate_limit: rl,
         ..model_for(&maps)
@@ -637,13 +637,7 @@ fn ranges_still_match_after_edits_of_their_neighbours() {
     if !common::have_root("ranges_still_match_after_edits_of_their_neighbours") {
         return;
     }
-    let mut object = MaybeUninit::uninit();
-    let skel = FirewallSkelBuilder::default()
-        .open(&mut object)
-        .unwrap()
-        .load()
-        .unwrap();
-    let maps = FirewallMaps::from_object(skel.object()).unwrap();
+    let (skel, maps) = load_firewall();
     let nets = |texts: &[&str]| -> Vec<ipnet::IpNet> {
         texts
             .iter()
