@@ -114,6 +114,10 @@ struct Slot {
     state: AtomicU32,
 }
 
+// The program's layout (struct fw_exact_slot).
+const _: () =
+    assert!(std::mem::size_of::<Slot>() == std::mem::size_of::<crate::firewall::ExactSlot>());
+
 /// One rule of a table.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Entry {
