@@ -633,13 +633,22 @@ pub fn add_prefixes(
     reason: u32,
 ) -> Result<AddReport> {
     let _lock = maps.lock()?;
-    let (exact, ranges): (Vec<IpNet>, Vec<IpNet>) =
-        prefixes.iter().partition(|prefix| target_of(prefix).exact);
+    // Exact addresses become table keys, without a copy of the prefixes between (a bulk load
+    // is nearly all of them).
+    let ranges: Vec<IpNet> = prefixes
+        .iter()
+        .filter(|prefix| !target_of(prefix).exact)
+        .copied()
+        .collect();
     let max = maps.trie(trie_of(list, false)).max_entries() as usize;
     let mut report = AddReport::default();
 
     // Check every map first, so a full one refuses the whole command.
-    let mut keys: Vec<exact::Key> = exact.iter().map(|p| exact::Key::of(p.addr())).collect();
+    let mut keys: Vec<exact::Key> = prefixes
+        .iter()
+        .filter(|prefix| target_of(prefix).exact)
+        .map(|prefix| exact::Key::of(prefix.addr()))
+        .collect();
     keys.sort_unstable();
     keys.dedup();
     let table = if keys.is_empty() {
