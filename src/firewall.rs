@@ -121,7 +121,7 @@ impl RateLimit {
     }
 }
 
-/// The range tries, in the order of `FirewallMaps::trie`'s indices.
+/// The range tries, in the order `FirewallMaps::trie` indexes them.
 pub const TRIE_MAPS: [&str; 4] = [
     "allow_v4_lpm",
     "allow_v6_lpm",
@@ -174,7 +174,7 @@ fn random_u64() -> Result<u64> {
 
 /// Handles to the global maps, however they were found (pins, or a loaded object in tests).
 pub struct FirewallMaps {
-    /// In TRIE_MAPS order.
+    /// In TRIE_MAPS order: per list (allow, block), IPv4 then IPv6.
     tries: Vec<MapHandle>,
     /// Per list (Allow, Block): the exact table's tags and slots.
     exact: [[MapHandle; 2]; 2],
@@ -287,17 +287,9 @@ impl FirewallMaps {
         Ok(())
     }
 
-    /// The index (in TRIE_MAPS) of the range trie of one list and family.
-    pub fn trie_index(list: List, ipv6: bool) -> usize {
-        (match list {
-            List::Allow => 0,
-            List::Block => 2,
-        }) + ipv6 as usize
-    }
-
-    /// The range trie at an index of TRIE_MAPS.
-    pub fn trie(&self, index: usize) -> &MapHandle {
-        &self.tries[index]
+    /// The range trie of one list and family.
+    pub fn trie(&self, list: List, ipv6: bool) -> &MapHandle {
+        &self.tries[list as usize * 2 + ipv6 as usize]
     }
 
     /// A list's exact table, mapped into this process.
@@ -350,7 +342,7 @@ impl FirewallMaps {
                 in_use |= FirewallMaps::rule_bit(list, None);
             }
             for ipv6 in [false, true] {
-                let trie = self.trie(FirewallMaps::trie_index(list, ipv6));
+                let trie = self.trie(list, ipv6);
                 if trie.keys().next().is_some() {
                     in_use |= FirewallMaps::rule_bit(list, Some(ipv6));
                 }

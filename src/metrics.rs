@@ -139,7 +139,7 @@ pub fn count_rules(maps: &FirewallMaps, now_ns: u64) -> Result<RuleMetrics> {
             if config.maps_in_use & FirewallMaps::rule_bit(list, Some(ipv6)) == 0 {
                 continue;
             }
-            let trie = maps.trie(FirewallMaps::trie_index(list, ipv6));
+            let trie = maps.trie(list, ipv6);
             let (live, rate_limited) = count_trie(trie, now_ns)?;
             if ipv6 {
                 counts.ipv6 += live;

@@ -57,7 +57,7 @@ impl RangeFilter {
         })
     }
 
-    /// The words of one list and family (trie_index order in bpf/firewall.bpf.c).
+    /// The words of one list and family (enum trie_index order in bpf/firewall.bpf.c).
     fn words(&self, list: List, ipv6: bool) -> &[AtomicU64] {
         let first = (list as usize * 2 + ipv6 as usize) * WORDS;
         assert!((first + WORDS) * 8 <= self.words.len);

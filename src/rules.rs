@@ -340,11 +340,6 @@ fn prefix_of(ipv6: bool, key: &[u8]) -> Option<IpNet> {
     })
 }
 
-/// The index in TRIE_MAPS of a list's trie for a family.
-fn trie_of(list: List, ipv6: bool) -> usize {
-    FirewallMaps::trie_index(list, ipv6)
-}
-
 fn rule_of(bytes: &[u8]) -> Rule {
     let mut rule = Rule::default();
     let _ = plain::copy_from_bytes(&mut rule, bytes);
@@ -533,8 +528,8 @@ pub struct AddReport {
 /// The additions for one range trie: keys flat (`key_size` bytes each), sorted and distinct,
 /// with the prefix length of each.
 struct Plan {
-    /// In TRIE_MAPS.
-    index: usize,
+    /// Which family's trie (of the list being edited).
+    ipv6: bool,
     key_size: usize,
     keys: Vec<u8>,
     prefixlens: Vec<u32>,
@@ -554,7 +549,7 @@ impl Plan {
 }
 
 /// Groups ranges by the trie they go to, as flat sorted distinct keys: no allocation per entry.
-fn plan_ranges(list: List, ranges: &[IpNet]) -> Vec<Plan> {
+fn plan_ranges(ranges: &[IpNet]) -> Vec<Plan> {
     let mut by_family: HashMap<bool, Vec<([u8; 20], u32)>> = HashMap::new();
     for prefix in ranges {
         let key = key_of(prefix);
@@ -578,7 +573,7 @@ fn plan_ranges(list: List, ranges: &[IpNet]) -> Vec<Plan> {
                 prefixlens.push(*len);
             }
             Plan {
-                index: trie_of(list, ipv6),
+                ipv6,
                 key_size,
                 keys,
                 prefixlens,
@@ -604,9 +599,9 @@ fn check_room(list: List, used: usize, new: usize, max: usize) -> Result<()> {
 }
 
 /// Undoes the trie writes of plans: new keys go, old values come back.
-fn undo_plans(maps: &FirewallMaps, plans: &[Plan]) {
+fn undo_plans(maps: &FirewallMaps, list: List, plans: &[Plan]) {
     for plan in plans {
-        let map = maps.trie(plan.index);
+        let map = maps.trie(list, plan.ipv6);
         let new: Vec<Vec<u8>> = (0..plan.len())
             .map(|i| plan.key(i))
             .filter(|k| !plan.existing.contains_key(*k))
@@ -640,7 +635,7 @@ pub fn add_prefixes(
         .filter(|prefix| !target_of(prefix).exact)
         .copied()
         .collect();
-    let max = maps.trie(trie_of(list, false)).max_entries() as usize;
+    let max = maps.trie(list, false).max_entries() as usize;
     let mut report = AddReport::default();
 
     // Check every map first, so a full one refuses the whole command.
@@ -667,9 +662,9 @@ pub fn add_prefixes(
         report.updated += present;
         Some(table)
     };
-    let mut plans = plan_ranges(list, &ranges);
+    let mut plans = plan_ranges(&ranges);
     for plan in &mut plans {
-        let map = maps.trie(plan.index);
+        let map = maps.trie(list, plan.ipv6);
         // One pass over the map, copying only the entries this command updates. The set of
         // keys to look for is built at the first entry: a bulk load into an empty map needs none.
         let mut in_map = 0;
@@ -693,7 +688,7 @@ pub fn add_prefixes(
 
     // The program skips maps it believes empty: say they are not before filling them.
     let mut bits = plans.iter().fold(0, |bits, plan| {
-        bits | FirewallMaps::rule_bit(list, Some(plan.index % 2 == 1))
+        bits | FirewallMaps::rule_bit(list, Some(plan.ipv6))
     });
     if table.is_some() {
         bits |= FirewallMaps::rule_bit(list, None);
@@ -703,7 +698,7 @@ pub fn add_prefixes(
         maps.range_filter()?.mark(list, &ranges);
     }
     for (done, plan) in plans.iter().enumerate() {
-        let map = maps.trie(plan.index);
+        let map = maps.trie(list, plan.ipv6);
         let mut values = Vec::with_capacity(plan.len() * std::mem::size_of::<Rule>());
         for i in 0..plan.len() {
             let hits = plan
@@ -720,7 +715,7 @@ pub fn add_prefixes(
             values.extend_from_slice(&rule_bytes(&rule));
         }
         if let Err(err) = update_flat_parallel(map, &plan.keys, &values) {
-            undo_plans(maps, &plans[..=done]);
+            undo_plans(maps, list, &plans[..=done]);
             return Err(err.context("nothing was applied"));
         }
     }
@@ -733,7 +728,7 @@ pub fn add_prefixes(
             for old in &renewed {
                 table.restore(old);
             }
-            undo_plans(maps, &plans);
+            undo_plans(maps, list, &plans);
             bail!(
                 "the {}'s table has no room left for {}: both of the places it may go are full. \
                  Nothing was applied. Load the firewall with a larger --max-rules",
@@ -745,8 +740,9 @@ pub fn add_prefixes(
     Ok(report)
 }
 
-/// Writes flat keys and values, splitting large writes over the CPUs: the kernel's hash maps
-/// lock per bucket, so batches into one map run in parallel (1M entries: 1.1 s alone here).
+/// Writes flat keys and values, splitting large writes over the CPUs: a trie takes one lock
+/// per update, but copying the batches in runs beside it (300,000 ranges: 0.31 s alone, 0.25 s
+/// on two cores here).
 fn update_flat_parallel(map: &MapHandle, keys: &[u8], values: &[u8]) -> Result<()> {
     let (ks, vs) = (map.key_size() as usize, map.value_size() as usize);
     let count = keys.len() / ks;
@@ -866,7 +862,7 @@ pub fn remove_prefixes(maps: &FirewallMaps, list: List, prefixes: &[IpNet]) -> R
             .push((*prefix, key_of(prefix)));
     }
     for (ipv6, wanted) in &by_family {
-        let map = maps.trie(trie_of(list, *ipv6));
+        let map = maps.trie(list, *ipv6);
         let present: HashSet<Vec<u8>> = if wanted.len() > 64 {
             map_keys(map)?.into_iter().collect()
         } else {
@@ -901,7 +897,7 @@ pub fn remove_prefixes(maps: &FirewallMaps, list: List, prefixes: &[IpNet]) -> R
     for (ipv6, wanted) in by_family {
         let keys: Vec<Vec<u8>> = wanted.into_iter().map(|(_, key)| key).collect();
         removed += keys.len();
-        delete_many(maps.trie(trie_of(list, ipv6)), &keys)?;
+        delete_many(maps.trie(list, ipv6), &keys)?;
         refresh_range_filter(maps, list, ipv6)?;
     }
     maps.refresh_in_use()?;
@@ -911,7 +907,7 @@ pub fn remove_prefixes(maps: &FirewallMaps, list: List, prefixes: &[IpNet]) -> R
 /// Recomputes a trie's range filter from the ranges left in it (after removing some).
 fn refresh_range_filter(maps: &FirewallMaps, list: List, ipv6: bool) -> Result<()> {
     let mut ranges = Vec::new();
-    for_each_entry(maps.trie(trie_of(list, ipv6)), |key, _| {
+    for_each_entry(maps.trie(list, ipv6), |key, _| {
         ranges.extend(prefix_of(ipv6, key));
     })?;
     maps.range_filter()?.set(list, ipv6, &ranges);
@@ -923,7 +919,7 @@ pub fn clear(maps: &FirewallMaps, list: List) -> Result<usize> {
     let _lock = maps.lock()?;
     let mut removed = maps.exact_table(list)?.clear();
     for ipv6 in [false, true] {
-        let map = maps.trie(trie_of(list, ipv6));
+        let map = maps.trie(list, ipv6);
         let keys = map_keys(map)?;
         removed += keys.len();
         delete_many(map, &keys)?;
@@ -972,7 +968,7 @@ pub fn list_prefixes(maps: &FirewallMaps, list: List, now_ns: u64) -> Result<Vec
         table.remove_expired(index, &key, now_ns);
     }
     for ipv6 in [false, true] {
-        let map = maps.trie(trie_of(list, ipv6));
+        let map = maps.trie(list, ipv6);
         let mut expired = Vec::new();
         collect_ranges(map, ipv6, now_ns, &mut out, |key| {
             expired.push(key.to_vec())
@@ -992,13 +988,7 @@ pub fn read_prefixes(maps: &FirewallMaps, list: List, now_ns: u64) -> Result<Vec
     let mut out = Vec::new();
     collect_exact(&maps.exact_table(list)?, now_ns, &mut out, |_, _| {});
     for ipv6 in [false, true] {
-        collect_ranges(
-            maps.trie(trie_of(list, ipv6)),
-            ipv6,
-            now_ns,
-            &mut out,
-            |_| {},
-        )?;
+        collect_ranges(maps.trie(list, ipv6), ipv6, now_ns, &mut out, |_| {})?;
     }
     Ok(out)
 }
