@@ -104,6 +104,11 @@ impl Place {
     }
 }
 
+/// The lanes of a lane bit set, lowest first.
+fn lanes_in(set: u16) -> impl Iterator<Item = usize> {
+    (0..LANES).filter(move |lane| set & (1 << lane) != 0)
+}
+
 /// struct fw_exact_slot, as atomics over the shared memory.
 #[repr(C)]
 struct Slot {
@@ -213,9 +218,7 @@ impl Table {
         std::iter::once(place.buckets[0])
             .chain(second)
             .flat_map(move |bucket| {
-                let lanes = self.lanes_with(bucket, place.tag);
-                (0..LANES)
-                    .filter(move |lane| lanes & (1 << lane) != 0)
+                lanes_in(self.lanes_with(bucket, place.tag))
                     .map(move |lane| bucket as usize * LANES + lane)
             })
             .filter(move |&index| self.holds(index, &key))
@@ -265,7 +268,7 @@ impl Table {
             choices.swap(0, 1);
         }
         for (bucket, lanes) in choices {
-            for lane in (0..LANES).filter(|lane| lanes & (1 << lane) != 0) {
+            for lane in lanes_in(lanes) {
                 let index = bucket as usize * LANES + lane;
                 let slot = self.slot(index);
                 if slot
@@ -380,8 +383,7 @@ impl Table {
     /// Calls `visit` with every entry (expired ones too) and its slot, in slot order.
     pub fn for_each(&self, mut visit: impl FnMut(usize, Entry)) {
         for bucket in 0..self.buckets {
-            let free = self.lanes_with(bucket, 0);
-            for lane in (0..LANES).filter(|lane| free & (1 << lane) == 0) {
+            for lane in lanes_in(!self.lanes_with(bucket, 0)) {
                 let index = bucket as usize * LANES + lane;
                 let slot = self.slot(index);
                 let state = slot.state.load(Ordering::Acquire);
