@@ -358,11 +358,7 @@ fn per_packet(scale: &Scale, report: &mut Report) -> Result<()> {
         let storage = Box::leak(Box::new(MaybeUninit::uninit()));
         let mut open = FirewallSkelBuilder::default().open(storage)?;
         if let Some(sources) = sources {
-            for mut map in open.open_object_mut().maps_mut() {
-                if map.name() == "sources" {
-                    map.set_max_entries(xdpctl::firewall::source_sets(sources))?;
-                }
-            }
+            xdpctl::firewall::set_source_table_size(open.open_object_mut(), sources)?;
         }
         let skel = Box::leak(Box::new(open.load()?));
         let maps = FirewallMaps::from_object(skel.object())?;

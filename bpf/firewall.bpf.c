@@ -105,6 +105,14 @@ struct {
 	__uint(max_entries, FW_DEFAULT_MAX_SOURCES / FW_SOURCE_WAYS);
 } sources SEC(".maps");
 
+/* Its index (struct fw_source_index): an entry per set of `sources`. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32);
+	__type(value, struct fw_source_index);
+	__uint(max_entries, FW_DEFAULT_MAX_SOURCES / FW_SOURCE_WAYS);
+} source_index SEC(".maps");
+
 /* Per interface (not pinned): packets per destination port, slot FW_PORT_TCP/UDP * 65536 + port,
  * counted whatever the verdict (`xdpctl ports`). */
 struct {
@@ -375,9 +383,9 @@ static __always_inline int rl_applies(struct fw_config *cfg, struct pkt *p)
 	}
 }
 
-/* The set of a source: a keyed multiplicative hash of its four 32-bit words. Mirrored by
- * src/model.rs (source_set). */
-static __always_inline __u32 source_set(struct fw_config *cfg, struct fw_v6_addr *addr)
+/* A keyed multiplicative hash of a source's four 32-bit words: its low bits pick the set, its
+ * high 16 bits are the source's tag in the index. Mirrored by src/model.rs (source_hash). */
+static __always_inline __u32 source_hash(struct fw_config *cfg, struct fw_v6_addr *addr)
 {
 	__u32 w[4], h;
 
@@ -387,24 +395,26 @@ static __always_inline __u32 source_set(struct fw_config *cfg, struct fw_v6_addr
 	h = (h ^ w[1]) * 0x9E3779B1;
 	h = (h ^ w[2]) * 0x9E3779B1;
 	h = (h ^ w[3]) * 0x9E3779B1;
-	h ^= h >> 15;
-	return h & cfg->source_set_mask;
+	return h ^ (h >> 15);
 }
 
-/* The source's slot: its own, or (new source) the slot with the fewest packets in its set,
- * reset for it. NULL when the table has no such set. */
-static __always_inline struct fw_source *source_slot(struct clock *clk, struct pkt *p, __u64 cap)
-{
-	struct fw_config *cfg = clk->cfg;
-	__u64 want[2], have[2], fewest = ~0ULL;
+/* Where a source lives in the table: its set's index entry and slots, its tag and its key (an
+ * IPv6 source as it is, an IPv4 one in its IPv4-mapped form). */
+struct source_loc {
+	struct fw_source_index *index;
 	struct fw_source_set *set;
-	struct fw_v6_addr key;
-	struct fw_source *slot;
-	int i, victim = 0;
-	__u32 idx;
+	__u64 want[2];
+	__u16 tag;
+};
 
-	/* The key: an IPv6 source as it is, an IPv4 one in its IPv4-mapped form. Built here, not
-	 * while parsing, as only packets that reach the rate limiter need it. */
+/* Finds the source's set, and reads its index entry at once: for a new source that entry is
+ * likely a cache miss, which then overlaps the rule lookups that come first. */
+static __always_inline void source_locate(struct fw_config *cfg, struct pkt *p,
+					  struct source_loc *loc)
+{
+	struct fw_v6_addr key;
+	__u32 hash, idx;
+
 	if (p->is_v6) {
 		key = p->saddr6;
 	} else {
@@ -413,40 +423,93 @@ static __always_inline struct fw_source *source_slot(struct clock *clk, struct p
 		key.addr[11] = 0xff;
 		__builtin_memcpy(&key.addr[12], &p->saddr4, 4);
 	}
-	idx = source_set(cfg, &key);
-	set = bpf_map_lookup_elem(&sources, &idx);
-	if (!set)
-		return NULL;
-	__builtin_memcpy(want, key.addr, 16);
+	hash = source_hash(cfg, &key);
+	idx = hash & cfg->source_set_mask;
+	loc->tag = hash >> 16;
+	__builtin_memcpy(loc->want, key.addr, 16);
+	loc->index = bpf_map_lookup_elem(&source_index, &idx);
+	loc->set = bpf_map_lookup_elem(&sources, &idx);
+	if (loc->index)
+		(void)*(volatile __u16 *)&loc->index->packets[0];
+}
+
+/* A source's place in the table: its slot (NULL: none, or its first packet), and its packet
+ * count in the index (NULL: no set). */
+struct source_ref {
+	struct fw_source *slot;
+	__u16 *packets;
+};
+
+/* Finds the source in its set, by the index (struct fw_source_index). A way with one packet is
+ * a source seen once, known by its tag alone: its slot is written only at its second packet, so
+ * a flood of one-off sources costs a read and a write in the index per packet and nothing in
+ * the (much larger) slots. A new source takes the way with the fewest packets. */
+static __always_inline struct source_ref source_slot(struct clock *clk, struct source_loc *loc,
+						     __u64 cap)
+{
+	struct fw_source_index *index = loc->index;
+	struct fw_source_set *set = loc->set;
+	struct source_ref ref = {};
+	struct fw_config *cfg = clk->cfg;
+	struct fw_source *slot;
+	__u32 fewest = ~0U;
+	int i, victim = 0;
+	__u64 have[2];
+
+	if (!index || !set)
+		return ref;
 #pragma unroll
 	for (i = 0; i < FW_SOURCE_WAYS; i++) {
-		slot = &set->way[i];
-		__builtin_memcpy(have, slot->addr, 16);
-		if (slot->packets && have[0] == want[0] && have[1] == want[1])
-			return slot;
-		if (slot->packets < fewest) {
-			fewest = slot->packets;
+		if (index->packets[i] && index->tag[i] == loc->tag) {
+			slot = &set->way[i];
+			ref.packets = &index->packets[i];
+			if (index->packets[i] == 1) {
+				/* Its second packet: the slot starts now, the first counted. */
+				__builtin_memcpy(slot->addr, loc->want, 16);
+				slot->tokens = cfg->rl_enabled ? cap : 0;
+				slot->last_ns = now_ns(clk);
+				slot->packets = 1;
+				slot->bytes = 0;
+				ref.slot = slot;
+				return ref;
+			}
+			__builtin_memcpy(have, slot->addr, 16);
+			if (have[0] == loc->want[0] && have[1] == loc->want[1]) {
+				ref.slot = slot;
+				return ref;
+			}
+			ref.packets = NULL;
+		}
+		if (index->packets[i] < fewest) {
+			fewest = index->packets[i];
 			victim = i;
 		}
 	}
-	slot = &set->way[victim & (FW_SOURCE_WAYS - 1)];
-	__builtin_memcpy(slot->addr, want, 16);
-	slot->tokens = cfg->rl_enabled ? cap : 0;
-	slot->last_ns = now_ns(clk);
-	slot->packets = 0;
-	slot->bytes = 0;
-	return slot;
+	victim &= FW_SOURCE_WAYS - 1;
+	/* A slot in use is emptied for readers of the table (top talkers, the exporter). */
+	if (index->packets[victim] > 1)
+		set->way[victim].packets = 0;
+	index->tag[victim] = loc->tag;
+	index->packets[victim] = 0;
+	ref.packets = &index->packets[victim];
+	return ref;
 }
 
-/* Counts the source (top talkers) and runs its token bucket. Returns 1 if over the limit. */
-static __always_inline int over_rate_limit(struct clock *clk, struct pkt *p, __u64 len)
+/* Counts the source (top talkers) and runs its token bucket. Returns 1 if over the limit. A
+ * source's first packet is only counted in the index: its bucket starts at its second. */
+static __always_inline int over_rate_limit(struct clock *clk, struct pkt *p,
+					   struct source_loc *loc, __u64 len)
 {
 	struct fw_config *cfg = clk->cfg;
 	__u64 cap = cfg->rl_burst * FW_TOKEN;
+	struct source_ref ref = source_slot(clk, loc, cap);
+	struct fw_source *src = ref.slot;
 	__u64 tokens, elapsed, now;
-	struct fw_source *src;
 
-	src = source_slot(clk, p, cap);
+	if (!ref.packets)
+		return 0;
+	if (*ref.packets < FW_SOURCE_INDEX_MAX_PACKETS)
+		(*ref.packets)++;
 	if (!src)
 		return 0;
 	/* Top-talker counters: plain adds, as the bucket below; a race between CPUs on one
@@ -522,6 +585,7 @@ int firewall(struct xdp_md *ctx)
 	__u64 len = data_end - data;
 	struct pkt p = {};
 	struct clock clk = {};
+	struct source_loc source;
 	__u64 *hits;
 	__u32 zero = 0, slot;
 	int eth_type, proto;
@@ -538,6 +602,7 @@ int firewall(struct xdp_md *ctx)
 		return count(ctx, clk.cache, FW_PROTO_OTHER, 0, -1, len);
 	if (parse_ip(&nh, data_end, eth_type, &p))
 		return count(ctx, clk.cache, FW_PROTO_OTHER, 0, FW_DROP_MALFORMED, len);
+	source_locate(clk.cfg, &p, &source);
 	proto = proto_counter(&p);
 	if (p.has_ports) {
 		__u64 *port_count;
@@ -569,7 +634,7 @@ int firewall(struct xdp_md *ctx)
 			return count(ctx, clk.cache, proto, p.syn, FW_DROP_PORT, len);
 		}
 	}
-	if (over_rate_limit(&clk, &p, len)) {
+	if (over_rate_limit(&clk, &p, &source, len)) {
 		auto_block(&clk, &p);
 		return count(ctx, clk.cache, proto, p.syn, FW_DROP_RATELIMIT, len);
 	}

@@ -239,6 +239,16 @@ struct fw_source_set {
 	struct fw_source way[FW_SOURCE_WAYS];
 };
 
+/* The source table's index, a set per set of `sources`: per way, a tag of the source's hash and
+ * its packets counted up to 65,535 (0: free). The firewall reads only this 16-byte entry to find
+ * a source's way, or the way a new source takes (the fewest packets), so a flood of new sources
+ * costs a read in a 1 MB array and a write of one slot, not a read of all four slots. */
+struct fw_source_index {
+	__u16 tag[FW_SOURCE_WAYS];
+	__u16 packets[FW_SOURCE_WAYS];
+};
+#define FW_SOURCE_INDEX_MAX_PACKETS 65535
+
 /* Per CPU and list: the last address found in the list's exact table, and its slot
  * (exact_lookup in bpf/exact.h). */
 struct fw_exact_memo {

@@ -19,6 +19,7 @@ pub type Rule = abi::fw_rule;
 pub type PortRule = abi::fw_port_rule;
 pub type Source = abi::fw_source;
 pub type SourceSet = abi::fw_source_set;
+pub type SourceIndex = abi::fw_source_index;
 pub type FwStats = abi::fw_stats;
 pub type ExactSlot = abi::fw_exact_slot;
 pub type ExactBucket = abi::fw_exact_bucket;
@@ -29,6 +30,7 @@ unsafe impl plain::Plain for Rule {}
 unsafe impl plain::Plain for PortRule {}
 unsafe impl plain::Plain for Source {}
 unsafe impl plain::Plain for SourceSet {}
+unsafe impl plain::Plain for SourceIndex {}
 unsafe impl plain::Plain for FwStats {}
 
 /// enum fw_proto: the protocol counters, in order.
@@ -132,7 +134,25 @@ pub const TRIE_MAPS: [&str; 4] = [
 pub const EXACT_MAPS: [[&str; 2]; 2] =
     [["allow_tags", "allow_slots"], ["block_tags", "block_slots"]];
 /// The other global (pinned, shared) maps of the firewall.
-const OTHER_GLOBAL_MAPS: [&str; 4] = ["ports", "fw_config", "sources", "range_bits"];
+const OTHER_GLOBAL_MAPS: [&str; 5] = [
+    "ports",
+    "fw_config",
+    "sources",
+    "source_index",
+    "range_bits",
+];
+/// The source table's two arrays, an entry per set each: the slots, and their index.
+pub const SOURCE_TABLE_MAPS: [&str; 2] = ["sources", "source_index"];
+
+/// Sizes the source table of a firewall object before load, to `sources` sources.
+pub fn set_source_table_size(open: &mut OpenObject, sources: u32) -> Result<()> {
+    for mut map in open.maps_mut() {
+        if SOURCE_TABLE_MAPS.iter().any(|name| map.name() == *name) {
+            map.set_max_entries(source_sets(sources))?;
+        }
+    }
+    Ok(())
+}
 
 /// Whether a map of the firewall object is one of its global (pinned, shared) maps.
 pub fn is_global_map(name: &str) -> bool {
@@ -181,6 +201,8 @@ pub struct FirewallMaps {
     pub ports: MapHandle,
     pub config: MapHandle,
     pub sources: MapHandle,
+    /// The source table's index (struct fw_source_index), an entry per set of `sources`.
+    pub source_index: MapHandle,
     range_bits: MapHandle,
     /// The name of the lock that serialises rule edits (None: maps opened only for reading).
     edit_lock: Option<String>,
@@ -204,6 +226,7 @@ impl FirewallMaps {
             ports: find("ports")?,
             config: find("fw_config")?,
             sources: find("sources")?,
+            source_index: find("source_index")?,
             range_bits: find("range_bits")?,
             edit_lock,
         })
@@ -439,6 +462,17 @@ pub fn prepare_global_maps(open: &mut OpenObject, sizes: Sizes) -> Result<NamedL
     let lock = lock_creation()?;
     let dir = rules_dir();
     fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    // The source table's arrays only make sense together: a table without its index (an older
+    // xdpctl's) would hold slots the program does not know are taken.
+    let [slots, index] = SOURCE_TABLE_MAPS.map(|name| dir.join(name).exists());
+    if slots && !index {
+        bail!(
+            "the pinned source table in {} was made by another version of xdpctl (it has no \
+             index): save the rules (`xdpctl list --json`), run `xdpctl unload --all`, and load \
+             again",
+            dir.display()
+        );
+    }
     for mut map in open.maps_mut() {
         let name = map.name().to_string_lossy().into_owned();
         if !is_global_map(&name) {
@@ -447,7 +481,7 @@ pub fn prepare_global_maps(open: &mut OpenObject, sizes: Sizes) -> Result<NamedL
         // What the user asked for (in rules or sources), and the entries that makes here.
         let (asked, entries, flag): (Option<u32>, fn(u32) -> u32, &str) = match name.as_str() {
             // The source table holds sets of SOURCE_WAYS, a power of two of them.
-            "sources" => (sizes.max_sources, source_sets, "--max-sources"),
+            "sources" | "source_index" => (sizes.max_sources, source_sets, "--max-sources"),
             "ports" | "fw_config" => (None, |n| n, ""),
             "allow_tags" | "block_tags" => {
                 (sizes.max_rules, crate::exact::buckets_for, "--max-rules")
@@ -533,6 +567,7 @@ mod tests {
         assert_eq!(std::mem::size_of::<ExactBucket>(), 2 * crate::exact::LANES);
         assert_eq!(std::mem::size_of::<Source>(), 48);
         assert_eq!(std::mem::size_of::<SourceSet>(), 48 * SOURCE_WAYS);
+        assert_eq!(std::mem::size_of::<SourceIndex>(), 4 * SOURCE_WAYS);
         assert_eq!(std::mem::size_of::<FwStats>(), (5 + 4 + 4) * 8);
     }
 

@@ -313,16 +313,34 @@ pub struct SourceState {
     pub bytes: u64,
 }
 
-/// The set of a source in the source table: the program's keyed multiplicative hash over the
-/// address's four 32-bit words (as loaded on this little-endian machine).
-pub fn source_set(seed: u32, mask: u32, addr: &[u8; 16]) -> u32 {
+/// The program's keyed multiplicative hash of a source, over the address's four 32-bit words
+/// (as loaded on this little-endian machine).
+pub fn source_hash(seed: u32, addr: &[u8; 16]) -> u32 {
     let mut h = seed;
     for word in addr.chunks_exact(4) {
         let w = u32::from_le_bytes(word.try_into().unwrap());
         h = (h ^ w).wrapping_mul(0x9E37_79B1);
     }
-    h ^= h >> 15;
-    h & mask
+    h ^ (h >> 15)
+}
+
+/// The set of a source in the source table: the hash's low bits.
+pub fn source_set(seed: u32, mask: u32, addr: &[u8; 16]) -> u32 {
+    source_hash(seed, addr) & mask
+}
+
+/// A source's tag in the source table's index (struct fw_source_index): the hash's high bits.
+pub fn source_tag(seed: u32, addr: &[u8; 16]) -> u16 {
+    (source_hash(seed, addr) >> 16) as u16
+}
+
+/// One way of a set in the source table's index (struct fw_source_index): the tag of its source
+/// and its packets counted up to 65,535. packets == 0: free; 1: a source seen once, known only
+/// by its tag (no slot yet); more: the way's slot holds the source.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct IndexWay {
+    pub tag: u16,
+    pub packets: u16,
 }
 
 /// Every counter the program keeps for an interface.
@@ -345,6 +363,8 @@ pub struct Firewall {
     pub rate_limit: RateLimit,
     /// The source table: set index -> its slots (sets never touched are absent, all free).
     pub sources: HashMap<u32, [SourceState; SOURCE_WAYS]>,
+    /// The source table's index: set index -> its ways (absent: all free).
+    pub source_index: HashMap<u32, [IndexWay; SOURCE_WAYS]>,
     /// fw_config.source_set_mask and .source_seed.
     pub source_set_mask: u32,
     pub source_seed: u32,
@@ -426,31 +446,46 @@ impl Firewall {
         }
     }
 
-    /// The source's slot: its own, or for a new source the slot with the fewest packets in its
-    /// set (the first such), reset for it.
-    fn source_slot(&mut self, addr: [u8; 16], cap: u64, now: u64) -> &mut SourceState {
+    /// Finds a source in its set by the index: the way whose tag matches and which was seen once
+    /// (its second packet: the slot starts now, its first packet counted), or whose slot holds
+    /// the address. A new source takes the way with the fewest indexed packets (the first such);
+    /// a slot it replaces is emptied. Returns the set, the way, and whether the way has a slot
+    /// (not for a source's first packet).
+    fn find_source(&mut self, addr: [u8; 16], cap: u64, now: u64) -> (u32, usize, bool) {
         let enabled = self.rate_limit.enabled;
-        let set = self
-            .sources
-            .entry(source_set(self.source_seed, self.source_set_mask, &addr))
-            .or_default();
-        if let Some(i) = set.iter().position(|s| s.packets > 0 && s.addr == addr) {
-            return &mut set[i];
-        }
-        let mut victim = 0;
-        for (i, slot) in set.iter().enumerate() {
-            if slot.packets < set[victim].packets {
-                victim = i;
+        let set = source_set(self.source_seed, self.source_set_mask, &addr);
+        let tag = source_tag(self.source_seed, &addr);
+        let index = self.source_index.entry(set).or_default();
+        let slots = self.sources.entry(set).or_default();
+        for way in 0..SOURCE_WAYS {
+            if index[way].packets == 0 || index[way].tag != tag {
+                continue;
+            }
+            if index[way].packets == 1 {
+                slots[way] = SourceState {
+                    addr,
+                    tokens: if enabled { cap } else { 0 },
+                    last_ns: now,
+                    packets: 1,
+                    bytes: 0,
+                };
+                return (set, way, true);
+            }
+            if slots[way].addr == addr {
+                return (set, way, true);
             }
         }
-        set[victim] = SourceState {
-            addr,
-            tokens: if enabled { cap } else { 0 },
-            last_ns: now,
-            packets: 0,
-            bytes: 0,
-        };
-        &mut set[victim]
+        let mut victim = 0;
+        for way in 0..SOURCE_WAYS {
+            if index[way].packets < index[victim].packets {
+                victim = way;
+            }
+        }
+        if index[victim].packets > 1 {
+            slots[victim].packets = 0;
+        }
+        index[victim] = IndexWay { tag, packets: 0 };
+        (set, victim, false)
     }
 
     /// The slot of a source, if it is in the table.
@@ -464,11 +499,18 @@ impl Firewall {
 
     /// Counts the source and runs its token bucket: continuous refill at `pps` up to `burst`
     /// packets, in nano-tokens; a clock that reads earlier than the last refill adds nothing.
+    /// A source's first packet is only counted in the index: its bucket starts at its second.
     fn over_rate_limit(&mut self, packet: &IpPacket, len: u64, now: u64) -> bool {
         let rl = self.rate_limit;
         let applies = self.applies(packet);
         let cap = rl.burst.wrapping_mul(TOKEN);
-        let source = self.source_slot(source_key(packet.source), cap, now);
+        let (set, way, has_slot) = self.find_source(source_key(packet.source), cap, now);
+        let indexed = &mut self.source_index.get_mut(&set).unwrap()[way].packets;
+        *indexed = indexed.saturating_add(1);
+        if !has_slot {
+            return false;
+        }
+        let source = &mut self.sources.get_mut(&set).unwrap()[way];
         source.packets = source.packets.wrapping_add(1);
         source.bytes = source.bytes.wrapping_add(len);
         if !rl.enabled || rl.pps == 0 || !applies {
@@ -616,8 +658,8 @@ mod tests {
     }
 
     #[test]
-    fn a_new_source_takes_the_quietest_slot_of_its_set_and_the_flooder_stays() {
-        // One set (mask 0): five sources compete for four slots.
+    fn a_new_source_takes_the_quietest_way_of_its_set_and_the_flooder_stays() {
+        // One set (mask 0): five sources compete for four ways.
         let mut fw = Firewall::default();
         let flooder = ipv4_udp([10, 0, 0, 1], 1);
         for _ in 0..10 {
@@ -626,13 +668,43 @@ mod tests {
         for i in 2..7u8 {
             fw.process(&ipv4_udp([10, 0, 0, i], 1), 1);
         }
+        // The flooder's slot counts its first packet too.
         assert_eq!(fw.source("10.0.0.1".parse().unwrap()).unwrap().packets, 10);
-        let used = fw.sources[&0].iter().filter(|s| s.packets > 0).count();
-        assert_eq!(used, 4);
-        // 10.0.0.5 took the quietest slot (the first with one packet: 10.0.0.2's); 10.0.0.6
-        // then took the next.
-        assert!(fw.source("10.0.0.2".parse().unwrap()).is_none());
-        assert!(fw.source("10.0.0.6".parse().unwrap()).is_some());
+        // Sources seen once have a way in the index but no slot. 10.0.0.5 took the quietest
+        // way (the first with one packet: 10.0.0.2's), and 10.0.0.6 took it from 10.0.0.5.
+        let tag = |addr: &str| source_tag(0, &source_key(addr.parse().unwrap()));
+        let index = fw.source_index[&0];
+        assert_eq!(index.map(|w| w.packets), [10, 1, 1, 1]);
+        assert_eq!(
+            index.map(|w| w.tag),
+            [
+                tag("10.0.0.1"),
+                tag("10.0.0.6"),
+                tag("10.0.0.3"),
+                tag("10.0.0.4")
+            ]
+        );
+        assert!(fw.source("10.0.0.6".parse().unwrap()).is_none());
+        // Its second packet gives it a slot, with both packets counted.
+        fw.process(&ipv4_udp([10, 0, 0, 6], 1), 1);
+        assert_eq!(fw.source("10.0.0.6".parse().unwrap()).unwrap().packets, 2);
+        assert_eq!(fw.source_index[&0][1].packets, 2);
+    }
+
+    #[test]
+    fn a_source_that_loses_its_way_loses_its_slot() {
+        let mut fw = Firewall::default();
+        for i in 1..5u8 {
+            fw.process(&ipv4_udp([10, 0, 0, i], 1), 1);
+            fw.process(&ipv4_udp([10, 0, 0, i], 1), 1);
+        }
+        assert_eq!(fw.sources[&0].iter().filter(|s| s.packets > 0).count(), 4);
+        // All have two packets: the newcomer takes the first way, whose slot empties.
+        fw.process(&ipv4_udp([10, 0, 0, 9], 1), 1);
+        assert!(fw.source("10.0.0.1".parse().unwrap()).is_none());
+        assert_eq!(fw.sources[&0][0].packets, 0);
+        assert_eq!(fw.source_index[&0][0].packets, 1);
+        assert!(fw.source("10.0.0.2".parse().unwrap()).is_some());
     }
 
     #[test]
@@ -659,6 +731,9 @@ mod tests {
         };
         let pkt = ipv4_udp([10, 0, 0, 9], 1234);
         let t0 = 1_000_000_000;
+        // The first packet is only noted in the index; the bucket starts full at the second.
+        assert_eq!(fw.process(&pkt, t0), Verdict::Pass);
+        assert!(fw.source("10.0.0.9".parse().unwrap()).is_none());
         assert_eq!(fw.process(&pkt, t0), Verdict::Pass);
         assert_eq!(fw.process(&pkt, t0), Verdict::Pass);
         assert_eq!(fw.process(&pkt, t0), Verdict::Drop(DropReason::RateLimit));
