@@ -497,8 +497,8 @@ static __always_inline struct source_ref source_slot(struct clock *clk, struct s
 
 /* Counts the source (top talkers) and runs its token bucket. Returns 1 if over the limit. A
  * source's first packet is only counted in the index: its bucket starts at its second. */
-static __always_inline int over_rate_limit(struct clock *clk, struct pkt *p,
-					   struct source_loc *loc, __u64 len)
+static __always_inline int over_rate_limit(struct clock *clk, struct pkt *p, struct source_loc *loc,
+					   __u64 len)
 {
 	struct fw_config *cfg = clk->cfg;
 	__u64 cap = cfg->rl_burst * FW_TOKEN;
