@@ -1243,23 +1243,27 @@ and with `perf record -e cpu-clock` during floods:
   a bitmask, a set-associative source table instead of an LRU hash, and the range filter: a
   bit per value of the address's first 16 bits that says whether any range may cover it, which
   spares most packets the trie's lookup (40 -> 32 ns with a million mixed rules).
-- **Random sources (missed).** The budget is 0.8 of xdp-filter's cost, about 63 ns. Each new
+- **Random sources.** The budget is 0.8 of xdp-filter's cost, about 63-65 ns. Each new
   source costs random reads of per-source and per-rule state. One random read in an array
   costs (over a cached one): 1 MB +1 ns, 8 MB +23 ns, 16 MB +39 ns, 32 MB +48 ns, 64 MB +52 ns,
-  256 MB +63 ns.
-  - The source table (262,144 sources by default, 12 MB): one set of 192 bytes read and a slot
-    written per new source. Compare the rows with a 4,096-source table.
+  256 MB +63 ns. Between runs this row moves by 20 ns or more (59 to 85 ns for the same build
+  on the same day): random reads depend on where the maps' pages landed.
+  - The source table (262,144 sources by default): it used to read a set of 192 bytes in a
+    12 MB array and write a slot per new source, 184-195 ns. Now a 1 MB index of tags and
+    packet counts finds a source's way, and a source's first packet is only noted there; its
+    slot is written at its second packet. The index entry is read as soon as the packet is
+    parsed, so its miss overlaps the rule lookups. Writing the slot at the first packet, with
+    the index, still cost 167 ns: stores that miss the cache drain one at a time.
   - The exact table at the default --max-rules (1,048,576): a miss reads two 32-byte buckets
     of a 2.6 MB tag array, whatever the rules in it. The kernel hash it replaced read a bucket
-    of a 16 MB array and, with a million rules, elements spread over 100 MB: 398 ns at 1M rules
-    before, about 200 now.
+    of a 16 MB array and, with a million rules, elements spread over 100 MB.
   - The note below gives the same run's random-source cost with a source table small enough to
-    stay in the cache: the least this limiter can cost, with no per-source access missing the
-    cache. Where that is over the budget, so is any table big enough to track a flood.
-  - Not built: a doorkeeper before the source table (a source's first packet after a quiet
-    second passes without touching its slot) would spare the table one-off sources. It bends
-    the limiter by one packet per quiet second per source, and the cached-table row bounds
-    what it could win.
+    stay in the cache (its index is 16 KB): what is left there is the exact table's miss and
+    the work every packet does.
+- **Random blocked sources (no target).** A match must read its 40-byte slot in a 52 MB array
+  to confirm the address and the expiry (a 16-bit tag alone would block innocent sources), a
+  miss in the cache and the TLB: 250-330 ns. The end-to-end row of a rate-limited /16 flood is
+  bound by it, as its sources are auto-blocked within a second.
 - **End to end vs netfilter.** Sender and receiver share a core: the veth peer's NAPI runs on
   the CPU that sent the frames, so per packet the sender's cost S adds to every receiver's, and
   the ratio of two receivers is (S + N) / (S + F), not N / F. The note below gives what that
