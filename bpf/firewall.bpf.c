@@ -398,22 +398,20 @@ static __always_inline __u32 source_hash(struct fw_config *cfg, struct fw_v6_add
 	return h ^ (h >> 15);
 }
 
-/* Where a source lives in the table: its set's index entry and slots, its tag and its key (an
- * IPv6 source as it is, an IPv4 one in its IPv4-mapped form). */
+/* Where a source lives in the table: its set, its tag and its key (an IPv6 source as it is, an
+ * IPv4 one in its IPv4-mapped form). */
 struct source_loc {
-	struct fw_source_index *index;
-	struct fw_source_set *set;
 	__u64 want[2];
+	__u32 set;
 	__u16 tag;
 };
 
-/* Finds the source's set, and reads its index entry at once: for a new source that entry is
- * likely a cache miss, which then overlaps the rule lookups that come first. */
+/* Finds the source's set and tag. */
 static __always_inline void source_locate(struct fw_config *cfg, struct pkt *p,
 					  struct source_loc *loc)
 {
 	struct fw_v6_addr key;
-	__u32 hash, idx;
+	__u32 hash;
 
 	if (p->is_v6) {
 		key = p->saddr6;
@@ -424,13 +422,9 @@ static __always_inline void source_locate(struct fw_config *cfg, struct pkt *p,
 		__builtin_memcpy(&key.addr[12], &p->saddr4, 4);
 	}
 	hash = source_hash(cfg, &key);
-	idx = hash & cfg->source_set_mask;
+	loc->set = hash & cfg->source_set_mask;
 	loc->tag = hash >> 16;
 	__builtin_memcpy(loc->want, key.addr, 16);
-	loc->index = bpf_map_lookup_elem(&source_index, &idx);
-	loc->set = bpf_map_lookup_elem(&sources, &idx);
-	if (loc->index)
-		(void)*(volatile __u16 *)&loc->index->packets[0];
 }
 
 /* A source's place in the table: its slot (NULL: none, or its first packet), and its packet
@@ -447,8 +441,8 @@ struct source_ref {
 static __always_inline struct source_ref source_slot(struct clock *clk, struct source_loc *loc,
 						     __u64 cap)
 {
-	struct fw_source_index *index = loc->index;
-	struct fw_source_set *set = loc->set;
+	struct fw_source_index *index = bpf_map_lookup_elem(&source_index, &loc->set);
+	struct fw_source_set *set = bpf_map_lookup_elem(&sources, &loc->set);
 	struct source_ref ref = {};
 	struct fw_config *cfg = clk->cfg;
 	struct fw_source *slot;
@@ -602,7 +596,6 @@ int firewall(struct xdp_md *ctx)
 		return count(ctx, clk.cache, FW_PROTO_OTHER, 0, -1, len);
 	if (parse_ip(&nh, data_end, eth_type, &p))
 		return count(ctx, clk.cache, FW_PROTO_OTHER, 0, FW_DROP_MALFORMED, len);
-	source_locate(clk.cfg, &p, &source);
 	proto = proto_counter(&p);
 	if (p.has_ports) {
 		__u64 *port_count;
@@ -634,6 +627,7 @@ int firewall(struct xdp_md *ctx)
 			return count(ctx, clk.cache, proto, p.syn, FW_DROP_PORT, len);
 		}
 	}
+	source_locate(clk.cfg, &p, &source);
 	if (over_rate_limit(&clk, &p, &source, len)) {
 		auto_block(&clk, &p);
 		return count(ctx, clk.cache, proto, p.syn, FW_DROP_RATELIMIT, len);
