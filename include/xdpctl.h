@@ -239,10 +239,11 @@ struct fw_source_set {
 	struct fw_source way[FW_SOURCE_WAYS];
 };
 
-/* The source table's index, a set per set of `sources`: per way, a tag of the source's hash and
- * its packets counted up to 65,535 (0: free). The firewall reads only this 16-byte entry to find
- * a source's way, or the way a new source takes (the fewest packets), so a flood of new sources
- * costs a read in a 1 MB array and a write of one slot, not a read of all four slots. */
+/* The source table's index, an entry per set of `sources`: per way, a tag of the source's hash
+ * and its packets counted up to 65,535 (0: free; 1: seen once, no slot yet). The firewall reads
+ * this 16-byte entry to find a source's way, or the way a new source takes (the fewest packets),
+ * and writes a slot only from a source's second packet: a flood of one-off sources costs a read
+ * and a write here (1 MB at the default size) and nothing in the 12 MB of slots. */
 struct fw_source_index {
 	__u16 tag[FW_SOURCE_WAYS];
 	__u16 packets[FW_SOURCE_WAYS];

@@ -413,6 +413,29 @@ fn a_full_map_names_the_flag_and_applies_nothing() {
     );
 }
 
+#[test]
+fn a_source_table_without_its_index_is_refused_and_nothing_is_attached() {
+    if !have_root("a_source_table_without_its_index_is_refused_and_nothing_is_attached") {
+        return;
+    }
+    let fw = Instance::new();
+    let lab = lab();
+    let ifname = lab.outer_ifname();
+    fw.ok(&["load", ifname]);
+    fw.ok(&["unload", ifname]);
+    // Maps as an xdpctl without the index left them.
+    std::fs::remove_file(fw.root.join("rules/source_index")).unwrap();
+    let err = fw.err(&["load", ifname]);
+    assert!(
+        err.contains("another version") && err.contains("unload --all"),
+        "{err}"
+    );
+    assert!(common::attached(ifname).is_empty());
+    fw.ok(&["unload", "--all"]);
+    fw.ok(&["load", ifname]);
+    assert!(fw.root.join("rules/source_index").exists());
+}
+
 /// Writes `count` distinct /32s (from `base`) to a temporary file.
 fn address_file(tag: &str, base: u32, count: u32) -> std::path::PathBuf {
     let path = std::env::temp_dir().join(format!("xdpctl-{tag}-{}-{base}.txt", std::process::id()));
