@@ -209,6 +209,7 @@ pub enum RatelimitCommand {
         #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1_000_000_000))]
         pps: u64,
         /// Packets a source may send at once after being quiet (default: one second's worth).
+        /// A source new to the table also gets its first packet, which is only noted.
         #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1_000_000_000))]
         burst: Option<u64>,
         /// Also block a source that goes over the limit, for this long (e.g. 60s, 10m).
