@@ -427,6 +427,15 @@ static __always_inline void source_locate(struct fw_config *cfg, struct pkt *p,
 	__builtin_memcpy(loc->want, key.addr, 16);
 }
 
+/* Whether a slot holds the source's address. */
+static __always_inline int source_holds(struct fw_source *slot, struct source_loc *loc)
+{
+	__u64 have[2];
+
+	__builtin_memcpy(have, slot->addr, 16);
+	return have[0] == loc->want[0] && have[1] == loc->want[1];
+}
+
 /* A source's place in the table: its slot (NULL: none, or its first packet), and its packet
  * count in the index (NULL: no set). */
 struct source_ref {
@@ -446,33 +455,29 @@ static __always_inline struct source_ref source_slot(struct clock *clk, struct s
 	struct source_ref ref = {};
 	struct fw_config *cfg = clk->cfg;
 	struct fw_source *slot;
+	int i, seen_once, victim = 0;
 	__u32 fewest = ~0U;
-	int i, victim = 0;
-	__u64 have[2];
 
 	if (!index || !set)
 		return ref;
 #pragma unroll
 	for (i = 0; i < FW_SOURCE_WAYS; i++) {
-		if (index->packets[i] && index->tag[i] == loc->tag) {
-			slot = &set->way[i];
-			ref.packets = &index->packets[i];
-			if (index->packets[i] == 1) {
+		seen_once = index->packets[i] == 1;
+		slot = &set->way[i];
+		/* A way seen once is this source's by its tag alone: its slot holds nothing yet. */
+		if (index->packets[i] && index->tag[i] == loc->tag &&
+		    (seen_once || source_holds(slot, loc))) {
+			if (seen_once) {
 				/* Its second packet: the slot starts now, the first counted. */
 				__builtin_memcpy(slot->addr, loc->want, 16);
 				slot->tokens = cfg->rl_enabled ? cap : 0;
 				slot->last_ns = now_ns(clk);
 				slot->packets = 1;
 				slot->bytes = 0;
-				ref.slot = slot;
-				return ref;
 			}
-			__builtin_memcpy(have, slot->addr, 16);
-			if (have[0] == loc->want[0] && have[1] == loc->want[1]) {
-				ref.slot = slot;
-				return ref;
-			}
-			ref.packets = NULL;
+			ref.slot = slot;
+			ref.packets = &index->packets[i];
+			return ref;
 		}
 		if (index->packets[i] < fewest) {
 			fewest = index->packets[i];
