@@ -11,6 +11,8 @@ use std::net::IpAddr;
 use common::packets::{non_ip_frame, Ext, Frame, L4};
 use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
 use libbpf_rs::ProgramInput;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
 use xdpctl::firewall::{self, FirewallMaps, List, RateLimitProto};
 use xdpctl::model::{DropReason, Firewall, RateLimit, RuleState, Verdict};
 use xdpctl::programs::skel::firewall::{FirewallSkel, FirewallSkelBuilder};
@@ -637,14 +639,9 @@ fn a_new_source_with_the_tag_of_a_source_seen_once_takes_its_way() {
     // hash is a bijection, and with the default table's 2^16 sets (set and tag are the whole
     // hash) no two of them collide.
     let mut seen = std::collections::HashMap::new();
-    let (a, b) = (1u64..1 << 24)
-        .map(|n| {
-            // splitmix64: the last 64 bits of each address, scattered.
-            let mut z = n.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            std::net::Ipv6Addr::from(0x2001_0db8_u128 << 96 | (z ^ (z >> 31)) as u128)
-        })
+    let mut rng = StdRng::seed_from_u64(1);
+    let (a, b) = (0..1 << 24)
+        .map(|_| std::net::Ipv6Addr::from(0x2001_0db8_u128 << 96 | rng.gen::<u64>() as u128))
         .find_map(|addr| {
             let key = xdpctl::model::source_key(addr.into());
             let set = xdpctl::model::source_set(config.source_seed, config.source_set_mask, &key);
