@@ -807,7 +807,9 @@ fn end_to_end(scale: &Scale, report: &mut Report) -> Result<()> {
             "`xdpctl flood --max` (64-byte UDP, BPF_PROG_RUN live frames) from a lab's outer veth \
              into its namespace, where the receiver runs on veth0 (native XDP, or the stack with \
              GRO on for netfilter). Rate = packets the receiver's own counter dropped / seconds; \
-             median of {} rounds, each running every receiver for {} s after a 0.5 s warm-up. Sender and receiver share the machine's 2 cores.",
+             median of {} rounds, each running every receiver for {} s after a 0.5 s warm-up. Sent = \
+             frames the veth took, as the flood reports them. Sender and receiver share the \
+             machine's 2 cores.",
             scale.e2e_runs, scale.e2e_seconds
         ),
         header: vec!["receiver", "dropped, Mpps", "sent, Mpps", "ratio to trivial XDP_DROP"],

@@ -12,11 +12,14 @@
  * spray: the same rewrite, then a tail call into `target`: the benchmarks use it to run a
  * program under test on per-packet random sources inside one BPF_PROG_RUN.
  *
+ * count_transmits: counts what the veth took of the flood's frames, and what it refused.
+ *
  * bare_drop: XDP_DROP and nothing else, the benchmarks' floor (the built-in xdp_drop also keeps
  * its counters and the per-second history).
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
 #include "parsing.h"
 
 /* Set by userspace before load (the template's layout). */
@@ -131,6 +134,31 @@ int spray(struct xdp_md *ctx)
 		return XDP_ABORTED;
 	bpf_tail_call(ctx, &target, 0);
 	return XDP_ABORTED;
+}
+
+/* Set by userspace before it sends: the thread whose transmits count_transmits counts. */
+__u32 sender_tid = 0;
+
+/* What the driver did with the sender's frames. */
+__u64 frames_taken = 0;
+__u64 frames_refused = 0;
+
+/*
+ * In live-frames mode XDP_TX becomes a redirect back to the device, and each bulk flush to
+ * its ndo_xdp_xmit fires xdp:xdp_devmap_xmit with the frames the driver took and dropped. veth
+ * drops frames when its peer's XDP ring (256 frames) is full, and all of them when the peer has
+ * neither an XDP program nor GRO. The flush runs in the sending syscall, so the thread id tells
+ * this flood's frames from those of any other sender.
+ */
+SEC("tp_btf/xdp_devmap_xmit")
+int BPF_PROG(count_transmits, const struct net_device *from_dev, const struct net_device *to_dev,
+	     int sent, int drops, int err)
+{
+	if ((__u32)bpf_get_current_pid_tgid() != sender_tid)
+		return 0;
+	__sync_fetch_and_add(&frames_taken, sent);
+	__sync_fetch_and_add(&frames_refused, drops);
+	return 0;
 }
 
 SEC("xdp")

@@ -5,7 +5,8 @@
 //! For safety it only ever sends on veth interfaces (labs), and says so when asked for another.
 //! The frames carry the peer's MAC and valid checksums, so the peer's kernel stack (netfilter
 //! included) accepts them. A veth peer only receives XDP frames when it has an XDP program
-//! attached or GRO on (`xdpctl testenv` turns GRO on).
+//! attached or GRO on (`xdpctl testenv` turns GRO on), and veth refuses frames when the peer's
+//! XDP ring is full, so the flood counts what the veth took (xdp:xdp_devmap_xmit).
 
 use std::ffi::CStr;
 use std::mem::MaybeUninit;
@@ -63,8 +64,12 @@ pub struct Plan {
 /// What a flood sent.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Report {
+    /// Frames the veth took (and handed to its peer).
     pub packets: u64,
     pub bytes: u64,
+    /// Frames the veth refused: its peer's XDP ring was full, or the peer took no XDP frames
+    /// at all (no XDP program, GRO off).
+    pub refused: u64,
     pub seconds: f64,
 }
 
@@ -324,6 +329,7 @@ fn random_masks(source: &IpNet) -> (u32, u64) {
 pub struct Generator {
     skel: crate::programs::skel::flood::FloodSkel<'static>,
     template: Vec<u8>,
+    counting: Option<libbpf_rs::Link>,
 }
 
 impl Generator {
@@ -347,7 +353,42 @@ impl Generator {
         rodata.l4_check_off = check_off;
         rodata.l4_is_udp = (plan.proto == FloodProto::Udp) as u8;
         let skel = open.load().context("loading the flood program")?;
-        Ok(Generator { skel, template })
+        Ok(Generator {
+            skel,
+            template,
+            counting: None,
+        })
+    }
+
+    /// From now on, counts what the driver takes of the frames this thread sends, and what it
+    /// refuses (bpf/flood.bpf.c's `count_transmits` on xdp:xdp_devmap_xmit).
+    pub fn count_transmits(&mut self) -> Result<()> {
+        let bss = self
+            .skel
+            .maps
+            .bss_data
+            .as_deref_mut()
+            .context("the flood program has no .bss")?;
+        bss.sender_tid = nix::unistd::gettid().as_raw() as u32;
+        let link = self.skel.progs.count_transmits.attach().context(
+            "attaching to the tracepoint xdp:xdp_devmap_xmit (it needs Linux >= 5.5 with BTF)",
+        )?;
+        self.counting = Some(link);
+        Ok(())
+    }
+
+    /// The frames the driver took and refused since `count_transmits`.
+    pub fn transmits(&self) -> (u64, u64) {
+        self.skel.maps.bss_data.as_deref().map_or((0, 0), |bss| {
+            // SAFETY: the fields are plain integers in the mmap of .bss, which the kernel
+            // writes behind the compiler's back; hence the volatile reads.
+            unsafe {
+                (
+                    std::ptr::read_volatile(&bss.frames_taken),
+                    std::ptr::read_volatile(&bss.frames_refused),
+                )
+            }
+        })
     }
 
     pub fn template(&self) -> &[u8] {
@@ -427,12 +468,15 @@ pub fn test_run(prog_fd: i32, data: &[u8], repeat: u32) -> Result<(u32, f64)> {
     Ok((opts.retval, opts.duration as f64))
 }
 
-/// Floods per the plan until done or `stop` is set.
+/// Floods per the plan until done or `stop` is set. `Until::Count(n)` means n frames that the
+/// veth took: frames it refused are made again.
 pub fn run(plan: &Plan, stop: &AtomicBool) -> Result<Report> {
-    let generator = Generator::new(plan)?;
+    let mut generator = Generator::new(plan)?;
+    generator.count_transmits()?;
     let size = generator.template().len() as u64;
     let started = Instant::now();
-    let mut sent = 0u64;
+    let mut made = 0u64;
+    let mut wholly_refused = 0;
     // Each BPF_PROG_RUN of more than one live frame costs about 24 ms on top of its frames
     // (measured here: the run's page pool is set up and torn down). So a paced flood goes out
     // in one run per 100 ms slot (bursts at full speed, the average on the mark up to about
@@ -443,8 +487,9 @@ pub fn run(plan: &Plan, stop: &AtomicBool) -> Result<Report> {
         if stop.load(Ordering::Relaxed) {
             break;
         }
+        let (taken_before, _) = generator.transmits();
         let left = match plan.until {
-            Until::Count(n) => n.saturating_sub(sent),
+            Until::Count(n) => n.saturating_sub(taken_before),
             Until::Duration(d) if started.elapsed() >= d => 0,
             Until::Duration(_) => u64::MAX,
         };
@@ -453,19 +498,40 @@ pub fn run(plan: &Plan, stop: &AtomicBool) -> Result<Report> {
         }
         let batch = per_slot.unwrap_or(1 << 18).min(left).min(u32::MAX as u64) as u32;
         generator.send(plan.ifindex, batch)?;
-        sent += batch as u64;
+        made += batch as u64;
+        let (taken, _) = generator.transmits();
+        if taken == 0 {
+            bail!(
+                "the peer of {} took none of the {batch} frames sent: a veth's peer takes XDP \
+                 frames only with an XDP program attached or GRO on (`ethtool -K PEER gro on`; \
+                 `xdpctl testenv` labs have it on)",
+                plan.ifname
+            );
+        }
+        // A peer that stops taking frames (its program detached) ends the flood, rather than
+        // leave a count that can never be reached; the report says what was refused.
+        wholly_refused = if taken == taken_before {
+            wholly_refused + 1
+        } else {
+            0
+        };
+        if wholly_refused == 3 {
+            break;
+        }
         if let Some(per_slot) = per_slot {
-            // Keep the average rate: wait until this many packets are due.
-            let due = started + slot.mul_f64(sent as f64 / per_slot as f64);
+            // Keep the average rate of frames made: wait until this many are due.
+            let due = started + slot.mul_f64(made as f64 / per_slot as f64);
             let now = Instant::now();
             if due > now {
                 std::thread::sleep(due - now);
             }
         }
     }
+    let (taken, refused) = generator.transmits();
     Ok(Report {
-        packets: sent,
-        bytes: sent * size,
+        packets: taken,
+        bytes: taken * size,
+        refused,
         seconds: started.elapsed().as_secs_f64(),
     })
 }

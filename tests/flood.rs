@@ -19,9 +19,12 @@ fn the_lab_receives_what_the_generator_says_it_sent() {
     let ifname = lab.outer_ifname();
     xdpctl_ok(&["load", ifname, "-p", "xdp_pass"]);
     let before = counters(ifname).action("XDP_PASS").packets;
+    // `--count` counts frames the peer took: any the veth refused (its peer's XDP ring full)
+    // are reported, and made again.
     let report = flood(ifname, &["--count", "200000", "--max"]);
     assert_eq!(report["packets"], 200_000, "{report}");
     assert_eq!(report["bytes"], 200_000 * 64, "{report}");
+    assert!(report["refused"].is_u64(), "{report}");
     assert!(report["pps"].as_f64().unwrap() > 10_000.0, "{report}");
     let received = counters(ifname).action("XDP_PASS").packets - before;
     // The lab's own IPv6 chatter may add a few.
@@ -69,6 +72,32 @@ fn only_a_veth_may_be_flooded() {
     assert!(err.contains("nosuchif0"), "{err}");
     let err = xdpctl_err(&["flood", lab.outer_ifname(), "--count", "1", "--size", "20"]);
     assert!(err.contains("too small"), "{err}");
+}
+
+#[test]
+fn a_peer_that_takes_no_xdp_frames_is_an_error_that_says_why() {
+    if !have_root("a_peer_that_takes_no_xdp_frames_is_an_error_that_says_why") {
+        return;
+    }
+    let lab = lab();
+    let ifname = lab.outer_ifname();
+    // No XDP program on the outer end, and GRO off: veth drops every XDP frame sent to it.
+    let ethtool = std::process::Command::new("ethtool")
+        .args(["-K", ifname, "gro", "off"])
+        .output()
+        .expect("ethtool");
+    assert!(ethtool.status.success(), "{ethtool:?}");
+    let out = xdpctl(&inside_args(ifname, &["flood", "veth0", "--count", "1000"]));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("the peer of veth0 took none") && stderr.contains("gro on"),
+        "{stderr}"
+    );
+    // With an XDP program, the same flood arrives.
+    xdpctl_ok(&["load", ifname, "-p", "xdp_pass"]);
+    assert_eq!(flood_packets(ifname, &["--count", "1000"]), 1000);
+    xdpctl_ok(&["unload", ifname]);
 }
 
 #[test]

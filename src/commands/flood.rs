@@ -43,6 +43,7 @@ pub fn run(args: &FloodArgs) -> Result<ExitCode> {
             "interface": plan.ifname,
             "packets": report.packets,
             "bytes": report.bytes,
+            "refused": report.refused,
             "seconds": report.seconds,
             "pps": report.pps(),
             "proto": format!("{:?}", plan.proto).to_lowercase(),
@@ -68,6 +69,13 @@ pub fn run(args: &FloodArgs) -> Result<ExitCode> {
             mac.join(":"),
             plan.ifname
         );
+        if report.refused > 0 {
+            println!(
+                "The veth refused {} more frames: its peer's XDP ring (256 frames) was full, or \
+                 the peer stopped taking XDP frames.",
+                thousands(report.refused)
+            );
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -195,7 +195,7 @@ impl Drop for Instance {
 
 /// `xdpctl testenv exec --name LAB -- xdpctl ARGS`: xdpctl run inside a lab's namespace, the
 /// way a user runs it there. `lab` is the lab's name (that of its outer interface).
-fn inside_args<'a>(lab: &'a str, args: &[&'a str]) -> Vec<&'a str> {
+pub fn inside_args<'a>(lab: &'a str, args: &[&'a str]) -> Vec<&'a str> {
     let mut full = vec!["testenv", "exec", "--name", lab, "--", xdpctl_path()];
     full.extend_from_slice(args);
     full
