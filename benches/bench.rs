@@ -1245,24 +1245,27 @@ and with `perf record -e cpu-clock` during floods:
   a bitmask, a set-associative source table instead of an LRU hash, and the range filter: a
   bit per value of the address's first 16 bits that says whether any range may cover it, which
   spares most packets the trie's lookup (40 -> 32 ns with a million mixed rules).
-- **Random sources.** The budget is 0.8 of xdp-filter's cost, about 63-65 ns. Each new
-  source costs random reads of per-source and per-rule state. One random read in an array
-  costs (over a cached one): 1 MB +1 ns, 8 MB +23 ns, 16 MB +39 ns, 32 MB +48 ns, 64 MB +52 ns,
-  256 MB +63 ns. Between runs this row moves by 20 ns or more (59 to 85 ns for the same build
-  on the same day): random reads depend on where the maps' pages landed.
+- **Random sources (met since the presence filter).** The budget is 0.8 of xdp-filter's cost,
+  about 63-65 ns. Each new source costs random reads of per-source and per-rule state, and
+  what they cost depends on what else is in the cache: one random read in an array costs (over
+  a cached one) 1 MB +1 ns, 8 MB +23 ns, 16 MB +39 ns, 32 MB +48 ns, 64 MB +52 ns, 256 MB +63
+  ns, alone in a program.
   - The source table (262,144 sources by default): it used to read a set of 192 bytes in a
     12 MB array and write a slot per new source, 184-195 ns. Now a 1 MB index of tags and
     packet counts finds a source's way, and a source's first packet is only noted there; its
-    slot is written at its second packet. Writing the slot at the first packet, with the
-    index, still cost 167 ns: stores that miss the cache drain one at a time. Reading the index
-    entry early, to overlap its miss with the rule lookups, was tried: it won nothing clear in
-    alternating runs, and made the verifier's work 1.5 times larger.
-  - The exact table at the default --max-rules (1,048,576): a miss reads two 32-byte buckets
-    of a 2.6 MB tag array, whatever the rules in it. The kernel hash it replaced read a bucket
-    of a 16 MB array and, with a million rules, elements spread over 100 MB.
+    slot is written at its second packet: 64-90 ns between runs, 0.8-1.1x xdp-filter.
+  - What was left, found with variants of the program loaded side by side and measured in
+    alternating rounds (a flag in .rodata, so each variant is a program of its own): without
+    the exact table's lookup the pass path cost 37-42 ns; without the source table 41 ns; with
+    both, 72-85 ns. Each alone fitted the cache, together (2.6 MB of tags, 1 MB of index) they
+    did not. Skipping the second bucket changed nothing (its read overlaps the first). Exact
+    tables sized for 262,144 rules (650 KB of tags) cost 54-57 ns against 78-80 in the same
+    rounds; a smaller source table (131,072 sources or fewer) only 6 ns less.
+  - So the exact table got a presence filter per list (include/xdpctl.h): one read in 1.3 MB
+    rules out most absent addresses, and the tags are read only for the 2-3% it cannot. In
+    the first run with it: 50 ns, 0.63x, from 73-79 ns the run before.
   - The note below gives the same run's random-source cost with a source table small enough to
-    stay in the cache (its index is 16 KB): what is left there is the exact table's miss and
-    the work every packet does.
+    stay in the cache (its index is 16 KB).
 - **Random blocked sources (no target).** A match must read its 40-byte slot in a 52 MB array
   to confirm the address and the expiry (a 16-bit tag alone would block innocent sources), a
   miss in the cache and the TLB: 250-330 ns. The end-to-end row of a rate-limited /16 flood is
@@ -1288,11 +1291,11 @@ and with `perf record -e cpu-clock` during floods:
   parses the file in parallel. A bucket is read as four words, compared as the program does.
   Reading each tag on its own and writing from one thread took 0.93 s for a million.
   `unblock --all` of a million takes under 0.1 s (1.3 s with the hash maps).
-- **Memory.** The exact tables are allocated whole when the maps are created: 55 MB per list at
-  the default --max-rules (2.6 MB of tags, 52 MB of slots). The maps at default sizes take
-  about 40 MB more than with hash maps, and about 40 MB less with a million rules. The peak RSS
-  of `block --file` counts the table pages xdpctl maps to write them (about 55 MB of kernel
-  memory, shared, not allocated by xdpctl).
+- **Memory.** The exact tables are allocated whole when the maps are created: 58 MB per list at
+  the default --max-rules (2.6 MB of tags, 52 MB of slots, 2.6 MB for the two halves of the
+  presence filter). The maps at default sizes take about 45 MB more than with hash maps, and
+  about 35 MB less with a million rules. The peak RSS of `block --file` counts the table pages
+  xdpctl maps to write them (about 57 MB of kernel memory, shared, not allocated by xdpctl).
 ";
 
 /// The sections of the benchmark, for `--only`.

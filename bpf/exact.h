@@ -17,6 +17,7 @@
 
 #define EXACT_K1    0x9E3779B97F4A7C15ULL
 #define EXACT_K2    0xC2B2AE3D27D4EB4FULL
+#define EXACT_K3    0xFF51AFD7ED558CCDULL
 #define EXACT_ONES  0x0001000100010001ULL /* 1 in every 16-bit lane */
 #define EXACT_HIGHS 0x8000800080008000ULL /* the top bit of every lane */
 
@@ -36,11 +37,13 @@ struct exact_key {
 	__u32 state;
 };
 
-/* Where a key may live: its two buckets, and its tag. */
+/* Where a key may live: its two buckets, and its tag; and its word and bits in the filter. */
 struct exact_place {
 	__u32 bucket[2];
 	__u64 tag_pattern; /* the tag in every lane of a word */
 	__u16 tag;
+	__u32 filter_word; /* in a half of the filter */
+	__u64 filter_bits;
 };
 
 static __always_inline struct exact_key exact_key_v4(__u32 addr)
@@ -62,7 +65,9 @@ static __always_inline struct exact_key exact_key_v6(struct fw_v6_addr *addr)
 
 /* The two buckets and the tag of a key: a keyed multiply-xorshift hash whose halves, scaled to
  * the bucket count (no division), pick the buckets, and whose low 16 bits (which the buckets
- * hardly depend on) are the tag. Mirrored by src/exact.rs (Place::of). */
+ * hardly depend on) are the tag. The hash mixed once more picks the filter word (its high half,
+ * scaled) and FW_EXACT_FILTER_BITS bits in it (6 low bits each). Mirrored by src/exact.rs
+ * (Place::of). */
 static __always_inline struct exact_place exact_place(struct fw_config *cfg, struct exact_key *key)
 {
 	struct exact_place place;
@@ -78,6 +83,9 @@ static __always_inline struct exact_place exact_place(struct fw_config *cfg, str
 	if (!place.tag)
 		place.tag = 1;
 	place.tag_pattern = place.tag * EXACT_ONES;
+	h = (h ^ (h >> 29)) * EXACT_K3;
+	place.filter_word = ((h >> 32) * (n * FW_EXACT_FILTER_WORDS)) >> 32;
+	place.filter_bits = 1ULL << (h & 63) | 1ULL << ((h >> 6) & 63) | 1ULL << ((h >> 12) & 63);
 	return place;
 }
 
@@ -177,11 +185,41 @@ exact_find(void *tags, void *slots, struct exact_place *place, struct exact_key 
 	return exact_in_bucket(tags, slots, place->bucket[1], place, key, index);
 }
 
+/* Whether the list's filter (the half being read) may hold the key: 0 only if it is not in the
+ * table. */
+static __always_inline int exact_filter_may_hold(void *filter, struct fw_config *cfg, __u32 list,
+						 struct exact_place *place)
+{
+	__u32 word = place->filter_word;
+	__u64 *bits;
+
+	if ((cfg->exact_filter_half >> list) & 1)
+		word += cfg->exact_buckets * FW_EXACT_FILTER_WORDS;
+	bits = bpf_map_lookup_elem(filter, &word);
+	return !bits || (EXACT_ONCE(*bits) & place->filter_bits) == place->filter_bits;
+}
+
+/* Adds the key to both halves of the filter, before its tag is published. */
+static __always_inline void exact_filter_add(void *filter, struct fw_config *cfg,
+					     struct exact_place *place)
+{
+	__u32 word = place->filter_word;
+	__u64 *bits = bpf_map_lookup_elem(filter, &word);
+
+	if (bits)
+		__sync_fetch_and_or(bits, place->filter_bits);
+	word += cfg->exact_buckets * FW_EXACT_FILTER_WORDS;
+	bits = bpf_map_lookup_elem(filter, &word);
+	if (bits)
+		__sync_fetch_and_or(bits, place->filter_bits);
+}
+
 /* The slot holding `key`, trying the memo first: the last key this CPU found in the table and
  * where. A flood from one source then finds its rule with a few loads, without the hash and the
- * tag search. The slot is checked each time, so a rule removed or moved is never trusted. */
-static __always_inline struct fw_exact_slot *exact_lookup(void *tags, void *slots,
-							  struct fw_exact_memo *memo,
+ * tag search. The slot is checked each time, so a rule removed or moved is never trusted. Then
+ * the filter, which rules out most absent keys without reading the tags. */
+static __always_inline struct fw_exact_slot *exact_lookup(void *tags, void *slots, void *filter,
+							  __u32 list, struct fw_exact_memo *memo,
 							  struct fw_config *cfg,
 							  struct exact_key *key)
 {
@@ -195,6 +233,8 @@ static __always_inline struct fw_exact_slot *exact_lookup(void *tags, void *slot
 			return slot;
 	}
 	place = exact_place(cfg, key);
+	if (!exact_filter_may_hold(filter, cfg, list, &place))
+		return NULL;
 	slot = exact_find(tags, slots, &place, key, &index);
 	if (slot && memo) {
 		memo->lo = key->lo;
@@ -258,15 +298,17 @@ static __always_inline int exact_claim(void *tags, void *slots, __u32 bucket, __
  * expired rules stay until userspace sweeps them (`xdpctl list`) or they are renewed, so a
  * renewal by userspace never races a removal here. Returns 0, or -1 if both buckets are full:
  * the source is then still dropped by its token bucket. */
-static __always_inline int exact_insert(void *tags, void *slots, struct fw_config *cfg,
-					struct exact_key *key, __u64 now, __u64 expires_ns,
-					__u32 reason)
+static __always_inline int exact_insert(void *tags, void *slots, void *filter,
+					struct fw_config *cfg, struct exact_key *key, __u64 now,
+					__u64 expires_ns, __u32 reason)
 {
 	struct exact_place place = exact_place(cfg, key);
 	__u64 first, second, lanes;
 	__u32 bucket, index;
 	struct fw_exact_slot *slot = exact_find(tags, slots, &place, key, &index);
 
+	/* Also for a renewal: it mends bits a rebuild racing the key's first insert missed. */
+	exact_filter_add(filter, cfg, &place);
 	if (slot) {
 		if (slot->expires_ns && now >= slot->expires_ns)
 			slot->hits = 0;

@@ -46,7 +46,8 @@ RANGE_TRIE(allow_v6_lpm, struct fw_lpm_v6_key);
 RANGE_TRIE(block_v4_lpm, struct fw_lpm_v4_key);
 RANGE_TRIE(block_v6_lpm, struct fw_lpm_v6_key);
 
-/* Each list's exact addresses (bpf/exact.h): buckets of tags, and the slots they lead to. */
+/* Each list's exact addresses (bpf/exact.h): buckets of tags, the slots they lead to, and the
+ * presence filter in front of them (two halves). */
 #define EXACT_TABLE(_list)                                                                         \
 	struct {                                                                                   \
 		__uint(type, BPF_MAP_TYPE_ARRAY);                                                  \
@@ -61,7 +62,14 @@ RANGE_TRIE(block_v6_lpm, struct fw_lpm_v6_key);
 		__type(value, struct fw_exact_slot);                                               \
 		__uint(max_entries, FW_DEFAULT_EXACT_BUCKETS *FW_EXACT_LANES);                     \
 		__uint(map_flags, BPF_F_MMAPABLE);                                                 \
-	} _list##_slots SEC(".maps")
+	} _list##_slots SEC(".maps");                                                              \
+	struct {                                                                                   \
+		__uint(type, BPF_MAP_TYPE_ARRAY);                                                  \
+		__type(key, __u32);                                                                \
+		__type(value, __u64);                                                              \
+		__uint(max_entries, FW_DEFAULT_EXACT_BUCKETS *FW_EXACT_FILTER_WORDS * 2);          \
+		__uint(map_flags, BPF_F_MMAPABLE);                                                 \
+	} _list##_filter SEC(".maps")
 
 EXACT_TABLE(allow);
 EXACT_TABLE(block);
@@ -164,11 +172,12 @@ static __always_inline int expired(struct fw_rule *rule, struct clock *clk)
 }
 
 /* The exact rule of an address, if it has not expired. */
-static __always_inline struct fw_exact_slot *live_exact(void *tags, void *slots, __u32 list,
-							struct exact_key *key, struct clock *clk)
+static __always_inline struct fw_exact_slot *live_exact(void *tags, void *slots, void *filter,
+							__u32 list, struct exact_key *key,
+							struct clock *clk)
 {
 	struct fw_exact_memo *memo = bpf_map_lookup_elem(&exact_memo, &list);
-	struct fw_exact_slot *slot = exact_lookup(tags, slots, memo, clk->cfg, key);
+	struct fw_exact_slot *slot = exact_lookup(tags, slots, filter, list, memo, clk->cfg, key);
 
 	if (slot && slot->expires_ns && now_ns(clk) >= slot->expires_ns)
 		return NULL;
@@ -270,8 +279,9 @@ static __always_inline __u64 *match_list(int block, struct pkt *p, struct clock 
 	if (in_use & (block ? FW_BLOCK_EXACT : FW_ALLOW_EXACT)) {
 		key = p->is_v6 ? exact_key_v6(&p->saddr6) : exact_key_v4(p->saddr4);
 		slot = live_exact(block ? (void *)&block_tags : (void *)&allow_tags,
-				  block ? (void *)&block_slots : (void *)&allow_slots, block, &key,
-				  clk);
+				  block ? (void *)&block_slots : (void *)&allow_slots,
+				  block ? (void *)&block_filter : (void *)&allow_filter, block,
+				  &key, clk);
 		if (slot)
 			return &slot->hits;
 	}
@@ -550,8 +560,8 @@ static __always_inline void auto_block(struct clock *clk, struct pkt *p)
 	if (!cfg->rl_block_for_ns)
 		return;
 	/* A full table refuses the entry: the source is still dropped by its bucket. */
-	exact_insert(&block_tags, &block_slots, cfg, &key, now, now + cfg->rl_block_for_ns,
-		     FW_REASON_RATELIMIT);
+	exact_insert(&block_tags, &block_slots, &block_filter, cfg, &key, now,
+		     now + cfg->rl_block_for_ns, FW_REASON_RATELIMIT);
 }
 
 static __always_inline __u32 count(struct xdp_md *ctx, struct clock_cache *clock, int proto,

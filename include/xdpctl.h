@@ -114,8 +114,21 @@ struct fw_v6_addr {
  * for an address that is not there reads at most two of them, whatever the table's size; only a
  * lane whose tag matches leads to its slot (the same index in the slot array). Inserts go to the
  * bucket with more free lanes, which keeps both nearly even: a table with 5/4 of its rules'
- * lanes never had both buckets full in 5 million simulated inserts. */
-#define FW_EXACT_LANES 16
+ * lanes never had both buckets full in 5 million simulated inserts.
+ *
+ * In front of the buckets sits the list's presence filter (`<list>_filter`), a Bloom filter
+ * of FW_EXACT_FILTER_WORDS 64-bit words per bucket, each address setting FW_EXACT_FILTER_BITS
+ * bits of one word. A source it rules out (most sources, when the list is not theirs) costs a
+ * read in it, half the size of the tags, instead of two in the tags: at a million rules the
+ * tags (2.6 MB) and the source index (1 MB) together no longer stay in this machine's cache,
+ * and a flood of random sources paid for that on every packet. Bits are only ever set (by
+ * every insert, before its tag is published), never cleared for one address, so the filter
+ * never rules out an address in the table. It has two halves: the program reads the one
+ * fw_config.exact_filter_half names, every insert sets bits in both, and userspace rebuilds the
+ * other from the table when removals left enough stale bits, then switches. */
+#define FW_EXACT_LANES	      16
+#define FW_EXACT_FILTER_WORDS 2
+#define FW_EXACT_FILTER_BITS  3
 
 struct fw_exact_bucket {
 	__u16 tag[FW_EXACT_LANES];
@@ -218,6 +231,10 @@ struct fw_config {
 	__u32 source_seed;     /* keys the source hash, so sources cannot be aimed at a set */
 	__u32 exact_buckets;   /* buckets of each list's exact table */
 	__u64 exact_seed; /* keys the exact tables' hash, so rules cannot be aimed at a bucket */
+	__u32 exact_filter_half; /* bit 1 << list: the half of a list's filter that is read */
+	__u32
+	    exact_filter_stale[2]; /* per list (allow, block): removals since its filter's build */
+	__u32 exact_filter_pad;
 };
 
 /* Per-source state: the rate limiter's bucket and the top-talker counters, in a set-associative

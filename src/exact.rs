@@ -8,6 +8,12 @@
 //! CPU at any time). A writer claims a free slot with a compare-and-swap of its state, fills it,
 //! marks it live, then publishes its tag; a remover (only xdpctl) clears the tag first. The
 //! program never removes anything, so xdpctl renews or removes a live slot without a race.
+//!
+//! In front of the buckets, each list has a presence filter (a Bloom filter in two halves; see
+//! include/xdpctl.h): every insert sets the address's bits in both halves before it publishes
+//! the tag, and bits are never cleared for one address. Removals leave stale bits; once they
+//! add up, xdpctl rebuilds the half the program does not read and switches to it
+//! (`FirewallMaps::note_exact_removals`).
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::atomic::{AtomicU16, AtomicU32, AtomicU64, Ordering};
@@ -19,6 +25,8 @@ use crate::mapping::Mapping;
 
 /// FW_EXACT_LANES: lanes (slots) per bucket.
 pub const LANES: usize = 16;
+/// FW_EXACT_FILTER_WORDS: 64-bit words of the presence filter per bucket, in each half.
+pub const FILTER_WORDS: usize = 2;
 /// EXACT_MAX_SAME_TAG: lanes of one bucket that may share a tag.
 const MAX_SAME_TAG: u32 = 4;
 /// enum fw_exact_state.
@@ -28,6 +36,7 @@ const LIVE_V4: u32 = 4;
 const LIVE_V6: u32 = 6;
 const K1: u64 = 0x9E37_79B9_7F4A_7C15;
 const K2: u64 = 0xC2B2_AE3D_27D4_EB4F;
+const K3: u64 = 0xFF51_AFD7_ED55_8CCD;
 
 /// Buckets for a table of `rules` addresses: 5/4 of the lanes they need (at that load both of an
 /// address's buckets were never full in 5 million simulated inserts), and at least two.
@@ -79,11 +88,14 @@ impl Key {
     }
 }
 
-/// Where a key may live: its two buckets, and its tag (exact_place in bpf/exact.h).
+/// Where a key may live: its two buckets, and its tag; and its word (in a half) and bits in the
+/// presence filter (exact_place in bpf/exact.h).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Place {
     pub buckets: [u32; 2],
     pub tag: u16,
+    pub filter_word: u32,
+    pub filter_bits: u64,
 }
 
 impl Place {
@@ -94,12 +106,15 @@ impl Place {
         h = (h ^ (h >> 32)).wrapping_mul(K2);
         h ^= h >> 32;
         let tag = h as u16;
+        let g = (h ^ (h >> 29)).wrapping_mul(K3);
         Place {
             buckets: [
                 (((h >> 32) * n) >> 32) as u32,
                 (((h & 0xffff_ffff) * n) >> 32) as u32,
             ],
             tag: if tag == 0 { 1 } else { tag },
+            filter_word: (((g >> 32) * (n * FILTER_WORDS as u64)) >> 32) as u32,
+            filter_bits: 1 << (g & 63) | 1 << ((g >> 6) & 63) | 1 << ((g >> 12) & 63),
         }
     }
 }
@@ -148,21 +163,71 @@ pub struct Full;
 pub struct Table {
     tags: Mapping,
     slots: Mapping,
+    filter: Mapping,
     buckets: u32,
     seed: u64,
 }
 
 impl Table {
-    /// Maps a table's two arrays. `buckets` and `seed` are fw_config's exact_buckets and
+    /// Maps a table's three arrays. `buckets` and `seed` are fw_config's exact_buckets and
     /// exact_seed.
-    pub fn open(tags: &MapHandle, slots: &MapHandle, buckets: u32, seed: u64) -> Result<Table> {
+    pub fn open([tags, slots, filter]: [&MapHandle; 3], buckets: u32, seed: u64) -> Result<Table> {
         let n = buckets as usize;
         Ok(Table {
             tags: Mapping::of(tags, n, LANES * 2)?,
             slots: Mapping::of(slots, n * LANES, std::mem::size_of::<Slot>())?,
+            filter: Mapping::of(filter, n * FILTER_WORDS * 2, 8)?,
             buckets,
             seed,
         })
+    }
+
+    /// Words in each half of the filter.
+    fn filter_words(&self) -> usize {
+        self.buckets as usize * FILTER_WORDS
+    }
+
+    fn filter_word(&self, half: usize, word: usize) -> &AtomicU64 {
+        let index = half * self.filter_words() + word;
+        assert!((index + 1) * 8 <= self.filter.len);
+        // SAFETY: within the mapping; u64 words, 8-aligned (page-aligned mapping).
+        unsafe { &*(self.filter.ptr as *const AtomicU64).add(index) }
+    }
+
+    /// Sets a key's bits in both halves of the filter: before its tag is published, so the
+    /// program never rules out a key it could find.
+    fn filter_add(&self, place: &Place) {
+        for half in 0..2 {
+            self.filter_word(half, place.filter_word as usize)
+                .fetch_or(place.filter_bits, Ordering::AcqRel);
+        }
+    }
+
+    /// Whether the filter's half `half` may hold the key (false: it is not in the table).
+    pub fn filter_may_hold(&self, half: usize, key: &Key) -> bool {
+        let place = self.place(key);
+        let bits = self
+            .filter_word(half, place.filter_word as usize)
+            .load(Ordering::Acquire);
+        bits & place.filter_bits == place.filter_bits
+    }
+
+    /// Builds half `half` of the filter anew from the entries in the table, for the program to
+    /// switch to once it is done. Inserts meanwhile set their bits in both halves themselves.
+    pub fn build_filter(&self, half: usize) {
+        for word in 0..self.filter_words() {
+            self.filter_word(half, word).store(0, Ordering::Release);
+        }
+        self.for_each(|_, entry| {
+            let place = self.place(&entry.key);
+            self.filter_word(half, place.filter_word as usize)
+                .fetch_or(place.filter_bits, Ordering::AcqRel);
+        });
+    }
+
+    /// Lanes in the table: the scale of stale filter bits worth a rebuild.
+    pub fn capacity(&self) -> usize {
+        self.buckets as usize * LANES
     }
 
     fn tag(&self, bucket: u32, lane: usize) -> &AtomicU16 {
@@ -252,6 +317,8 @@ impl Table {
 
     /// Inserts `key`, or renews its rule (expiry and reason; hits stay) if it is there.
     pub fn insert(&self, key: &Key, expires_ns: u64, reason: u32) -> Result<Inserted, Full> {
+        let place = self.place(key);
+        self.filter_add(&place);
         if let Some(index) = self.slots_of(key).next() {
             let old = self.entry(index, *key);
             let slot = self.slot(index);
@@ -259,7 +326,6 @@ impl Table {
             slot.reason.store(reason, Ordering::Relaxed);
             return Ok(Inserted::Renewed(old));
         }
-        let place = self.place(key);
         let mut choices = [
             (place.buckets[0], self.room(place.buckets[0], place.tag)),
             (place.buckets[1], self.room(place.buckets[1], place.tag)),

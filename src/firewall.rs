@@ -130,9 +130,11 @@ pub const TRIE_MAPS: [&str; 4] = [
     "block_v4_lpm",
     "block_v6_lpm",
 ];
-/// The exact tables' arrays, in (list, array) order: Allow then Block, tags then slots.
-pub const EXACT_MAPS: [[&str; 2]; 2] =
-    [["allow_tags", "allow_slots"], ["block_tags", "block_slots"]];
+/// The exact tables' arrays, in (list, array) order: Allow then Block; tags, slots, filter.
+pub const EXACT_MAPS: [[&str; 3]; 2] = [
+    ["allow_tags", "allow_slots", "allow_filter"],
+    ["block_tags", "block_slots", "block_filter"],
+];
 /// The other global (pinned, shared) maps of the firewall.
 const OTHER_GLOBAL_MAPS: [&str; 5] = [
     "ports",
@@ -196,8 +198,8 @@ fn random_u64() -> Result<u64> {
 pub struct FirewallMaps {
     /// In TRIE_MAPS order: per list (allow, block), IPv4 then IPv6.
     tries: Vec<MapHandle>,
-    /// Per list (Allow, Block): the exact table's tags and slots.
-    exact: [[MapHandle; 2]; 2],
+    /// Per list (Allow, Block): the exact table's tags, slots and filter.
+    exact: [[MapHandle; 3]; 2],
     pub ports: MapHandle,
     pub config: MapHandle,
     pub sources: MapHandle,
@@ -214,9 +216,10 @@ impl FirewallMaps {
         mut find: impl FnMut(&str) -> Result<MapHandle>,
         edit_lock: Option<String>,
     ) -> Result<FirewallMaps> {
-        let mut pair =
-            |names: [&str; 2]| -> Result<[MapHandle; 2]> { Ok([find(names[0])?, find(names[1])?]) };
-        let exact = [pair(EXACT_MAPS[0])?, pair(EXACT_MAPS[1])?];
+        let mut arrays = |names: [&str; 3]| -> Result<[MapHandle; 3]> {
+            Ok([find(names[0])?, find(names[1])?, find(names[2])?])
+        };
+        let exact = [arrays(EXACT_MAPS[0])?, arrays(EXACT_MAPS[1])?];
         Ok(FirewallMaps {
             tries: TRIE_MAPS
                 .iter()
@@ -318,8 +321,37 @@ impl FirewallMaps {
     /// A list's exact table, mapped into this process.
     pub fn exact_table(&self, list: List) -> Result<crate::exact::Table> {
         let config = self.config()?;
-        let [tags, slots] = &self.exact[list as usize];
-        crate::exact::Table::open(tags, slots, config.exact_buckets, config.exact_seed)
+        let [tags, slots, filter] = &self.exact[list as usize];
+        crate::exact::Table::open(
+            [tags, slots, filter],
+            config.exact_buckets,
+            config.exact_seed,
+        )
+    }
+
+    /// The half of a list's presence filter the program reads.
+    pub fn exact_filter_half(&self, list: List) -> Result<usize> {
+        Ok((self.config()?.exact_filter_half as usize >> list as usize) & 1)
+    }
+
+    /// Counts `removed` entries gone from a list's exact table (their filter bits stay), and
+    /// once they are an eighth of the table's lanes, or the table was emptied, rebuilds the
+    /// filter's other half and switches the program to it. Callers hold the edit lock.
+    pub fn note_exact_removals(&self, list: List, removed: usize, emptied: bool) -> Result<()> {
+        if removed == 0 && !emptied {
+            return Ok(());
+        }
+        let table = self.exact_table(list)?;
+        let mut config = self.config()?;
+        let stale = &mut config.exact_filter_stale[list as usize];
+        *stale = stale.saturating_add(removed.min(u32::MAX as usize) as u32);
+        if emptied || *stale as usize >= table.capacity() / 8 {
+            let other = 1 - ((config.exact_filter_half as usize >> list as usize) & 1);
+            table.build_filter(other);
+            config.exact_filter_half ^= 1 << list as u32;
+            config.exact_filter_stale[list as usize] = 0;
+        }
+        self.set_config(&config)
     }
 
     /// The range filter, mapped into this process.
@@ -491,6 +523,12 @@ pub fn prepare_global_maps(open: &mut OpenObject, sizes: Sizes) -> Result<NamedL
                 |n| crate::exact::buckets_for(n) * crate::exact::LANES as u32,
                 "--max-rules",
             ),
+            // Two halves.
+            "allow_filter" | "block_filter" => (
+                sizes.max_rules,
+                |n| crate::exact::buckets_for(n) * crate::exact::FILTER_WORDS as u32 * 2,
+                "--max-rules",
+            ),
             _ => (sizes.max_rules, |n| n, "--max-rules"),
         };
         let path = dir.join(&name);
@@ -562,7 +600,7 @@ mod tests {
     fn abi_sizes_match_the_c_structs() {
         assert_eq!(std::mem::size_of::<Rule>(), 24);
         assert_eq!(std::mem::size_of::<PortRule>(), 16);
-        assert_eq!(std::mem::size_of::<Config>(), 72);
+        assert_eq!(std::mem::size_of::<Config>(), 88);
         assert_eq!(std::mem::size_of::<ExactSlot>(), 40);
         assert_eq!(std::mem::size_of::<ExactBucket>(), 2 * crate::exact::LANES);
         assert_eq!(std::mem::size_of::<Source>(), 48);

@@ -759,3 +759,109 @@ fn ranges_still_match_after_edits_of_their_neighbours() {
     }
     assert!(!filter.may_match(List::Allow, ip("10.1.1.5")));
 }
+
+/// The firewall loaded with exact tables sized for `max_rules`, as `load --max-rules` sizes them.
+fn load_firewall_for(max_rules: u32) -> (FirewallSkel<'static>, FirewallMaps) {
+    let object = Box::leak(Box::new(MaybeUninit::uninit()));
+    let mut open = FirewallSkelBuilder::default().open(object).unwrap();
+    let buckets = xdpctl::exact::buckets_for(max_rules);
+    for mut map in open.open_object_mut().maps_mut() {
+        let entries = match map.name().to_str().unwrap() {
+            "allow_tags" | "block_tags" => buckets,
+            "allow_slots" | "block_slots" => buckets * xdpctl::exact::LANES as u32,
+            "allow_filter" | "block_filter" => buckets * xdpctl::exact::FILTER_WORDS as u32 * 2,
+            _ => continue,
+        };
+        map.set_max_entries(entries).unwrap();
+    }
+    let skel = open.load().unwrap();
+    let maps = FirewallMaps::from_object(skel.object()).unwrap();
+    (skel, maps)
+}
+
+#[test]
+fn exact_addresses_stay_blocked_across_rebuilds_of_the_presence_filter() {
+    if !common::have_root("exact_addresses_stay_blocked_across_rebuilds_of_the_presence_filter") {
+        return;
+    }
+    let (skel, maps) = load_firewall_for(4096);
+    let verdict = |src: IpAddr| run(&skel, &Frame::new(src, L4::Udp { dport: 1000 }).bytes());
+    let (pass, drop) = (PASS.xdp_action(), BLOCKLIST.xdp_action());
+    let key = |addr: IpAddr| xdpctl::exact::Key::of(addr);
+    // 3,000 IPv4 and 1,000 IPv6 addresses.
+    let addrs: Vec<IpAddr> = (0..3000u32)
+        .map(|i| IpAddr::from(std::net::Ipv4Addr::from(0x0a00_0000 + i * 7)))
+        .chain(
+            (0..1000u128)
+                .map(|i| IpAddr::from(std::net::Ipv6Addr::from((0x2001_0db8u128 << 96) + i * 11))),
+        )
+        .collect();
+    let nets: Vec<ipnet::IpNet> = addrs.iter().map(|&a| ipnet::IpNet::from(a)).collect();
+    rules::add_prefixes(&maps, List::Block, &nets, 0, firewall::REASON_MANUAL).unwrap();
+    for &addr in &addrs {
+        assert_eq!(verdict(addr), drop, "{addr}");
+    }
+    // The filter rules out most addresses that are not in the table, so their lookups never
+    // read the tags (this is what it is for).
+    let table = maps.exact_table(List::Block).unwrap();
+    let half = maps.exact_filter_half(List::Block).unwrap();
+    let mut rng = StdRng::seed_from_u64(7);
+    let absent: Vec<IpAddr> = (0..10_000)
+        .map(|_| IpAddr::from(std::net::Ipv4Addr::from(rng.gen::<u32>() | 0x8000_0000)))
+        .collect();
+    let ruled_out = absent
+        .iter()
+        .filter(|&&a| !table.filter_may_hold(half, &key(a)))
+        .count();
+    assert!(
+        ruled_out > 9_000,
+        "the filter ruled out only {ruled_out} of 10,000"
+    );
+
+    // Removing 3,000 leaves stale bits past an eighth of the table's lanes: the other half is
+    // rebuilt from the table and read from then on.
+    let (gone, kept) = nets.split_at(3000);
+    rules::remove_prefixes(&maps, List::Block, gone).unwrap();
+    assert_eq!(maps.exact_filter_half(List::Block).unwrap(), 1 - half);
+    assert_eq!(
+        maps.config().unwrap().exact_filter_stale[List::Block as usize],
+        0
+    );
+    for net in kept {
+        assert_eq!(verdict(net.addr()), drop, "{net}");
+    }
+    for net in gone {
+        assert_eq!(verdict(net.addr()), pass, "{net}");
+    }
+    let stale = gone
+        .iter()
+        .filter(|net| table.filter_may_hold(1 - half, &key(net.addr())))
+        .count();
+    assert!(
+        stale < 300,
+        "{stale} of 3,000 removed addresses still pass the rebuilt filter"
+    );
+
+    // The program's own inserts (auto-block) set their bits in both halves.
+    let flooder: IpAddr = "192.0.2.200".parse().unwrap();
+    maps.set_rate_limit(&rl(1, 1, 10_000_000_000, RateLimitProto::All))
+        .unwrap();
+    maps.set_clock(T0).unwrap();
+    let verdicts: Vec<u32> = (0..4).map(|_| verdict(flooder)).collect();
+    assert_eq!(
+        verdicts.last(),
+        Some(&RATELIMIT.xdp_action()),
+        "{verdicts:?}"
+    );
+    assert_eq!(verdict(flooder), drop);
+    assert!(table.filter_may_hold(0, &key(flooder)) && table.filter_may_hold(1, &key(flooder)));
+
+    // Emptying the list rebuilds an empty half.
+    rules::clear(&maps, List::Block).unwrap();
+    assert_eq!(maps.exact_filter_half(List::Block).unwrap(), half);
+    let half = maps.exact_filter_half(List::Block).unwrap();
+    for net in kept {
+        assert!(!table.filter_may_hold(half, &key(net.addr())), "{net}");
+        assert_eq!(verdict(net.addr()), pass, "{net}");
+    }
+}
