@@ -66,7 +66,7 @@ static __always_inline struct exact_key exact_key_v6(struct fw_v6_addr *addr)
 /* The two buckets and the tag of a key: a keyed multiply-xorshift hash whose halves, scaled to
  * the bucket count (no division), pick the buckets, and whose low 16 bits (which the buckets
  * hardly depend on) are the tag. The hash mixed once more picks the filter word (its high half,
- * scaled) and FW_EXACT_FILTER_BITS bits in it (6 low bits each). Mirrored by src/exact.rs
+ * scaled) and three bits in it (6 low bits each). Mirrored by src/exact.rs
  * (Place::of). */
 static __always_inline struct exact_place exact_place(struct fw_config *cfg, struct exact_key *key)
 {
@@ -185,17 +185,22 @@ exact_find(void *tags, void *slots, struct exact_place *place, struct exact_key 
 	return exact_in_bucket(tags, slots, place->bucket[1], place, key, index);
 }
 
+/* The key's word in half `half` (0 or 1) of the filter. */
+static __always_inline __u64 *exact_filter_word(void *filter, struct fw_config *cfg,
+						struct exact_place *place, __u32 half)
+{
+	__u32 word = place->filter_word + half * cfg->exact_buckets * FW_EXACT_FILTER_WORDS;
+
+	return bpf_map_lookup_elem(filter, &word);
+}
+
 /* Whether the list's filter (the half being read) may hold the key: 0 only if it is not in the
  * table. */
 static __always_inline int exact_filter_may_hold(void *filter, struct fw_config *cfg, __u32 list,
 						 struct exact_place *place)
 {
-	__u32 word = place->filter_word;
-	__u64 *bits;
+	__u64 *bits = exact_filter_word(filter, cfg, place, (cfg->exact_filter_half >> list) & 1);
 
-	if ((cfg->exact_filter_half >> list) & 1)
-		word += cfg->exact_buckets * FW_EXACT_FILTER_WORDS;
-	bits = bpf_map_lookup_elem(filter, &word);
 	return !bits || (EXACT_ONCE(*bits) & place->filter_bits) == place->filter_bits;
 }
 
@@ -203,13 +208,11 @@ static __always_inline int exact_filter_may_hold(void *filter, struct fw_config 
 static __always_inline void exact_filter_add(void *filter, struct fw_config *cfg,
 					     struct exact_place *place)
 {
-	__u32 word = place->filter_word;
-	__u64 *bits = bpf_map_lookup_elem(filter, &word);
+	__u64 *bits = exact_filter_word(filter, cfg, place, 0);
 
 	if (bits)
 		__sync_fetch_and_or(bits, place->filter_bits);
-	word += cfg->exact_buckets * FW_EXACT_FILTER_WORDS;
-	bits = bpf_map_lookup_elem(filter, &word);
+	bits = exact_filter_word(filter, cfg, place, 1);
 	if (bits)
 		__sync_fetch_and_or(bits, place->filter_bits);
 }

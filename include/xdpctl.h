@@ -117,8 +117,8 @@ struct fw_v6_addr {
  * lanes never had both buckets full in 5 million simulated inserts.
  *
  * In front of the buckets sits the list's presence filter (`<list>_filter`), a Bloom filter
- * of FW_EXACT_FILTER_WORDS 64-bit words per bucket, each address setting FW_EXACT_FILTER_BITS
- * bits of one word. A source it rules out (most sources, when the list is not theirs) costs a
+ * of FW_EXACT_FILTER_WORDS 64-bit words per bucket, each address setting three bits of one
+ * word. A source it rules out (most sources, when the list is not theirs) costs a
  * read in it, half the size of the tags, instead of two in the tags: at a million rules the
  * tags (2.6 MB) and the source index (1 MB) together no longer stay in this machine's cache,
  * and a flood of random sources paid for that on every packet. Bits are only ever set (by
@@ -128,7 +128,6 @@ struct fw_v6_addr {
  * other from the table when removals left enough stale bits, then switches. */
 #define FW_EXACT_LANES	      16
 #define FW_EXACT_FILTER_WORDS 2
-#define FW_EXACT_FILTER_BITS  3
 
 struct fw_exact_bucket {
 	__u16 tag[FW_EXACT_LANES];

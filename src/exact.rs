@@ -194,12 +194,17 @@ impl Table {
         unsafe { &*(self.filter.ptr as *const AtomicU64).add(index) }
     }
 
+    /// Sets a key's bits in one half of the filter.
+    fn filter_set(&self, half: usize, place: &Place) {
+        self.filter_word(half, place.filter_word as usize)
+            .fetch_or(place.filter_bits, Ordering::AcqRel);
+    }
+
     /// Sets a key's bits in both halves of the filter: before its tag is published, so the
     /// program never rules out a key it could find.
     fn filter_add(&self, place: &Place) {
         for half in 0..2 {
-            self.filter_word(half, place.filter_word as usize)
-                .fetch_or(place.filter_bits, Ordering::AcqRel);
+            self.filter_set(half, place);
         }
     }
 
@@ -218,11 +223,7 @@ impl Table {
         for word in 0..self.filter_words() {
             self.filter_word(half, word).store(0, Ordering::Release);
         }
-        self.for_each(|_, entry| {
-            let place = self.place(&entry.key);
-            self.filter_word(half, place.filter_word as usize)
-                .fetch_or(place.filter_bits, Ordering::AcqRel);
-        });
+        self.for_each(|_, entry| self.filter_set(half, &self.place(&entry.key)));
     }
 
     /// Lanes in the table: the scale of stale filter bits worth a rebuild.

@@ -334,14 +334,20 @@ impl FirewallMaps {
         Ok((self.config()?.exact_filter_half as usize >> list as usize) & 1)
     }
 
-    /// Counts `removed` entries gone from a list's exact table (their filter bits stay), and
-    /// once they are an eighth of the table's lanes, or the table was emptied, rebuilds the
-    /// filter's other half and switches the program to it. Callers hold the edit lock.
-    pub fn note_exact_removals(&self, list: List, removed: usize, emptied: bool) -> Result<()> {
+    /// Counts `removed` entries gone from a list's exact table (`table`, as `exact_table` maps
+    /// it; their filter bits stay), and once they are an eighth of the table's lanes, or the
+    /// table was emptied, rebuilds the filter's other half and switches the program to it.
+    /// Callers hold the edit lock.
+    pub fn note_exact_removals(
+        &self,
+        table: &crate::exact::Table,
+        list: List,
+        removed: usize,
+        emptied: bool,
+    ) -> Result<()> {
         if removed == 0 && !emptied {
             return Ok(());
         }
-        let table = self.exact_table(list)?;
         let mut config = self.config()?;
         let stale = &mut config.exact_filter_stale[list as usize];
         *stale = stale.saturating_add(removed.min(u32::MAX as usize) as u32);

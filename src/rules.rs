@@ -726,7 +726,7 @@ pub fn add_prefixes(
                 table.remove(key);
             }
             // Failing already: stale filter bits cost speed only, so an error here can wait.
-            let _ = maps.note_exact_removals(list, added.len(), false);
+            let _ = maps.note_exact_removals(&table, list, added.len(), false);
             for old in &renewed {
                 table.restore(old);
             }
@@ -896,7 +896,7 @@ pub fn remove_prefixes(maps: &FirewallMaps, list: List, prefixes: &[IpNet]) -> R
     for key in &keys {
         removed += table.remove(key) as usize;
     }
-    maps.note_exact_removals(list, removed, false)?;
+    maps.note_exact_removals(&table, list, removed, false)?;
     for (ipv6, wanted) in by_family {
         let keys: Vec<Vec<u8>> = wanted.into_iter().map(|(_, key)| key).collect();
         removed += keys.len();
@@ -920,8 +920,9 @@ fn refresh_range_filter(maps: &FirewallMaps, list: List, ipv6: bool) -> Result<(
 /// Empties a list. Returns how many entries went.
 pub fn clear(maps: &FirewallMaps, list: List) -> Result<usize> {
     let _lock = maps.lock()?;
-    let mut removed = maps.exact_table(list)?.clear();
-    maps.note_exact_removals(list, removed, true)?;
+    let table = maps.exact_table(list)?;
+    let mut removed = table.clear();
+    maps.note_exact_removals(&table, list, removed, true)?;
     for ipv6 in [false, true] {
         let map = maps.trie(list, ipv6);
         let keys = map_keys(map)?;
@@ -972,7 +973,7 @@ pub fn list_prefixes(maps: &FirewallMaps, list: List, now_ns: u64) -> Result<Vec
     for (index, key) in expired {
         table.remove_expired(index, &key, now_ns);
     }
-    maps.note_exact_removals(list, swept, false)?;
+    maps.note_exact_removals(&table, list, swept, false)?;
     for ipv6 in [false, true] {
         let map = maps.trie(list, ipv6);
         let mut expired = Vec::new();
