@@ -327,35 +327,6 @@ fn firewall_subject(
     Ok(subject)
 }
 
-/// The loads of one configuration (consecutive subjects of the same name and rules) as one
-/// subject: per path, the median load's best round.
-fn median_instances(subjects: Vec<Subject>) -> Vec<Subject> {
-    let mut merged: Vec<(Subject, Vec<[f64; 4]>)> = Vec::new();
-    for subject in subjects {
-        match merged.last_mut() {
-            Some((first, bests)) if first.name == subject.name && first.rules == subject.rules => {
-                bests.push(subject.best)
-            }
-            _ => {
-                let best = subject.best;
-                merged.push((subject, vec![best]));
-            }
-        }
-    }
-    merged
-        .into_iter()
-        .map(|(mut subject, bests)| {
-            subject.best = std::array::from_fn(|path| {
-                let mut values: Vec<f64> = bests.iter().map(|best| best[path]).collect();
-                values.sort_by(f64::total_cmp);
-                values[values.len() / 2]
-            });
-            subject.loads = bests;
-            subject
-        })
-        .collect()
-}
-
 fn per_packet(scale: &Scale, report: &mut Report) -> Result<()> {
     say("per-packet cost (BPF_PROG_RUN)");
     let drop_storage = Box::leak(Box::new(MaybeUninit::uninit()));
@@ -372,7 +343,6 @@ fn per_packet(scale: &Scale, report: &mut Report) -> Result<()> {
         expect: 1,
     };
 
-    let mut subjects = Vec::new();
     // xdp-filter, as deployed: its libxdp dispatcher on a lab interface, for the whole run.
     let xdp_filter_lab = LabGuard::setup(&unique_name("bx"))?;
     let xf_ifname = xdp_filter_lab.outer_ifname().to_owned();
@@ -401,12 +371,15 @@ fn per_packet(scale: &Scale, report: &mut Report) -> Result<()> {
         keep_fds.push(fd);
         Ok(subject)
     })();
-    match xdp_filter {
-        Ok(s) => subjects.push(s),
-        Err(err) => report
-            .notes
-            .push(format!("xdp-filter could not be measured: {err:#}")),
-    }
+    let mut xdp_filter = match xdp_filter {
+        Ok(s) => Some(s),
+        Err(err) => {
+            report
+                .notes
+                .push(format!("xdp-filter could not be measured: {err:#}"));
+            None
+        }
+    };
 
     // (rules, of which ranges, the mix, a source table smaller than the default). The small
     // tables are not targets: they show what the random-source cost is made of.
@@ -436,9 +409,11 @@ fn per_packet(scale: &Scale, report: &mut Report) -> Result<()> {
         }
         Ok(())
     };
-    let mut measured = Vec::new();
+    let mut subjects = Vec::new();
     for (n, ranges, mix, sources) in configs {
         let rules = rule_set(n - ranges, ranges);
+        let mut first: Option<Subject> = None;
+        let mut loads = Vec::new();
         for load in 0..scale.instances {
             say(&format!(
                 "firewall with {n} rules ({mix}), load {} of {}: {} rounds",
@@ -463,17 +438,24 @@ fn per_packet(scale: &Scale, report: &mut Report) -> Result<()> {
             })?;
             let mut firewall = firewall_subject(&skel, n, ranges, mix, sources)?;
             for _ in 0..scale.runs {
-                match subjects.first_mut() {
+                match xdp_filter.as_mut() {
                     Some(xdp_filter) => round(&mut [xdp_filter, &mut firewall])?,
                     None => round(&mut [&mut firewall])?,
                 }
             }
             firewall.probes.clear();
-            measured.push(firewall);
+            loads.push(firewall.best);
+            first.get_or_insert(firewall);
+        }
+        // The configuration's row: per path, the median load's best round.
+        if let Some(mut firewall) = first {
+            firewall.best =
+                std::array::from_fn(|path| median(loads.iter().map(|best| best[path]).collect()));
+            firewall.loads = loads;
+            subjects.push(firewall);
         }
     }
-    subjects.extend(median_instances(measured));
-
+    let subjects: Vec<Subject> = xdp_filter.into_iter().chain(subjects).collect();
     let _ = Command::new("xdp-filter")
         .args(["unload", &xf_ifname])
         .output();

@@ -47,6 +47,18 @@ pub fn buckets_for(rules: u32) -> u32 {
         .clamp(2, u64::from(u32::MAX) / LANES as u64) as u32
 }
 
+/// Entries of each array of a table for `rules` addresses, in the order of
+/// `firewall::EXACT_MAPS`: the tags (a bucket each), the slots (a lane each), and the filter's
+/// two halves (a word each).
+pub fn array_entries(rules: u32) -> [u32; 3] {
+    let buckets = buckets_for(rules);
+    [
+        buckets,
+        buckets * LANES as u32,
+        buckets * FILTER_WORDS as u32 * 2,
+    ]
+}
+
 /// An address as the tables key it (struct exact_key in bpf/exact.h): its bytes as two native
 /// words, and the live state of its family.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

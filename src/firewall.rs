@@ -156,6 +156,20 @@ pub fn set_source_table_size(open: &mut OpenObject, sources: u32) -> Result<()> 
     Ok(())
 }
 
+/// Sizes both lists' exact tables of a firewall object before load, for `rules` addresses each.
+pub fn set_exact_table_size(open: &mut OpenObject, rules: u32) -> Result<()> {
+    let entries = crate::exact::array_entries(rules);
+    for mut map in open.maps_mut() {
+        let array = EXACT_MAPS
+            .iter()
+            .find_map(|arrays| arrays.iter().position(|name| map.name() == *name));
+        if let Some(array) = array {
+            map.set_max_entries(entries[array])?;
+        }
+    }
+    Ok(())
+}
+
 /// Whether a map of the firewall object is one of its global (pinned, shared) maps.
 pub fn is_global_map(name: &str) -> bool {
     TRIE_MAPS.contains(&name)
@@ -521,18 +535,19 @@ pub fn prepare_global_maps(open: &mut OpenObject, sizes: Sizes) -> Result<NamedL
             // The source table holds sets of SOURCE_WAYS, a power of two of them.
             "sources" | "source_index" => (sizes.max_sources, source_sets, "--max-sources"),
             "ports" | "fw_config" => (None, |n| n, ""),
-            "allow_tags" | "block_tags" => {
-                (sizes.max_rules, crate::exact::buckets_for, "--max-rules")
-            }
-            "allow_slots" | "block_slots" => (
+            "allow_tags" | "block_tags" => (
                 sizes.max_rules,
-                |n| crate::exact::buckets_for(n) * crate::exact::LANES as u32,
+                |n| crate::exact::array_entries(n)[0],
                 "--max-rules",
             ),
-            // Two halves.
+            "allow_slots" | "block_slots" => (
+                sizes.max_rules,
+                |n| crate::exact::array_entries(n)[1],
+                "--max-rules",
+            ),
             "allow_filter" | "block_filter" => (
                 sizes.max_rules,
-                |n| crate::exact::buckets_for(n) * crate::exact::FILTER_WORDS as u32 * 2,
+                |n| crate::exact::array_entries(n)[2],
                 "--max-rules",
             ),
             _ => (sizes.max_rules, |n| n, "--max-rules"),

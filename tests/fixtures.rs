@@ -411,14 +411,7 @@ fn run(skel: &FirewallSkel, bytes: &[u8]) -> u32 {
 
 /// The firewall loaded (not attached), with its maps (unpinned: this test's own).
 fn load_firewall() -> (FirewallSkel<'static>, FirewallMaps) {
-    let object = Box::leak(Box::new(MaybeUninit::uninit()));
-    let skel = FirewallSkelBuilder::default()
-        .open(object)
-        .unwrap()
-        .load()
-        .unwrap();
-    let maps = FirewallMaps::from_object(skel.object()).unwrap();
-    (skel, maps)
+    load_firewall_for(firewall::DEFAULT_MAX_RULES)
 }
 
 /// The fixtures' rule set, in the kernel (through src/rules.rs) and in a model.
@@ -764,16 +757,7 @@ fn ranges_still_match_after_edits_of_their_neighbours() {
 fn load_firewall_for(max_rules: u32) -> (FirewallSkel<'static>, FirewallMaps) {
     let object = Box::leak(Box::new(MaybeUninit::uninit()));
     let mut open = FirewallSkelBuilder::default().open(object).unwrap();
-    let buckets = xdpctl::exact::buckets_for(max_rules);
-    for mut map in open.open_object_mut().maps_mut() {
-        let entries = match map.name().to_str().unwrap() {
-            "allow_tags" | "block_tags" => buckets,
-            "allow_slots" | "block_slots" => buckets * xdpctl::exact::LANES as u32,
-            "allow_filter" | "block_filter" => buckets * xdpctl::exact::FILTER_WORDS as u32 * 2,
-            _ => continue,
-        };
-        map.set_max_entries(entries).unwrap();
-    }
+    firewall::set_exact_table_size(open.open_object_mut(), max_rules).unwrap();
     let skel = open.load().unwrap();
     let maps = FirewallMaps::from_object(skel.object()).unwrap();
     (skel, maps)
