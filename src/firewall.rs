@@ -105,11 +105,13 @@ pub struct RateLimit {
 impl RateLimit {
     /// Nanoseconds for an empty bucket to fill (burst * TOKEN / pps), as the program reads it
     /// from fw_config.rl_full_ns; computed once here so the program never divides.
+    /// In u128 and saturating: burst * TOKEN overflows u64 past 18 billion packets.
     pub fn full_ns(&self) -> u64 {
         if self.pps == 0 {
             return 0;
         }
-        self.burst.wrapping_mul(TOKEN) / self.pps
+        let full = u128::from(self.burst) * u128::from(TOKEN) / u128::from(self.pps);
+        u64::try_from(full).unwrap_or(u64::MAX)
     }
 
     pub fn of_config(config: &Config) -> RateLimit {
@@ -597,9 +599,15 @@ pub fn prepare_global_maps(open: &mut OpenObject, sizes: Sizes) -> Result<NamedL
     Ok(lock)
 }
 
-/// The sets the source table needs for `sources` sources (a power of two, at least one).
+/// The sets the source table needs for `sources` sources (a power of two, at least one). Past
+/// 2^31 sources the power of two would wrap to 0 (one set): it stays 2^31, which the kernel
+/// then refuses as too large.
 pub fn source_sets(sources: u32) -> u32 {
-    (sources.max(SOURCE_WAYS as u32).next_power_of_two() / SOURCE_WAYS as u32).max(1)
+    let sources = sources
+        .max(SOURCE_WAYS as u32)
+        .checked_next_power_of_two()
+        .unwrap_or(1 << 31);
+    (sources / SOURCE_WAYS as u32).max(1)
 }
 
 /// Removes the pins of the global maps (`unload --all`).
@@ -649,6 +657,23 @@ mod tests {
         assert_eq!(source_sets(262_144), 65_536);
         assert_eq!(source_sets(1000), 256);
         assert_eq!(source_sets(1), 1);
+        assert_eq!(source_sets(u32::MAX), 1 << 29);
+    }
+
+    #[test]
+    fn a_bucket_fill_time_saturates_rather_than_wrapping() {
+        let rl = |burst, pps| {
+            RateLimit {
+                burst,
+                pps,
+                ..RateLimit::default()
+            }
+            .full_ns()
+        };
+        assert_eq!(rl(20, 10), 2 * TOKEN);
+        assert_eq!(rl(20_000_000_000, 1_000_000_000), 20 * TOKEN);
+        assert_eq!(rl(u64::MAX, 1), u64::MAX);
+        assert_eq!(rl(5, 0), 0);
     }
 
     #[test]
