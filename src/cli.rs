@@ -153,9 +153,14 @@ pub struct BlockArgs {
     #[arg(long, value_name = "PORT/PROTO")]
     pub port: Vec<String>,
 
-    /// Let the address blocks expire after this long, e.g. 90s, 10m, 1h30m, 1d.
+    /// Let the address blocks expire after this long, e.g. 90s, 10m, 1h30m, 1d (at most 3650d).
     #[arg(long, value_name = "DURATION", value_parser = duration)]
     pub ttl: Option<std::time::Duration>,
+
+    /// Block a prefix shorter than /8 (IPv4) or /16 (IPv6) too: such a prefix blocks a large
+    /// part of the Internet (0.0.0.0/0 and ::/0 all of it), so it is refused without this.
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Debug, Args)]
@@ -212,7 +217,8 @@ pub enum RatelimitCommand {
         /// A source new to the table also gets its first packet, which is only noted.
         #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1_000_000_000))]
         burst: Option<u64>,
-        /// Also block a source that goes over the limit, for this long (e.g. 60s, 10m).
+        /// Also block a source that goes over the limit, for this long (e.g. 60s, 10m; at most
+        /// 3650d).
         #[arg(long, value_name = "DURATION", value_parser = duration)]
         block_for: Option<std::time::Duration>,
         /// Which packets count.
@@ -520,7 +526,7 @@ fn mac(text: &str) -> Result<[u8; 6], String> {
 }
 
 fn duration(text: &str) -> Result<std::time::Duration, String> {
-    crate::rules::parse_duration(text)
+    crate::input::parse_duration(text)
 }
 
 fn listen_address(text: &str) -> Result<std::net::SocketAddr, String> {

@@ -1,15 +1,12 @@
-//! Rules: parsing what users type (addresses, CIDR prefixes, ports, durations, rule files) and
-//! applying it to the firewall's maps. Every edit is checked in full before anything is
+//! Rules: applying what users typed (parsed in src/input.rs, re-exported here) to the
+//! firewall's maps. Every edit is checked in full before anything is
 //! written, and rolled back if the kernel refuses part of it, so a command applies all of its
 //! rules or none.
 
 use std::collections::{HashMap, HashSet};
-use std::io::{self, BufRead};
+use std::io;
 use std::net::IpAddr;
 use std::os::fd::{AsFd, AsRawFd};
-use std::path::Path;
-use std::str::FromStr;
-use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
@@ -19,29 +16,12 @@ use libbpf_rs::{MapCore, MapFlags, MapHandle, MapType};
 use crate::exact;
 use crate::firewall::{self, FirewallMaps, List, PortRule, Rule};
 
-// --- Parsing -----------------------------------------------------------------------------
+// --- Parsing (src/input.rs) ---------------------------------------------------------------
 
-/// An address (a /32 or /128) or a CIDR prefix. Host bits must be zero, so a typo cannot
-/// silently block more than was meant.
-pub fn parse_prefix(text: &str) -> Result<IpNet, String> {
-    let text = text.trim();
-    if text.contains('/') {
-        let net = IpNet::from_str(text).map_err(|_| {
-            format!("'{text}' is not an IP address or CIDR prefix (e.g. 203.0.113.7, 198.51.100.0/24, 2001:db8::/32)")
-        })?;
-        if net.trunc() != net {
-            return Err(format!(
-                "'{text}' has host bits set: did you mean {}?",
-                net.trunc()
-            ));
-        }
-        Ok(net)
-    } else {
-        IpAddr::from_str(text).map(IpNet::from).map_err(|_| {
-            format!("'{text}' is not an IP address or CIDR prefix (e.g. 203.0.113.7, 198.51.100.0/24, 2001:db8::/32)")
-        })
-    }
-}
+pub use crate::input::{
+    gather_prefixes, parse_duration, parse_port, parse_prefix, read_prefix_list, BadLine,
+    PrefixList,
+};
 
 /// The protocol of a port rule.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, clap::ValueEnum)]
@@ -92,213 +72,6 @@ impl std::fmt::Display for PortSpec {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}/{}", self.port, self.proto.as_str())
     }
-}
-
-pub fn parse_port(text: &str) -> Result<PortSpec, String> {
-    let text = text.trim();
-    let Some((port, proto)) = text.split_once('/') else {
-        return Err(format!(
-            "'{text}' names no protocol: write {text}/udp or {text}/tcp"
-        ));
-    };
-    let port: u16 = port
-        .parse()
-        .map_err(|_| format!("'{text}': the port must be a number from 0 to 65535"))?;
-    let proto = match proto.to_ascii_lowercase().as_str() {
-        "tcp" => PortProto::Tcp,
-        "udp" => PortProto::Udp,
-        _ => return Err(format!("'{text}': the protocol must be tcp or udp")),
-    };
-    Ok(PortSpec { port, proto })
-}
-
-/// A duration: `90` (seconds), `30s`, `5m`, `2h`, `1d`, or combined like `1h30m`.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let bad = || format!("'{text}' is not a duration (e.g. 90, 30s, 5m, 1h30m, 1d)");
-    if text.is_empty() {
-        return Err(bad());
-    }
-    if let Ok(seconds) = text.parse::<u64>() {
-        return positive(Duration::from_secs(seconds), text);
-    }
-    let mut total = 0u64;
-    let mut number = String::new();
-    for c in text.chars() {
-        if c.is_ascii_digit() {
-            number.push(c);
-            continue;
-        }
-        let unit = match c {
-            's' => 1,
-            'm' => 60,
-            'h' => 3600,
-            'd' => 86400,
-            _ => return Err(bad()),
-        };
-        let n: u64 = number.parse().map_err(|_| bad())?;
-        total = n
-            .checked_mul(unit)
-            .and_then(|v| total.checked_add(v))
-            .ok_or_else(bad)?;
-        number.clear();
-    }
-    if !number.is_empty() {
-        return Err(bad());
-    }
-    positive(Duration::from_secs(total), text)
-}
-
-fn positive(duration: Duration, text: &str) -> Result<Duration, String> {
-    if duration.is_zero() {
-        Err(format!("'{text}': the duration must be more than zero"))
-    } else {
-        Ok(duration)
-    }
-}
-
-/// A line of a rule file that did not parse.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct BadLine {
-    pub line: usize,
-    pub error: String,
-}
-
-/// Reads a rule file: one address or prefix a line, `#` starts a comment, blank lines are
-/// skipped. Returns every bad line (with its number) rather than stopping at the first.
-pub fn read_prefix_list(reader: impl BufRead) -> io::Result<Result<Vec<IpNet>, Vec<BadLine>>> {
-    let mut prefixes = Vec::new();
-    let mut bad = Vec::new();
-    for (index, line) in reader.lines().enumerate() {
-        let line = line?;
-        let entry = line.split('#').next().unwrap_or("").trim();
-        if entry.is_empty() {
-            continue;
-        }
-        match parse_prefix(entry) {
-            Ok(prefix) => prefixes.push(prefix),
-            Err(error) => bad.push(BadLine {
-                line: index + 1,
-                error,
-            }),
-        }
-    }
-    Ok(if bad.is_empty() {
-        Ok(prefixes)
-    } else {
-        Err(bad)
-    })
-}
-
-/// Parses the text of a rule file, splitting a large one over the CPUs (a million lines take
-/// 0.2 s on one core here). Line numbers in errors are the file's.
-pub fn parse_prefix_text(text: &str) -> Result<Vec<IpNet>, Vec<BadLine>> {
-    let threads = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
-        .min(8);
-    if threads < 2 || text.len() < (1 << 20) {
-        return read_prefix_list(text.as_bytes()).expect("reading from memory cannot fail");
-    }
-    // Cut at line boundaries, remembering the first line number of each chunk.
-    let mut chunks = Vec::new();
-    let (mut start, mut first_line) = (0usize, 0usize);
-    for t in 1..=threads {
-        let mut end = if t == threads {
-            text.len()
-        } else {
-            text.len() * t / threads
-        };
-        while end < text.len() && text.as_bytes()[end - 1] != b'\n' {
-            end += 1;
-        }
-        if end <= start {
-            continue;
-        }
-        chunks.push((first_line, &text[start..end]));
-        first_line += text[start..end].bytes().filter(|&b| b == b'\n').count();
-        start = end;
-    }
-    let results: Vec<Result<Vec<IpNet>, Vec<BadLine>>> = std::thread::scope(|scope| {
-        let workers: Vec<_> = chunks
-            .iter()
-            .map(|&(offset, chunk)| {
-                scope.spawn(move || {
-                    read_prefix_list(chunk.as_bytes())
-                        .expect("reading from memory cannot fail")
-                        .map_err(|bad| {
-                            bad.into_iter()
-                                .map(|b| BadLine {
-                                    line: b.line + offset,
-                                    error: b.error,
-                                })
-                                .collect()
-                        })
-                })
-            })
-            .collect();
-        workers
-            .into_iter()
-            .map(|w| w.join().expect("parser thread"))
-            .collect()
-    });
-    let mut prefixes = Vec::new();
-    let mut bad = Vec::new();
-    for result in results {
-        match result {
-            Ok(mut p) => prefixes.append(&mut p),
-            Err(mut b) => bad.append(&mut b),
-        }
-    }
-    if bad.is_empty() {
-        Ok(prefixes)
-    } else {
-        Err(bad)
-    }
-}
-
-/// The prefixes of a command: its arguments plus `--file` (a path, or `-` for stdin). Any bad
-/// entry fails the whole command, naming every bad entry.
-pub fn gather_prefixes(targets: &[String], file: Option<&Path>) -> Result<Vec<IpNet>> {
-    let mut prefixes = Vec::new();
-    let mut errors = Vec::new();
-    for target in targets {
-        match parse_prefix(target) {
-            Ok(prefix) => prefixes.push(prefix),
-            Err(error) => errors.push(error),
-        }
-    }
-    if let Some(path) = file {
-        let listed = if path == Path::new("-") {
-            read_prefix_list(io::stdin().lock()).context("reading the rules from stdin")?
-        } else {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("reading the rule file {}", path.display()))?;
-            parse_prefix_text(&text)
-        };
-        match listed {
-            Ok(mut listed) => prefixes.append(&mut listed),
-            Err(bad) => errors.extend(
-                bad.into_iter()
-                    .map(|b| format!("{} line {}: {}", path.display(), b.line, b.error)),
-            ),
-        }
-    }
-    if !errors.is_empty() {
-        let shown = errors.len().min(20);
-        let more = if errors.len() > shown {
-            format!("\n... and {} more", errors.len() - shown)
-        } else {
-            String::new()
-        };
-        bail!(
-            "{} bad entr{}; nothing was applied:\n{}{more}",
-            errors.len(),
-            if errors.len() == 1 { "y" } else { "ies" },
-            errors[..shown].join("\n")
-        );
-    }
-    Ok(prefixes)
 }
 
 // --- Map keys ----------------------------------------------------------------------------
@@ -1134,124 +907,6 @@ pub fn clear_ports(maps: &FirewallMaps) -> Result<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn addresses_and_prefixes_parse() {
-        assert_eq!(
-            parse_prefix("203.0.113.7").unwrap().to_string(),
-            "203.0.113.7/32"
-        );
-        assert_eq!(
-            parse_prefix(" 198.51.100.0/24 ").unwrap().to_string(),
-            "198.51.100.0/24"
-        );
-        assert_eq!(
-            parse_prefix("2001:db8::/32").unwrap().to_string(),
-            "2001:db8::/32"
-        );
-        assert_eq!(
-            parse_prefix("2001:db8::1").unwrap().to_string(),
-            "2001:db8::1/128"
-        );
-        assert_eq!(parse_prefix("0.0.0.0/0").unwrap().prefix_len(), 0);
-    }
-
-    #[test]
-    fn bad_prefixes_are_named() {
-        for bad in [
-            "203.0.113",
-            "1.2.3.4/33",
-            "example.com",
-            "",
-            "2001:db8::/129",
-            "1.2.3.4/",
-        ] {
-            let err = parse_prefix(bad).unwrap_err();
-            assert!(err.contains(&format!("'{}'", bad.trim())), "{err}");
-        }
-        let err = parse_prefix("198.51.100.7/24").unwrap_err();
-        assert!(
-            err.contains("host bits") && err.contains("198.51.100.0/24"),
-            "{err}"
-        );
-    }
-
-    #[test]
-    fn ports_parse_with_their_protocol() {
-        assert_eq!(
-            parse_port("53/udp").unwrap(),
-            PortSpec {
-                port: 53,
-                proto: PortProto::Udp
-            }
-        );
-        assert_eq!(parse_port("22/TCP").unwrap().proto, PortProto::Tcp);
-        assert!(parse_port("53").unwrap_err().contains("53/udp"));
-        assert!(parse_port("70000/tcp").is_err());
-        assert!(parse_port("53/sctp").is_err());
-        for spec in [
-            parse_port("0/tcp").unwrap(),
-            parse_port("65535/udp").unwrap(),
-        ] {
-            assert_eq!(PortSpec::from_slot(spec.slot()), spec);
-        }
-        assert_eq!(parse_port("22/tcp").unwrap().slot(), 22);
-        assert_eq!(parse_port("53/udp").unwrap().slot(), 65536 + 53);
-    }
-
-    #[test]
-    fn durations_parse() {
-        assert_eq!(parse_duration("90").unwrap(), Duration::from_secs(90));
-        assert_eq!(parse_duration("30s").unwrap(), Duration::from_secs(30));
-        assert_eq!(parse_duration("5m").unwrap(), Duration::from_secs(300));
-        assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
-        assert_eq!(parse_duration("1d").unwrap(), Duration::from_secs(86400));
-        for bad in ["", "0", "0s", "5x", "m", "5m3", "-1"] {
-            assert!(parse_duration(bad).is_err(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn rule_files_report_every_bad_line() {
-        let text = "# a list\n203.0.113.7\n\n198.51.100.0/24  # a comment\nnope\n10.0.0.1/8\n";
-        let bad = read_prefix_list(text.as_bytes()).unwrap().unwrap_err();
-        assert_eq!(bad.len(), 2);
-        assert_eq!(bad[0].line, 5);
-        assert!(bad[0].error.contains("'nope'"));
-        assert_eq!(bad[1].line, 6);
-        let good = read_prefix_list("203.0.113.7\n2001:db8::/32\n".as_bytes())
-            .unwrap()
-            .unwrap();
-        assert_eq!(good.len(), 2);
-    }
-
-    #[test]
-    fn large_files_parse_in_parallel_with_true_line_numbers() {
-        let mut text = String::new();
-        for i in 0..200_000u32 {
-            text.push_str(&format!("{}\n", std::net::Ipv4Addr::from(0x0a00_0000 + i)));
-        }
-        assert_eq!(parse_prefix_text(&text).unwrap().len(), 200_000);
-        text.push_str("bogus\n");
-        for i in 0..100u32 {
-            text.push_str(&format!("{}\n", std::net::Ipv4Addr::from(0x0b00_0000 + i)));
-        }
-        text.push_str("1.2.3.4/33\n");
-        let bad = parse_prefix_text(&text).unwrap_err();
-        let lines: Vec<usize> = bad.iter().map(|b| b.line).collect();
-        assert_eq!(lines, [200_001, 200_102]);
-    }
-
-    #[test]
-    fn gathering_fails_whole_on_any_bad_entry() {
-        let err = gather_prefixes(&["203.0.113.7".into(), "bogus".into()], None)
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("'bogus'") && err.contains("nothing was applied"),
-            "{err}"
-        );
-    }
 
     #[test]
     fn keys_round_trip_and_route_exact_addresses_to_the_table() {

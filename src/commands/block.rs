@@ -3,9 +3,11 @@
 use std::process::ExitCode;
 
 use anyhow::{bail, Result};
+use ipnet::IpNet;
 
 use crate::cli::{BlockArgs, UnblockArgs};
 use crate::firewall::{FirewallMaps, List, REASON_MANUAL};
+use crate::input;
 use crate::privileges;
 use crate::rules::{self, PortSpec};
 
@@ -14,16 +16,23 @@ pub fn block(args: &BlockArgs) -> Result<ExitCode> {
     if args.input.is_empty() && args.port.is_empty() {
         bail!("nothing to block: give addresses or prefixes, --file FILE, or --port PORT/PROTO");
     }
-    let prefixes = rules::gather_prefixes(&args.input.targets, args.input.file.as_deref())?;
+    let prefixes = rules::gather_prefixes(
+        &args.input.targets,
+        args.input.file.as_deref(),
+        input::entry_limit(),
+    )?;
     let ports = parse_ports(&args.port)?;
     if args.ttl.is_some() && prefixes.is_empty() {
         bail!("--ttl applies to address blocks, and this command blocks none");
+    }
+    if !args.force {
+        refuse_broad(&prefixes)?;
     }
     let maps = FirewallMaps::open_or_create()?;
     let now = maps.now_ns()?;
     let expires = args
         .ttl
-        .map(|ttl| now.saturating_add(ttl.as_nanos() as u64))
+        .map(|ttl| now.saturating_add(input::duration_ns(ttl)))
         .unwrap_or(0);
     if !prefixes.is_empty() {
         let report = rules::add_prefixes(&maps, List::Block, &prefixes, expires, REASON_MANUAL)?;
@@ -59,7 +68,11 @@ pub fn unblock(args: &UnblockArgs) -> Result<ExitCode> {
     if args.input.is_empty() && args.port.is_empty() {
         bail!("nothing to unblock: give addresses or prefixes, --file FILE, --port PORT/PROTO, or --all");
     }
-    let prefixes = rules::gather_prefixes(&args.input.targets, args.input.file.as_deref())?;
+    let prefixes = rules::gather_prefixes(
+        &args.input.targets,
+        args.input.file.as_deref(),
+        input::entry_limit(),
+    )?;
     let ports = parse_ports(&args.port)?;
     // Check both kinds before removing either, so a mistake in one leaves everything as it was.
     let not_blocked = rules::ports_not_blocked(&maps, &ports)?;
@@ -81,6 +94,37 @@ pub fn unblock(args: &UnblockArgs) -> Result<ExitCode> {
         println!("Unblocked destination port {}.", join(&ports));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Refuses prefixes that block a large part of the Internet (0.0.0.0/0 and ::/0: all of it),
+/// unless --force says they are meant.
+fn refuse_broad(prefixes: &[IpNet]) -> Result<()> {
+    let broad: Vec<&IpNet> = prefixes.iter().filter(|p| input::is_broad(p)).collect();
+    if broad.is_empty() {
+        return Ok(());
+    }
+    let mut said: Vec<String> = broad
+        .iter()
+        .take(5)
+        .map(|prefix| {
+            let family = if prefix.addr().is_ipv4() {
+                "IPv4"
+            } else {
+                "IPv6"
+            };
+            let share = input::share_of_addresses(prefix.prefix_len());
+            format!("{prefix} would block {share} {family} sources")
+        })
+        .collect();
+    if broad.len() > 5 {
+        said.push(format!("and {} more such prefixes", broad.len() - 5));
+    }
+    bail!(
+        "{}: a prefix shorter than /{} (IPv4) or /{} (IPv6) needs --force; nothing was applied",
+        said.join("; "),
+        input::BROAD_V4,
+        input::BROAD_V6,
+    )
 }
 
 fn parse_ports(texts: &[String]) -> Result<Vec<PortSpec>> {

@@ -23,7 +23,7 @@ pub fn run(args: &RatelimitArgs) -> Result<ExitCode> {
                 enabled: true,
                 pps: *pps,
                 burst: burst.unwrap_or(*pps),
-                block_for_ns: block_for.map(|d| d.as_nanos() as u64).unwrap_or(0),
+                block_for_ns: block_for.map(crate::input::duration_ns).unwrap_or(0),
                 proto: *proto,
             })?;
             println!("Rate limit: {}", describe(&maps.config()?));
