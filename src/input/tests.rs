@@ -267,19 +267,6 @@ fn large_files_parse_in_parallel_with_true_line_numbers() {
 }
 
 #[test]
-fn a_million_lines_parse_in_under_two_seconds() {
-    let text: String = (0..1_000_000u32)
-        .map(|i| format!("{}\n", std::net::Ipv4Addr::from(0x0a00_0000 + i)))
-        .collect();
-    let started = std::time::Instant::now();
-    let list = read(text.as_bytes());
-    let seconds = started.elapsed().as_secs_f64();
-    assert_eq!(list.prefixes.len(), 1_000_000);
-    // Debug builds are ~10x slower than release (0.1 s here); this only catches a blow-up.
-    assert!(seconds < 2.0, "{seconds:.2} s");
-}
-
-#[test]
 fn gathering_fails_whole_on_any_bad_entry() {
     let err = gather_prefixes(&["203.0.113.7".into(), "bogus".into()], None, 10)
         .unwrap_err()
