@@ -4,6 +4,7 @@
 //! - [`programs`]: the built-in BPF programs (skeletons) and loading any XDP object
 //! - [`attach`]: interfaces, XDP modes, bpf_link create/update/detach, queries
 //! - [`pins`]: xdpctl's state in bpffs and who owns an attached program
+//! - [`map_budget`]: the size flags, the maps' entries and the memory they take
 //! - [`firewall`]: the firewall's ABI and global maps; [`rules`]: editing its lists;
 //!   [`exact`]: the exact-address tables, mapped into this process; [`range_filter`]: which
 //!   ranges' tries are worth a lookup
@@ -26,6 +27,7 @@ pub mod graph;
 pub mod history;
 pub mod libbpf_log;
 pub mod locks;
+pub mod map_budget;
 pub mod mapping;
 pub mod metrics;
 pub mod model;
