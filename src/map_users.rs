@@ -71,7 +71,7 @@ pub fn refusal(dir: &Path, users: &[ProgramSummary]) -> String {
             ));
             "attached nowhere xdpctl can see".to_owned()
         } else {
-            fixes.extend(found.iter().filter_map(|p| p.fix.clone()));
+            fixes.extend(found.iter().map(|p| p.fix.clone()));
             found
                 .iter()
                 .map(|p| p.description.as_str())
@@ -83,6 +83,7 @@ pub fn refusal(dir: &Path, users: &[ProgramSummary]) -> String {
             user.id, user.name
         ));
     }
+    fixes.sort();
     fixes.dedup();
     format!(
         "kept the firewall's rules and maps in {}: {} still {} them, and would go on filtering \
@@ -100,8 +101,8 @@ pub fn refusal(dir: &Path, users: &[ProgramSummary]) -> String {
 struct Place {
     prog_id: u32,
     description: String,
-    /// The command that unloads it, when xdpctl can say.
-    fix: Option<String>,
+    /// How to unload it.
+    fix: String,
 }
 
 /// The attachments xdpctl can see: its pinned links (all namespaces), any other XDP link, and
@@ -148,7 +149,7 @@ fn places() -> Vec<Place> {
                 if here { " (this one)" } else { "" },
                 link.id
             ),
-            fix: Some(fix),
+            fix,
         });
     }
     for link in other_xdp_links(&seen_links) {
@@ -158,7 +159,11 @@ fn places() -> Vec<Place> {
                 "through XDP link id {} on ifindex {} of some network namespace",
                 link.id, link.ifindex
             ),
-            fix: None,
+            fix: format!(
+                "stop the process that holds link id {} (`bpftool link show id {}`; an `xdpctl run` \
+                 stops with Ctrl-C)",
+                link.id, link.id
+            ),
         });
     }
     for (ifindex, ifname) in attach::interfaces().unwrap_or_default() {
@@ -167,7 +172,7 @@ fn places() -> Vec<Place> {
                 places.push(Place {
                     prog_id: attachment.prog_id,
                     description: format!("on {ifname} in this network namespace"),
-                    fix: Some(format!("`xdpctl unload {ifname}`")),
+                    fix: format!("`xdpctl unload {ifname}`"),
                 });
             }
         }

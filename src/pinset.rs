@@ -398,6 +398,10 @@ fn repair_locked(dir: &Path) -> Result<Option<String>> {
         .into_iter()
         .map(|(_, link)| link.prog_id)
         .collect();
+    if pinned_set.is_empty() && linked.is_empty() {
+        // Nothing of this pin root left to find a firewall by: a first creation.
+        return Ok(None);
+    }
     let mut firewalls: Vec<(ProgramSummary, HashMap<String, MapHandle>)> = loaded_programs()
         .into_iter()
         .filter(|program| {

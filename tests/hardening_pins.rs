@@ -123,31 +123,35 @@ fn removed_pins_are_pinned_again_from_the_running_firewall() {
     std::fs::remove_file(rules_dir(&fw).join("block_slots")).unwrap();
     let out = fw.run(&["load", ifname, "--force"]);
     assert!(out.status.success(), "load --force: {}", stderr(&out));
+    assert_eq!(
+        blocked(&fw),
+        [format!("{inner}/32")],
+        "the rule was lost with its pin"
+    );
+    assert!(!ping(&lab, 2), "the block was lost with its pin");
+    assert_eq!(pinset::state(&rules_dir(&fw)), PinState::Complete);
     assert!(
         stderr(&out).contains("block_slots")
             && stderr(&out).contains("pinned again from the firewall"),
         "{}",
         stderr(&out)
     );
-    assert_eq!(pinset::state(&rules_dir(&fw)), PinState::Complete);
-    assert_eq!(blocked(&fw), [format!("{inner}/32")]);
-    assert!(!ping(&lab, 2), "the block was lost with its pin");
 
     // The whole directory, then a rule edit: it reaches the running firewall.
     std::fs::remove_dir_all(rules_dir(&fw)).unwrap();
     let out = fw.run(&["block", &second.to_string()]);
     assert!(out.status.success(), "block: {}", stderr(&out));
     assert!(
-        stderr(&out).contains("pinned again from the firewall"),
-        "{}",
-        stderr(&out)
-    );
-    assert!(
         !pings_from(&lab, second),
         "the new block missed the running firewall"
     );
     assert!(!ping(&lab, 2), "the old block was lost");
     assert_eq!(blocked(&fw).len(), 2, "{:?}", blocked(&fw));
+    assert!(
+        stderr(&out).contains("pinned again from the firewall"),
+        "{}",
+        stderr(&out)
+    );
 
     // And the whole directory before a load --force.
     std::fs::remove_dir_all(rules_dir(&fw)).unwrap();
