@@ -117,12 +117,16 @@ pub struct LoadArgs {
     #[arg(short, long)]
     pub force: bool,
 
-    /// Entries per rule map when the firewall's maps are first created (default 1048576).
+    /// Entries per rule map when the firewall's maps are first created (1..=1073741824, and
+    /// what fits in a quarter of the memory; default 1048576).
     #[arg(long, value_name = "N")]
+    #[arg(value_parser = clap::value_parser!(u32).range(1..=crate::map_budget::MAX_RULES as i64))]
     pub max_rules: Option<u32>,
 
-    /// Sources the rate limiter tracks when its map is first created (default 262144).
+    /// Sources the rate limiter tracks when its map is first created (1..=2147483648, and what
+    /// fits in a quarter of the memory; default 262144).
     #[arg(long, value_name = "N")]
+    #[arg(value_parser = clap::value_parser!(u32).range(1..=crate::map_budget::MAX_SOURCES as i64))]
     pub max_sources: Option<u32>,
 }
 

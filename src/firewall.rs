@@ -3,11 +3,10 @@
 //! at the first `load` or rule edit, and reused (never recreated) after that, so rules survive
 //! xdpctl exiting and a program replace.
 
-use std::fs::{self, File};
-use std::os::fd::AsFd;
+use std::fs::File;
 use std::path::PathBuf;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use libbpf_rs::{MapCore, MapFlags, MapHandle, Object, OpenObject};
 
 use crate::locks::{self, NamedLock};
@@ -138,7 +137,7 @@ pub const EXACT_MAPS: [[&str; 3]; 2] = [
     ["block_tags", "block_slots", "block_filter"],
 ];
 /// The other global (pinned, shared) maps of the firewall.
-const OTHER_GLOBAL_MAPS: [&str; 5] = [
+pub const OTHER_GLOBAL_MAPS: [&str; 5] = [
     "ports",
     "fw_config",
     "sources",
@@ -152,7 +151,9 @@ pub const SOURCE_TABLE_MAPS: [&str; 2] = ["sources", "source_index"];
 pub fn set_source_table_size(open: &mut OpenObject, sources: u32) -> Result<()> {
     for mut map in open.maps_mut() {
         if SOURCE_TABLE_MAPS.iter().any(|name| map.name() == *name) {
-            map.set_max_entries(source_sets(sources))?;
+            let sets = crate::map_budget::source_sets(sources)
+                .with_context(|| format!("{sources} sources is more than a table can hold"))?;
+            map.set_max_entries(sets)?;
         }
     }
     Ok(())
@@ -256,10 +257,15 @@ impl FirewallMaps {
         FirewallMaps::open_pinned_at(&rules_dir())
     }
 
-    /// The maps pinned in `dir` (a pin root's `rules`), if they exist.
+    /// The maps pinned in `dir` (a pin root's `rules`), if they exist. A partial set is an
+    /// error that says how to repair it.
     pub fn open_pinned_at(dir: &std::path::Path) -> Result<Option<FirewallMaps>> {
-        if !dir.join("fw_config").exists() {
-            return Ok(None);
+        match crate::pinset::state(dir) {
+            crate::pinset::PinState::Absent => return Ok(None),
+            crate::pinset::PinState::Partial(missing) => {
+                return Err(crate::pinset::incomplete_error(dir, &missing))
+            }
+            crate::pinset::PinState::Complete => {}
         }
         let open = |name: &str| {
             MapHandle::from_pinned_path(dir.join(name))
@@ -269,9 +275,13 @@ impl FirewallMaps {
     }
 
     /// The pinned maps, creating them (by loading the firewall once, unattached) if needed, so
-    /// rules can be set before the firewall is loaded anywhere.
+    /// rules can be set before the firewall is loaded anywhere. Missing pins of a firewall that
+    /// runs are pinned again from it first: never an empty set beside a running one.
     pub fn open_or_create() -> Result<FirewallMaps> {
         pins::ensure_bpffs()?;
+        if let Some(note) = crate::pinset::repair(&rules_dir())? {
+            eprintln!("xdpctl: {note}");
+        }
         if let Some(maps) = FirewallMaps::open_pinned()? {
             return Ok(maps);
         }
@@ -498,127 +508,9 @@ pub fn monotonic_ns() -> u64 {
     now.tv_sec() as u64 * 1_000_000_000 + now.tv_nsec() as u64
 }
 
-/// A lock file for this pin root (one instance's maps).
 /// The name of one of this instance's locks (`what`: "edit" or "maps"), per pin root.
-fn lock_name(what: &str) -> String {
+pub(crate) fn lock_name(what: &str) -> String {
     format!("{what}{}", pins::root().display())
-}
-
-/// Serialises the creation of the global maps between concurrent xdpctl processes.
-fn lock_creation() -> Result<NamedLock> {
-    locks::lock(&lock_name("maps")).context("locking the map creation")
-}
-
-/// Prepares a firewall object before load: each global map reuses its pin, or is created at
-/// the requested size and pinned. Returns a lock to hold until the load is done.
-pub fn prepare_global_maps(open: &mut OpenObject, sizes: Sizes) -> Result<NamedLock> {
-    pins::ensure_bpffs()?;
-    let lock = lock_creation()?;
-    let dir = rules_dir();
-    fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    // The source table's arrays only make sense together: a table without its index (an older
-    // xdpctl's) would hold slots the program does not know are taken.
-    let [slots, index] = SOURCE_TABLE_MAPS.map(|name| dir.join(name).exists());
-    if slots && !index {
-        bail!(
-            "the pinned source table in {} was made by another version of xdpctl (it has no \
-             index): save the rules (`xdpctl list --json`), run `xdpctl unload --all`, and load \
-             again",
-            dir.display()
-        );
-    }
-    for mut map in open.maps_mut() {
-        let name = map.name().to_string_lossy().into_owned();
-        if !is_global_map(&name) {
-            continue;
-        }
-        // What the user asked for (in rules or sources), and the entries that makes here.
-        let (asked, entries, flag): (Option<u32>, fn(u32) -> u32, &str) = match name.as_str() {
-            // The source table holds sets of SOURCE_WAYS, a power of two of them.
-            "sources" | "source_index" => (sizes.max_sources, source_sets, "--max-sources"),
-            "ports" | "fw_config" => (None, |n| n, ""),
-            "allow_tags" | "block_tags" => (
-                sizes.max_rules,
-                |n| crate::exact::array_entries(n)[0],
-                "--max-rules",
-            ),
-            "allow_slots" | "block_slots" => (
-                sizes.max_rules,
-                |n| crate::exact::array_entries(n)[1],
-                "--max-rules",
-            ),
-            "allow_filter" | "block_filter" => (
-                sizes.max_rules,
-                |n| crate::exact::array_entries(n)[2],
-                "--max-rules",
-            ),
-            _ => (sizes.max_rules, |n| n, "--max-rules"),
-        };
-        let path = dir.join(&name);
-        if path.exists() {
-            let pinned = MapHandle::from_pinned_path(&path)
-                .with_context(|| format!("opening {}", path.display()))?;
-            if pinned.map_type() != map.map_type()
-                || pinned.key_size() != map.key_size()
-                || pinned.value_size() != map.value_size()
-            {
-                bail!(
-                    "the pinned map {} was made by another version of xdpctl (a different \
-                     layout): save the rules (`xdpctl list --json`), run `xdpctl unload --all`, \
-                     and load again",
-                    path.display()
-                );
-            }
-            if let Some(asked) = asked.filter(|&n| entries(n) != pinned.max_entries()) {
-                // The size in the user's units: a rule map is sized like the range tries.
-                let current = match flag {
-                    "--max-sources" => pinned.max_entries() * SOURCE_WAYS as u32,
-                    _ => MapHandle::from_pinned_path(dir.join("block_v4_lpm"))
-                        .map(|trie| trie.max_entries())
-                        .unwrap_or(0),
-                };
-                bail!(
-                    "the firewall's maps already exist for {flag} {current}, not {asked}: they \
-                     keep the size they were created with. To resize, save the rules (`xdpctl \
-                     list --json`), run `xdpctl unload --all`, and load again with {flag} {asked}"
-                );
-            }
-            map.set_max_entries(pinned.max_entries())?;
-            map.reuse_fd(pinned.as_fd())
-                .with_context(|| format!("reusing the pinned map {}", path.display()))?;
-        } else {
-            if asked == Some(0) {
-                bail!("{flag} must be at least 1");
-            }
-            if let Some(asked) = asked {
-                map.set_max_entries(entries(asked))?;
-            }
-            map.set_pin_path(&path)?;
-        }
-    }
-    Ok(lock)
-}
-
-/// The sets the source table needs for `sources` sources (a power of two, at least one). Past
-/// 2^31 sources the power of two would wrap to 0 (one set): it stays 2^31, which the kernel
-/// then refuses as too large.
-pub fn source_sets(sources: u32) -> u32 {
-    let sources = sources
-        .max(SOURCE_WAYS as u32)
-        .checked_next_power_of_two()
-        .unwrap_or(1 << 31);
-    (sources / SOURCE_WAYS as u32).max(1)
-}
-
-/// Removes the pins of the global maps (`unload --all`).
-pub fn remove_global_pins() -> Result<bool> {
-    let dir = rules_dir();
-    if !dir.exists() {
-        return Ok(false);
-    }
-    fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
-    let _ = fs::remove_dir(pins::root());
-    Ok(true)
 }
 
 #[cfg(test)]
@@ -650,14 +542,6 @@ mod tests {
             FirewallMaps::rule_bit(List::Block, Some(true)),
         ];
         assert_eq!(bits, [1, 2, 4, 8, 16, 32]);
-    }
-
-    #[test]
-    fn source_tables_are_powers_of_two_sets() {
-        assert_eq!(source_sets(262_144), 65_536);
-        assert_eq!(source_sets(1000), 256);
-        assert_eq!(source_sets(1), 1);
-        assert_eq!(source_sets(u32::MAX), 1 << 29);
     }
 
     #[test]

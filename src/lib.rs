@@ -4,6 +4,9 @@
 //! - [`programs`]: the built-in BPF programs (skeletons) and loading any XDP object
 //! - [`attach`]: interfaces, XDP modes, bpf_link create/update/detach, queries
 //! - [`pins`]: xdpctl's state in bpffs and who owns an attached program
+//! - [`pinset`]: the firewall's global pin set: made whole, repaired, removed only when unused;
+//!   [`map_budget`]: the size flags, the maps' entries and the memory they take;
+//!   [`map_users`]: which loaded programs use a map, and where they run
 //! - [`firewall`]: the firewall's ABI and global maps; [`input`]: parsing what users type;
 //!   [`rules`]: editing its lists;
 //!   [`exact`]: the exact-address tables, mapped into this process; [`range_filter`]: which
@@ -28,10 +31,13 @@ pub mod history;
 pub mod input;
 pub mod libbpf_log;
 pub mod locks;
+pub mod map_budget;
+pub mod map_users;
 pub mod mapping;
 pub mod metrics;
 pub mod model;
 pub mod pins;
+pub mod pinset;
 pub mod ports;
 pub mod privileges;
 pub mod programs;

@@ -8,7 +8,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use libbpf_rs::{MapCore, MapHandle, Object, ObjectBuilder, OpenObject, Program, ProgramType};
 
 use crate::firewall::{self, Sizes};
-use crate::{attach, libbpf_log, stats};
+use crate::{attach, libbpf_log, pinset, stats};
 
 /// The libbpf-cargo skeletons, one per `bpf/*.bpf.c`.
 pub mod skel {
@@ -183,9 +183,9 @@ pub fn load_with(source: &Source, reuse_stats_of: Option<u32>, sizes: Sizes) -> 
         reuse_counter_maps(&mut open, prog_id)?;
     }
     let is_firewall = matches!(source, Source::Builtin(b) if b.name == "firewall");
-    // Held until the load has pinned the maps it created.
-    let _creating = if is_firewall {
-        Some(firewall::prepare_global_maps(&mut open, sizes)?)
+    // Holds the creation lock until the maps it created are pinned in place.
+    let prepared = if is_firewall {
+        Some(pinset::prepare_global_maps(&mut open, sizes)?)
     } else {
         None
     };
@@ -193,6 +193,10 @@ pub fn load_with(source: &Source, reuse_stats_of: Option<u32>, sizes: Sizes) -> 
     libbpf_log::take();
     let object = open.load().map_err(|err| {
         let log = libbpf_log::take();
+        let hint = prepared
+            .as_ref()
+            .and_then(|prepared| prepared.allocation_hint(&err, &log))
+            .unwrap_or_default();
         match libbpf_log::verifier_tail(&log, 20) {
             Some(tail) => anyhow!(
                 "the kernel verifier rejected program '{name}' from {}:\n{tail}\n\
@@ -200,14 +204,16 @@ pub fn load_with(source: &Source, reuse_stats_of: Option<u32>, sizes: Sizes) -> 
                 source.describe()
             ),
             None => anyhow!(
-                "loading program '{name}' from {} failed: {err}{}",
+                "loading program '{name}' from {} failed: {err}{}{hint}",
                 source.describe(),
                 log_suffix(&log)
             ),
         }
     })?;
-    if is_firewall {
+    if let Some(prepared) = prepared {
+        // Seeds first: a pin set is put in place whole, tables initialised.
         firewall::FirewallMaps::from_object(&object)?;
+        prepared.finish()?;
     }
     Ok(Loaded { object, name })
 }

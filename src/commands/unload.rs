@@ -7,8 +7,8 @@ use anyhow::{bail, Result};
 
 use crate::attach;
 use crate::cli::UnloadArgs;
-use crate::firewall;
 use crate::pins::{self, Owner};
+use crate::pinset;
 use crate::privileges;
 
 pub fn run(args: &UnloadArgs) -> Result<ExitCode> {
@@ -36,15 +36,14 @@ fn unload_all() -> Result<ExitCode> {
     })
 }
 
-/// Detaches every program xdpctl pinned, drops stale pins of gone namespaces, and removes the
-/// firewall's rules: `unload --all`. Returns what it did and what failed.
+/// Detaches every program xdpctl pinned in this network namespace, drops stale pins of gone
+/// namespaces, and removes the firewall's rules once no program uses them: `unload --all`. Returns what it did and what failed.
 pub fn unload_everything() -> (Vec<String>, Vec<anyhow::Error>) {
     let mut messages = Vec::new();
     let mut errors = Vec::new();
     match pins::pinned_interfaces() {
-        Ok(names) if names.is_empty() => {
-            messages.push("No interface has a program from xdpctl.".to_owned())
-        }
+        Ok(names) if names.is_empty() => messages
+            .push("No interface has a program from xdpctl in this network namespace.".to_owned()),
         Ok(names) => {
             for ifname in names {
                 match unload(&ifname) {
@@ -61,9 +60,9 @@ pub fn unload_everything() -> (Vec<String>, Vec<anyhow::Error>) {
         })),
         Err(err) => errors.push(err),
     }
-    // Everything is detached: the firewall's rules go too (programs in other network
-    // namespaces keep their maps alive until they are unloaded).
-    match firewall::remove_global_pins() {
+    // The firewall's rules go too, unless a program still uses them (in any network
+    // namespace): then they stay, and the error names it.
+    match pinset::remove_global_pins() {
         Ok(true) => messages.push("Removed the firewall's rules and maps.".to_owned()),
         Ok(false) => {}
         Err(err) => errors.push(err),

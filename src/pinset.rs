@@ -1,0 +1,528 @@
+//! The firewall's global pin set, `<pin root>/rules/`: one pin per global map. It is whole or
+//! absent, never half made: a first load pins its new maps into a staging directory beside it
+//! and renames that into place once the load is done, so a load killed part-way leaves only a
+//! staging directory, which the next load removes. When pins go missing (`rm`, a bad `unload`)
+//! while a firewall still runs on the maps, they are pinned again from that program instead of
+//! being created empty. And the set is removed only once no loaded program, in any network
+//! namespace, uses its maps (the running programs are found through the kernel's ids, not
+//! through this namespace's interfaces).
+
+use std::collections::{HashMap, HashSet};
+use std::fs;
+use std::os::fd::AsFd;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use libbpf_rs::{MapCore, MapHandle, OpenObject};
+
+use crate::attach::{self, ProgramSummary};
+use crate::firewall::{self, Sizes};
+use crate::locks::{self, NamedLock};
+use crate::map_budget::{self, Asked, Flag, MapShape};
+use crate::map_users::{self, loaded_programs, pinned_links};
+use crate::pins;
+
+/// Staging directories are `<pin root>/rules-staging-<pid>` (bpffs refuses names with a dot).
+const STAGING_PREFIX: &str = "rules-staging-";
+
+/// How long removal waits for programs that are going away (a detached link frees its program
+/// from a kernel work queue, a moment after `unload` returns).
+const USERS_GRACE: Duration = Duration::from_secs(1);
+
+/// Every global map, in pin order.
+pub fn global_map_names() -> Vec<&'static str> {
+    firewall::TRIE_MAPS
+        .iter()
+        .chain(firewall::EXACT_MAPS.iter().flatten())
+        .chain(firewall::OTHER_GLOBAL_MAPS.iter())
+        .copied()
+        .collect()
+}
+
+/// What a pin set directory holds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PinState {
+    /// None of the pins (the directory may not exist).
+    Absent,
+    Complete,
+    /// Some pins, not all: these are missing.
+    Partial(Vec<&'static str>),
+}
+
+pub fn state(dir: &Path) -> PinState {
+    let names = global_map_names();
+    let missing: Vec<&'static str> = names
+        .iter()
+        .copied()
+        .filter(|name| !dir.join(name).exists())
+        .collect();
+    if missing.is_empty() {
+        PinState::Complete
+    } else if missing.len() == names.len() {
+        PinState::Absent
+    } else {
+        PinState::Partial(missing)
+    }
+}
+
+/// What to do about a partial set that cannot be repaired.
+pub fn incomplete_error(dir: &Path, missing: &[&str]) -> anyhow::Error {
+    anyhow::anyhow!(
+        "the firewall's pin set {} is incomplete: {} missing (a load was interrupted, a pin was \
+         removed, or another version of xdpctl made it). While a firewall runs on these maps, \
+         `xdpctl list` or `xdpctl load IFACE --force` pins them again from it; with none \
+         running, run `xdpctl unload --all` (the remaining rules are lost) and load again",
+        dir.display(),
+        missing.join(", ")
+    )
+}
+
+fn lock_creation() -> Result<NamedLock> {
+    locks::lock(&firewall::lock_name("maps")).context("locking the map creation")
+}
+
+/// The staging directories of killed loads under `root`. Only call with the creation lock held:
+/// a load that is still running holds it until its staging directory is gone.
+fn remove_stale_staging(root: &Path) -> Result<Vec<PathBuf>> {
+    let Ok(entries) = fs::read_dir(root) else {
+        return Ok(Vec::new());
+    };
+    let mut removed = Vec::new();
+    for entry in entries {
+        let entry = entry?;
+        if entry
+            .file_name()
+            .to_string_lossy()
+            .starts_with(STAGING_PREFIX)
+        {
+            let path = entry.path();
+            fs::remove_dir_all(&path).with_context(|| format!("removing {}", path.display()))?;
+            removed.push(path);
+        }
+    }
+    Ok(removed)
+}
+
+fn note_stale_staging(root: &Path) -> Result<()> {
+    for path in remove_stale_staging(root)? {
+        eprintln!(
+            "xdpctl: removed {}, the unfinished pins of a load that was interrupted",
+            path.display()
+        );
+    }
+    Ok(())
+}
+
+/// A pin set being made: pins go into a staging directory, renamed into place by `commit`.
+/// Dropped uncommitted, it removes the staging directory and whatever was pinned in it.
+pub struct Staging {
+    dir: PathBuf,
+    target: PathBuf,
+    committed: bool,
+}
+
+impl Staging {
+    pub fn new(target: &Path) -> Result<Staging> {
+        let root = target
+            .parent()
+            .context("the pin set has no parent directory")?;
+        fs::create_dir_all(root).with_context(|| format!("creating {}", root.display()))?;
+        let dir = root.join(format!("{STAGING_PREFIX}{}", std::process::id()));
+        if dir.exists() {
+            fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
+        }
+        fs::create_dir(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        Ok(Staging {
+            dir,
+            target: target.to_path_buf(),
+            committed: false,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Renames the staging directory into place, once it holds every pin.
+    pub fn commit(mut self) -> Result<()> {
+        let missing = match state(&self.dir) {
+            PinState::Complete => Vec::new(),
+            PinState::Absent => global_map_names(),
+            PinState::Partial(missing) => missing,
+        };
+        if !missing.is_empty() {
+            bail!(
+                "the new pin set in {} lacks {}: not putting it in place",
+                self.dir.display(),
+                missing.join(", ")
+            );
+        }
+        // rename(2) replaces an empty directory (a leftover of older versions) in one step.
+        fs::rename(&self.dir, &self.target).with_context(|| {
+            format!(
+                "renaming {} to {} ({} must be absent or empty)",
+                self.dir.display(),
+                self.target.display(),
+                self.target.display()
+            )
+        })?;
+        self.committed = true;
+        Ok(())
+    }
+}
+
+impl Drop for Staging {
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = fs::remove_dir_all(&self.dir);
+            if let Some(root) = self.dir.parent() {
+                let _ = fs::remove_dir(root);
+            }
+        }
+    }
+}
+
+/// A firewall object whose global maps are set up for load: the creation lock, held until the
+/// load is done, and the staging directory of maps being created.
+pub struct Prepared {
+    _lock: NamedLock,
+    staging: Option<Staging>,
+    /// The flags and bytes of the maps being created, for an allocation error.
+    creating: Option<(Asked, u64)>,
+}
+
+impl Prepared {
+    /// Puts newly created pins in place (after the load, and after the tables got their seeds).
+    pub fn finish(self) -> Result<()> {
+        match self.staging {
+            Some(staging) => staging.commit(),
+            None => Ok(()),
+        }
+    }
+
+    /// What to add to a failed load's error when the kernel could not allocate the maps.
+    pub fn allocation_hint(&self, err: &libbpf_rs::Error, log: &str) -> Option<String> {
+        let (asked, bytes) = self.creating?;
+        let out_of_memory = err.kind() == libbpf_rs::ErrorKind::OutOfMemory
+            || log.contains("Cannot allocate memory")
+            || log.contains("Argument list too long");
+        out_of_memory.then(|| {
+            format!(
+                "\nthe kernel could not allocate the firewall's maps (--max-rules {}, \
+                 --max-sources {}: {bytes} bytes up front, {}): load with a smaller \
+                 --max-rules or --max-sources",
+                asked.max_rules.unwrap_or(firewall::DEFAULT_MAX_RULES),
+                asked.max_sources.unwrap_or(firewall::DEFAULT_MAX_SOURCES),
+                map_budget::human(bytes)
+            )
+        })
+    }
+}
+
+/// Prepares a firewall object before load: each global map reuses its pin, or, for a first
+/// load, is created at the requested size and pinned into a staging directory.
+pub fn prepare_global_maps(open: &mut OpenObject, sizes: Sizes) -> Result<Prepared> {
+    pins::ensure_bpffs()?;
+    for (flag, value) in [
+        (Flag::MaxRules, sizes.max_rules),
+        (Flag::MaxSources, sizes.max_sources),
+    ] {
+        if let Some(value) = value {
+            flag.check(value)?;
+        }
+    }
+    let lock = lock_creation()?;
+    let dir = firewall::rules_dir();
+    note_stale_staging(&pins::root())?;
+    if let Some(note) = repair_locked(&dir)? {
+        eprintln!("xdpctl: {note}");
+    }
+    let asked = Asked {
+        max_rules: sizes.max_rules,
+        max_sources: sizes.max_sources,
+    };
+    match state(&dir) {
+        PinState::Partial(missing) => Err(incomplete_error(&dir, &missing)),
+        PinState::Complete => {
+            reuse_pins(open, &dir, asked)?;
+            Ok(Prepared {
+                _lock: lock,
+                staging: None,
+                creating: None,
+            })
+        }
+        PinState::Absent => {
+            let shapes = global_shapes(open);
+            let cpus = map_budget::possible_cpus();
+            map_budget::check(&shapes, asked, map_budget::memory_limit()?, cpus)?;
+            let staging = Staging::new(&dir)?;
+            for mut map in open.maps_mut() {
+                let name = map.name().to_string_lossy().into_owned();
+                if !firewall::is_global_map(&name) {
+                    continue;
+                }
+                let value = map_budget::sized_by(&name).and_then(|flag| match flag {
+                    Flag::MaxRules => sizes.max_rules,
+                    Flag::MaxSources => sizes.max_sources,
+                });
+                if let Some(value) = value {
+                    let entries = map_budget::entries_for(&name, value)
+                        .with_context(|| format!("no size for {name} at {value}"))?;
+                    map.set_max_entries(entries)?;
+                }
+                map.set_pin_path(staging.path().join(&name))?;
+            }
+            Ok(Prepared {
+                _lock: lock,
+                staging: Some(staging),
+                creating: Some((asked, map_budget::total_bytes(&shapes, asked, cpus))),
+            })
+        }
+    }
+}
+
+/// The global maps of an object as it defines them.
+fn global_shapes(open: &OpenObject) -> Vec<MapShape> {
+    open.maps()
+        .filter(|map| firewall::is_global_map(&map.name().to_string_lossy()))
+        .map(|map| MapShape {
+            name: map.name().to_string_lossy().into_owned(),
+            map_type: map.map_type(),
+            key_size: map.key_size(),
+            value_size: map.value_size(),
+            map_flags: map.map_flags(),
+            entries: map.max_entries(),
+        })
+        .collect()
+}
+
+/// Points the object's global maps at the complete pin set in `dir`, refusing other layouts and
+/// sizes other than those asked for.
+fn reuse_pins(open: &mut OpenObject, dir: &Path, asked: Asked) -> Result<()> {
+    for mut map in open.maps_mut() {
+        let name = map.name().to_string_lossy().into_owned();
+        if !firewall::is_global_map(&name) {
+            continue;
+        }
+        let path = dir.join(&name);
+        let pinned = MapHandle::from_pinned_path(&path)
+            .with_context(|| format!("opening {}", path.display()))?;
+        if pinned.map_type() != map.map_type()
+            || pinned.key_size() != map.key_size()
+            || pinned.value_size() != map.value_size()
+        {
+            bail!(
+                "the pinned map {} was made by another version of xdpctl (a different layout): \
+                 save the rules (`xdpctl list --json`), run `xdpctl unload --all`, and load again",
+                path.display()
+            );
+        }
+        if let Some(flag) = map_budget::sized_by(&name) {
+            let value = match flag {
+                Flag::MaxRules => asked.max_rules,
+                Flag::MaxSources => asked.max_sources,
+            };
+            let differs = value
+                .is_some_and(|v| map_budget::entries_for(&name, v) != Some(pinned.max_entries()));
+            if let Some(value) = value.filter(|_| differs) {
+                // The size in the user's units: the rule maps are sized like the range tries.
+                let current = match flag {
+                    Flag::MaxSources => {
+                        u64::from(pinned.max_entries()) * firewall::SOURCE_WAYS as u64
+                    }
+                    Flag::MaxRules => MapHandle::from_pinned_path(dir.join("block_v4_lpm"))
+                        .map_or(0, |trie| u64::from(trie.max_entries())),
+                };
+                let flag = flag.name();
+                bail!(
+                    "the firewall's maps already exist for {flag} {current}, not {value}: they \
+                     keep the size they were created with. To resize, save the rules (`xdpctl \
+                     list --json`), run `xdpctl unload --all`, and load again with {flag} {value}"
+                );
+            }
+        }
+        map.set_max_entries(pinned.max_entries())?;
+        map.reuse_fd(pinned.as_fd())
+            .with_context(|| format!("reusing the pinned map {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// The ids of the maps pinned in `dir`, by name.
+fn pinned_ids(dir: &Path) -> HashMap<&'static str, u32> {
+    global_map_names()
+        .into_iter()
+        .filter_map(|name| {
+            let map = MapHandle::from_pinned_path(dir.join(name)).ok()?;
+            Some((name, map.info().ok()?.info.id))
+        })
+        .collect()
+}
+
+/// A program's global maps, by name, if it has all of them (it is a firewall).
+fn firewall_maps_of(program: &ProgramSummary) -> Option<HashMap<String, MapHandle>> {
+    let maps: HashMap<String, MapHandle> = program
+        .map_ids
+        .iter()
+        .filter_map(|&id| MapHandle::from_map_id(id).ok())
+        .map(|map| (map.name().to_string_lossy().into_owned(), map))
+        .filter(|(name, _)| firewall::is_global_map(name))
+        .collect();
+    (maps.len() == global_map_names().len()).then_some(maps)
+}
+
+/// Re-pins what is missing from the pin set in `dir` from the firewall that runs on it (found
+/// by the ids of the pins that are left, or behind this pin root's pinned links). Returns what
+/// it did; None when nothing was missing, or the set is absent and no firewall of this pin root
+/// runs (the maps are then created as new). A partial set with no firewall to repair it from is
+/// an error. Takes the creation lock.
+pub fn repair(dir: &Path) -> Result<Option<String>> {
+    if state(dir) == PinState::Complete {
+        return Ok(None);
+    }
+    let _lock = lock_creation()?;
+    note_stale_staging(&pins::root())?;
+    repair_locked(dir)
+}
+
+fn repair_locked(dir: &Path) -> Result<Option<String>> {
+    let missing = match state(dir) {
+        PinState::Complete => return Ok(None),
+        PinState::Absent => global_map_names(),
+        PinState::Partial(missing) => missing,
+    };
+    let pinned = pinned_ids(dir);
+    let pinned_set: HashSet<u32> = pinned.values().copied().collect();
+    let linked: HashSet<u32> = pinned_links()
+        .into_iter()
+        .map(|(_, link)| link.prog_id)
+        .collect();
+    if pinned_set.is_empty() && linked.is_empty() {
+        // Nothing of this pin root left to find a firewall by: a first creation.
+        return Ok(None);
+    }
+    let mut firewalls: Vec<(ProgramSummary, HashMap<String, MapHandle>)> = loaded_programs()
+        .into_iter()
+        .filter(|program| {
+            linked.contains(&program.id) || program.map_ids.iter().any(|id| pinned_set.contains(id))
+        })
+        .filter_map(|program| firewall_maps_of(&program).map(|maps| (program, maps)))
+        .collect();
+    if firewalls.is_empty() {
+        if pinned.is_empty() {
+            return Ok(None);
+        }
+        return Err(incomplete_error(dir, &missing));
+    }
+    // Every firewall found, and the pins left, must agree on each map: a firewall on other maps
+    // is a split the user must resolve, not one to paper over.
+    let mut ids: HashMap<&str, u32> = pinned.clone();
+    for (program, maps) in &firewalls {
+        for name in global_map_names() {
+            let id = maps[name].info()?.info.id;
+            if let Some(&other) = ids.get(name).filter(|&&other| other != id) {
+                bail!(
+                    "the firewall program id {} '{}' uses map {name} id {id}, but the pin set {} \
+                     has id {other}: two firewalls run on different maps. Unload one (`xdpctl \
+                     status` shows where each runs), then load again",
+                    program.id,
+                    program.name,
+                    dir.display()
+                );
+            }
+            ids.insert(name, id);
+        }
+    }
+    let (program, maps) = firewalls.swap_remove(0);
+    let pin_all = |into: &Path| -> Result<()> {
+        for name in &missing {
+            attach::pin_fd(maps[*name].as_fd(), &into.join(name))?;
+        }
+        Ok(())
+    };
+    if pinned.is_empty() {
+        let staging = Staging::new(dir)?;
+        pin_all(staging.path())?;
+        staging.commit()?;
+    } else {
+        pin_all(dir)?;
+    }
+    Ok(Some(format!(
+        "the firewall's pin set {} lacked {}: pinned again from the firewall that runs on the \
+         maps (program id {} '{}'), rather than made empty",
+        dir.display(),
+        missing.join(", "),
+        program.id,
+        program.name
+    )))
+}
+
+/// Removes the pin set (`unload --all`), unless a loaded program still uses its maps: removing
+/// it then would leave that firewall running on maps no xdpctl command can reach. Returns
+/// whether there was a set to remove.
+pub fn remove_global_pins() -> Result<bool> {
+    pins::ensure_bpffs()?;
+    let _lock = lock_creation()?;
+    let root = pins::root();
+    let staged = !remove_stale_staging(&root)?.is_empty();
+    let dir = firewall::rules_dir();
+    if !dir.exists() {
+        let _ = fs::remove_dir(&root);
+        return Ok(staged);
+    }
+    let ids: HashSet<u32> = pinned_ids(&dir).into_values().collect();
+    let deadline = Instant::now() + USERS_GRACE;
+    let users = loop {
+        let users = map_users::users_of(&ids);
+        if users.is_empty() || Instant::now() >= deadline {
+            break users;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    if !users.is_empty() {
+        bail!("{}", map_users::refusal(&dir, &users));
+    }
+    fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
+    let _ = fs::remove_dir(&root);
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pin_set_is_every_global_map_once() {
+        let names = global_map_names();
+        assert_eq!(names.len(), 15);
+        let unique: HashSet<_> = names.iter().collect();
+        assert_eq!(unique.len(), names.len());
+        assert!(names.iter().all(|name| firewall::is_global_map(name)));
+    }
+
+    #[test]
+    fn a_missing_directory_is_absent_and_a_partial_one_names_what_is_missing() {
+        let dir = std::env::temp_dir().join(format!("xdpctl-pinset-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        assert_eq!(state(&dir), PinState::Absent);
+        fs::create_dir_all(&dir).unwrap();
+        assert_eq!(state(&dir), PinState::Absent);
+        fs::write(dir.join("fw_config"), b"").unwrap();
+        let PinState::Partial(missing) = state(&dir) else {
+            panic!("one pin of 15 is partial");
+        };
+        assert_eq!(missing.len(), 14);
+        assert!(!missing.contains(&"fw_config"));
+        let err = incomplete_error(&dir, &missing).to_string();
+        assert!(
+            err.contains("block_v4_lpm") && err.contains("unload --all"),
+            "{err}"
+        );
+        for name in global_map_names() {
+            fs::write(dir.join(name), b"").unwrap();
+        }
+        assert_eq!(state(&dir), PinState::Complete);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+}
