@@ -608,7 +608,7 @@ pub fn remove_global_pins() -> Result<bool> {
     if !dir.exists() {
         return Ok(false);
     }
-    fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
+    pins::remove_pin_tree(&dir)?;
     let _ = fs::remove_dir(pins::root());
     Ok(true)
 }

@@ -3,7 +3,8 @@
 //!
 //! - [`programs`]: the built-in BPF programs (skeletons) and loading any XDP object
 //! - [`attach`]: interfaces, XDP modes, bpf_link create/update/detach, queries
-//! - [`pins`]: xdpctl's state in bpffs and who owns an attached program
+//! - [`pins`]: xdpctl's state in bpffs and who owns an attached program; [`ifname`]: which
+//!   interface names the kernel (and so xdpctl) accepts
 //! - [`firewall`]: the firewall's ABI and global maps; [`rules`]: editing its lists;
 //!   [`exact`]: the exact-address tables, mapped into this process; [`range_filter`]: which
 //!   ranges' tries are worth a lookup
@@ -24,6 +25,7 @@ pub mod firewall;
 pub mod flood;
 pub mod graph;
 pub mod history;
+pub mod ifname;
 pub mod libbpf_log;
 pub mod locks;
 pub mod mapping;
