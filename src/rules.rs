@@ -25,9 +25,11 @@ use crate::firewall::{self, FirewallMaps, List, PortRule, Rule};
 /// silently block more than was meant.
 pub fn parse_prefix(text: &str) -> Result<IpNet, String> {
     let text = text.trim();
+    // Escaped, so that an invisible character (a BOM, a zero-width space) shows in the error.
+    let shown = text.escape_debug();
     if text.contains('/') {
         let net = IpNet::from_str(text).map_err(|_| {
-            format!("'{text}' is not an IP address or CIDR prefix (e.g. 203.0.113.7, 198.51.100.0/24, 2001:db8::/32)")
+            format!("'{shown}' is not an IP address or CIDR prefix (e.g. 203.0.113.7, 198.51.100.0/24, 2001:db8::/32)")
         })?;
         if net.trunc() != net {
             return Err(format!(
@@ -38,7 +40,7 @@ pub fn parse_prefix(text: &str) -> Result<IpNet, String> {
         Ok(net)
     } else {
         IpAddr::from_str(text).map(IpNet::from).map_err(|_| {
-            format!("'{text}' is not an IP address or CIDR prefix (e.g. 203.0.113.7, 198.51.100.0/24, 2001:db8::/32)")
+            format!("'{shown}' is not an IP address or CIDR prefix (e.g. 203.0.113.7, 198.51.100.0/24, 2001:db8::/32)")
         })
     }
 }
