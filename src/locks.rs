@@ -5,8 +5,8 @@
 //! and with the process, however it ends.
 //!
 //! Anyone who can open the file can lock a byte of it and so stall every xdpctl: the directory
-//! is 0700 and the file 0600, made so from the start, mended if found wider, and refused if
-//! someone other than root (or this user) owns them. A wait says what it waits for after a
+//! is 0700 and the file 0600, made so from the start, mended if found wider, and if someone
+//! other than root (or this user) owns them, taken back by root or refused to anyone else. A wait says what it waits for after a
 //! second, and gives up after the lock timeout (`--lock-timeout`).
 
 use std::fs::{self, DirBuilder, File, OpenOptions};
@@ -115,6 +115,28 @@ fn secure(path: &Path, file: Option<&File>, private_mode: u32) -> Result<()> {
                     path.display()
                 )
             })
+        }
+        // Root takes it back (a user with capabilities may have made it first); anyone else
+        // cannot, and says how.
+        Verdict::Foreign(owner) if nix::unistd::geteuid().is_root() => {
+            let root = Some(nix::unistd::Uid::from_raw(0));
+            let group = Some(nix::unistd::Gid::from_raw(0));
+            match file {
+                Some(file) => nix::unistd::fchown(file.as_raw_fd(), root, group),
+                None => nix::unistd::fchownat(
+                    None,
+                    path,
+                    root,
+                    group,
+                    nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+                ),
+            }
+            .with_context(|| format!("making {} root's", path.display()))?;
+            eprintln!(
+                "xdpctl: note: {} belonged to uid {owner}; it is root's now",
+                path.display()
+            );
+            secure(path, file, private_mode)
         }
         Verdict::Foreign(owner) => bail!(
             "{} belongs to uid {owner}, not root: that user could hold xdpctl's locks forever. \

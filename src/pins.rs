@@ -148,13 +148,26 @@ fn is_bpffs(path: &Path) -> bool {
         .unwrap_or(false)
 }
 
-/// Removes a directory of pins, refusing anything that is not under the pin root in bpffs.
-/// One that is already gone (a concurrent unload) is no error.
+/// Removes a directory of pins: the global rules (`ROOT/rules`) or one interface's
+/// (`ROOT/if/NAME`), refusing any other path, and anything not in bpffs. One that is already
+/// gone (a concurrent unload) is no error.
 pub fn remove_pin_tree(path: &Path) -> Result<()> {
+    use std::os::unix::ffi::OsStrExt;
     let root = checked_root()?;
-    if !path.starts_with(&root) || path == root.as_path() {
+    // Compared as written: no '.' or '..' may stand in for a directory.
+    let plain = !path
+        .as_os_str()
+        .as_bytes()
+        .split(|&b| b == b'/')
+        .any(|part| part == b"." || part == b"..");
+    let parent = path.parent();
+    let allowed = plain
+        && (parent == Some(root.as_path()) && path.file_name() == Some("rules".as_ref())
+            || parent == Some(interfaces_root().as_path()));
+    if !allowed {
         bail!(
-            "refusing to remove {}: it is not a directory below the pin root {}",
+            "refusing to remove {}: it is neither the rules nor an interface's pins under the \
+             pin root {}",
             path.display(),
             root.display()
         );
@@ -418,6 +431,27 @@ mod tests {
         }
         let dir = interface_dir("..x").unwrap();
         assert_eq!(dir.parent().unwrap(), interfaces_root());
+    }
+
+    #[test]
+    fn only_the_rules_and_interface_directories_may_be_removed() {
+        if std::env::var_os("XDPCTL_PIN_ROOT").is_some() {
+            return;
+        }
+        let root = root();
+        for bad in [
+            root.clone(),
+            root.join("if"),
+            root.join("if/.."),
+            root.join("if/."),
+            root.join("if/../rules/x"),
+            root.join("if/a/b"),
+            root.join("other"),
+            PathBuf::from("/tmp/x"),
+        ] {
+            let err = remove_pin_tree(&bad).unwrap_err().to_string();
+            assert!(err.contains("refusing to remove"), "{bad:?}: {err}");
+        }
     }
 
     #[test]
