@@ -114,8 +114,11 @@ pub fn interface_dir(ifname: &str) -> Result<PathBuf> {
     Ok(interfaces_root().join(state_name(ifname)?))
 }
 
-/// Removes the interfaces' directory and xdpctl's root once they are empty.
+/// Removes the interfaces' directory and xdpctl's root once they are empty (and in bpffs).
 fn remove_empty_parents() {
+    if checked_root().is_err() {
+        return;
+    }
     let _ = fs::remove_dir(interfaces_root());
     let _ = fs::remove_dir(root());
 }
