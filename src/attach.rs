@@ -346,9 +346,24 @@ pub fn update_link(
             Some(libc::EPERM) => anyhow::anyhow!(
                 "the program changed while replacing it (another xdpctl at work?); try again"
             ),
-            _ => anyhow::anyhow!("replacing the XDP program through its bpf_link: {err}"),
+            _ => anyhow::anyhow!(
+                "replacing the XDP program through its bpf_link: {}",
+                link_error(&err)
+            ),
         })?;
     Ok(())
+}
+
+/// A failed link operation as a sentence. ENOLINK ("Link has been severed") means the link no
+/// longer attaches to an interface: it was detached meanwhile, or its interface was deleted.
+pub fn link_error(err: &io::Error) -> String {
+    match err.raw_os_error() {
+        Some(libc::ENOLINK) => "the link no longer attaches to an interface: it was unloaded \
+                                meanwhile (a concurrent `xdpctl unload`?), or its interface was \
+                                deleted; see `xdpctl status`, and load again"
+            .to_owned(),
+        _ => err.to_string(),
+    }
 }
 
 /// Detaches a link from its interface (the link object itself lives on while fds or pins hold it).

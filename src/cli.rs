@@ -19,6 +19,10 @@ pub struct Cli {
     #[arg(short, long, global = true)]
     pub verbose: bool,
 
+    /// Seconds to wait for a lock that another xdpctl holds (rule edits, map creation).
+    #[arg(long, global = true, value_name = "SECONDS", default_value_t = 30.0, value_parser = lock_seconds)]
+    pub lock_timeout: f64,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -108,6 +112,7 @@ pub struct ProgramArgs {
 #[derive(Debug, Args)]
 pub struct LoadArgs {
     /// The interface to attach to.
+    #[arg(value_parser = interface_name)]
     pub interface: String,
 
     #[command(flatten)]
@@ -241,6 +246,7 @@ pub enum RatelimitCommand {
 #[derive(Debug, Args)]
 pub struct TopArgs {
     /// Only check that this interface runs the firewall (the source table is shared by all).
+    #[arg(value_parser = interface_name)]
     pub interface: Option<String>,
 
     /// How many sources to show.
@@ -274,6 +280,7 @@ pub struct SecondsArg {
 #[derive(Debug, Args)]
 pub struct HistoryArgs {
     /// The interface whose program's history to read (any built-in program keeps one).
+    #[arg(value_parser = interface_name)]
     pub interface: String,
 
     #[command(flatten)]
@@ -292,6 +299,7 @@ pub struct HistoryArgs {
 #[derive(Debug, Args)]
 pub struct GraphArgs {
     /// The interface whose program's history to plot.
+    #[arg(value_parser = interface_name)]
     pub interface: String,
 
     #[command(flatten)]
@@ -306,6 +314,7 @@ pub struct GraphArgs {
 pub struct WatchArgs {
     /// The interface whose program to watch (any of xdpctl's built-in programs; the firewall
     /// adds drop reasons, protocols, top sources and rules).
+    #[arg(value_parser = interface_name)]
     pub interface: String,
 
     /// Seconds between updates of the counters, rates and top sources (fractions allowed).
@@ -316,6 +325,7 @@ pub struct WatchArgs {
 #[derive(Debug, Args)]
 pub struct PortsArgs {
     /// The interface whose firewall's port counters to read.
+    #[arg(value_parser = interface_name)]
     pub interface: String,
 
     /// Only this protocol.
@@ -335,7 +345,7 @@ pub struct PortsArgs {
 pub struct TraceArgs {
     /// Only exceptions on this interface of the current network namespace. bpf_printk lines
     /// carry no interface, so they all show.
-    #[arg(long, value_name = "IFACE")]
+    #[arg(long, value_name = "IFACE", value_parser = interface_name)]
     pub iface: Option<String>,
 
     /// Stop after N events (exceptions and bpf_printk lines together).
@@ -362,7 +372,7 @@ pub struct ExporterArgs {
 #[derive(Debug, Args)]
 pub struct UnloadArgs {
     /// The interface to detach from.
-    #[arg(required_unless_present = "all", conflicts_with = "all")]
+    #[arg(required_unless_present = "all", conflicts_with = "all", value_parser = interface_name)]
     pub interface: Option<String>,
 
     /// Detach from every interface xdpctl has pins for.
@@ -373,6 +383,7 @@ pub struct UnloadArgs {
 #[derive(Debug, Args)]
 pub struct StatusArgs {
     /// Only this interface.
+    #[arg(value_parser = interface_name)]
     pub interface: Option<String>,
 
     /// Print a JSON array of {interface, ifindex, program, id, mode, owner}.
@@ -399,6 +410,7 @@ pub struct SamplingArgs {
 #[derive(Debug, Args)]
 pub struct StatsArgs {
     /// The interface whose program's xdp_stats_map to read.
+    #[arg(value_parser = interface_name)]
     pub interface: String,
 
     #[command(flatten)]
@@ -408,6 +420,7 @@ pub struct StatsArgs {
 #[derive(Debug, Args)]
 pub struct RunArgs {
     /// The interface to attach to while running.
+    #[arg(value_parser = interface_name)]
     pub interface: String,
 
     #[command(flatten)]
@@ -420,6 +433,7 @@ pub struct RunArgs {
 #[derive(Debug, Args)]
 pub struct FloodArgs {
     /// The veth to send from (other interfaces are refused).
+    #[arg(value_parser = interface_name)]
     pub interface: String,
 
     /// Packets per second (default 100000).
@@ -473,7 +487,7 @@ pub struct TestenvArgs {
 #[derive(Debug, Args)]
 pub struct LabName {
     /// The lab's name: also the name of its outer interface and of its namespace.
-    #[arg(short, long, default_value = DEFAULT_NAME)]
+    #[arg(short, long, default_value = DEFAULT_NAME, value_parser = lab_name)]
     pub name: String,
 }
 
@@ -486,7 +500,7 @@ pub enum TestenvCommand {
     /// Show the labs (or one), their addresses and what is attached.
     Status {
         /// Only this lab.
-        #[arg(short, long)]
+        #[arg(short, long, value_parser = lab_name)]
         name: Option<String>,
     },
     /// Run a command inside the lab's namespace (bpffs stays visible).
@@ -510,6 +524,17 @@ pub enum TestenvCommand {
         #[arg(short = '6', long)]
         ipv6: bool,
     },
+}
+
+/// An interface name the kernel would accept: xdpctl makes pin paths from it.
+fn interface_name(text: &str) -> Result<String, String> {
+    crate::ifname::check(text).map(|()| text.to_owned())
+}
+
+fn lab_name(text: &str) -> Result<String, String> {
+    crate::testenv::validate_name(text)
+        .map(|()| text.to_owned())
+        .map_err(|err| err.to_string())
 }
 
 fn flood_source(text: &str) -> Result<ipnet::IpNet, String> {
@@ -537,6 +562,15 @@ fn listen_address(text: &str) -> Result<std::net::SocketAddr, String> {
     text.parse().map_err(|_| {
         format!("'{text}' is not an IP address and port, e.g. 127.0.0.1:9435 or [::1]:9435")
     })
+}
+
+fn lock_seconds(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(value) if (0.0..=86_400.0).contains(&value) => Ok(value),
+        _ => Err(format!(
+            "the lock timeout is from 0 to 86400 seconds (a day), not {text}"
+        )),
+    }
 }
 
 fn positive_seconds(text: &str) -> Result<f64, String> {

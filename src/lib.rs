@@ -3,7 +3,8 @@
 //!
 //! - [`programs`]: the built-in BPF programs (skeletons) and loading any XDP object
 //! - [`attach`]: interfaces, XDP modes, bpf_link create/update/detach, queries
-//! - [`pins`]: xdpctl's state in bpffs and who owns an attached program
+//! - [`pins`]: xdpctl's state in bpffs and who owns an attached program; [`ifname`]: which
+//!   interface names the kernel (and so xdpctl) accepts
 //! - [`pinset`]: the firewall's global pin set: made whole, repaired, removed only when unused;
 //!   [`map_budget`]: the size flags, the maps' entries and the memory they take;
 //!   [`map_users`]: which loaded programs use a map, and where they run
@@ -28,6 +29,7 @@ pub mod firewall;
 pub mod flood;
 pub mod graph;
 pub mod history;
+pub mod ifname;
 pub mod input;
 pub mod libbpf_log;
 pub mod locks;

@@ -7,6 +7,7 @@ use xdpctl::commands;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     xdpctl::libbpf_log::install(cli.verbose);
+    xdpctl::locks::set_timeout(std::time::Duration::from_secs_f64(cli.lock_timeout));
     let result = match &cli.command {
         Command::Load(args) => commands::load::run(args),
         Command::Unload(args) => commands::unload::run(args),

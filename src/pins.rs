@@ -10,6 +10,9 @@
 //! ```
 //!
 //! ':' cannot occur in an interface name, so the namespace suffix never collides with a name.
+//! Every path here is built from a name that [`crate::ifname`] accepts (so it stays one
+//! directory below `if/`), under a pin root that is inside bpffs, and only pins in bpffs are
+//! ever removed.
 
 use std::fs;
 use std::os::fd::AsFd;
@@ -17,22 +20,65 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use serde::Serialize;
 
 use crate::attach::{self, Attachment};
+
+mod elsewhere;
 
 pub const BPFFS: &str = "/sys/fs/bpf";
 const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
 const RUN_DIR: &str = "/run/xdpctl/run";
 
 /// The root of xdpctl's pins: /sys/fs/bpf/xdpctl, or $XDPCTL_PIN_ROOT (a directory in bpffs),
-/// which gives a separate instance: its own rules and interfaces (the tests use it).
+/// which gives a separate instance: its own rules and interfaces (the tests use it). Not yet
+/// checked: see [`checked_root`].
 pub fn root() -> PathBuf {
     match std::env::var_os("XDPCTL_PIN_ROOT") {
         Some(root) if !root.is_empty() => PathBuf::from(root),
         _ => Path::new(BPFFS).join("xdpctl"),
     }
+}
+
+/// [`root`], once it is known to be an absolute, plain path inside a bpffs mount: xdpctl
+/// creates and removes directories there, which must never reach outside bpffs.
+pub fn checked_root() -> Result<PathBuf> {
+    let root = root();
+    check_root(&root).map_err(|why| {
+        anyhow::anyhow!(
+            "XDPCTL_PIN_ROOT={} {why}: set it to a directory in bpffs, such as /sys/fs/bpf/NAME \
+             (or mount a bpffs with `mount -t bpf bpf DIR`), or unset it",
+            root.display()
+        )
+    })?;
+    Ok(root)
+}
+
+fn check_root(root: &Path) -> Result<(), String> {
+    use std::path::Component;
+    if !root.is_absolute() {
+        return Err("is not an absolute path".into());
+    }
+    if root
+        .components()
+        .any(|c| matches!(c, Component::ParentDir | Component::CurDir))
+    {
+        return Err("has '.' or '..' in it".into());
+    }
+    // The root itself may not exist yet (it is made at the first load): then the nearest
+    // directory that does decides where it would be made.
+    let existing = root
+        .ancestors()
+        .find(|dir| dir.exists())
+        .unwrap_or(Path::new("/"));
+    if !is_bpffs(existing) {
+        return Err(format!(
+            "is not inside a bpffs mount ({} is not bpffs)",
+            existing.display()
+        ));
+    }
+    Ok(())
 }
 
 /// `:ns<inode>` when running outside the initial network namespace, so that `veth0` in two labs
@@ -50,9 +96,12 @@ fn netns_suffix() -> &'static str {
     )
 }
 
-/// The name of an interface's pin directory (and run record) in this network namespace.
-fn state_name(ifname: &str) -> String {
-    format!("{ifname}{}", netns_suffix())
+/// The name of an interface's pin directory (and run record) in this network namespace. The
+/// name is checked as the kernel would check it, so the path it ends stays one directory below
+/// the one it is joined to.
+fn state_name(ifname: &str) -> Result<String> {
+    crate::ifname::validate(ifname)?;
+    Ok(format!("{ifname}{}", netns_suffix()))
 }
 
 /// Where the interfaces' pin directories live.
@@ -61,36 +110,39 @@ fn interfaces_root() -> PathBuf {
 }
 
 /// The pin directory of one interface of this network namespace.
-pub fn interface_dir(ifname: &str) -> PathBuf {
-    interfaces_root().join(state_name(ifname))
+pub fn interface_dir(ifname: &str) -> Result<PathBuf> {
+    Ok(interfaces_root().join(state_name(ifname)?))
 }
 
-/// Removes the interfaces' directory and xdpctl's root once they are empty.
+/// Removes the interfaces' directory and xdpctl's root once they are empty (and in bpffs).
 fn remove_empty_parents() {
+    if checked_root().is_err() {
+        return;
+    }
     let _ = fs::remove_dir(interfaces_root());
     let _ = fs::remove_dir(root());
 }
 
 /// The pinned bpf_link that keeps xdpctl's program on `ifname`.
-pub fn link_path(ifname: &str) -> PathBuf {
-    interface_dir(ifname).join("link")
+pub fn link_path(ifname: &str) -> Result<PathBuf> {
+    Ok(interface_dir(ifname)?.join("link"))
 }
 
-/// Makes sure bpffs is mounted at /sys/fs/bpf, mounting it as bpftool does when it is not.
+/// Makes sure bpffs is mounted at /sys/fs/bpf, mounting it as bpftool does when it is not, and
+/// that the pin root is inside bpffs.
 pub fn ensure_bpffs() -> Result<()> {
-    if is_bpffs(Path::new(BPFFS)) {
-        return Ok(());
+    if !is_bpffs(Path::new(BPFFS)) {
+        fs::create_dir_all(BPFFS).with_context(|| format!("creating {BPFFS}"))?;
+        nix::mount::mount(
+            Some("bpf"),
+            BPFFS,
+            Some("bpf"),
+            nix::mount::MsFlags::empty(),
+            Some("mode=0700"),
+        )
+        .with_context(|| format!("bpffs is not mounted and mounting it at {BPFFS} failed"))?;
     }
-    fs::create_dir_all(BPFFS).with_context(|| format!("creating {BPFFS}"))?;
-    nix::mount::mount(
-        Some("bpf"),
-        BPFFS,
-        Some("bpf"),
-        nix::mount::MsFlags::empty(),
-        Some("mode=0700"),
-    )
-    .with_context(|| format!("bpffs is not mounted and mounting it at {BPFFS} failed"))?;
-    Ok(())
+    checked_root().map(|_| ())
 }
 
 fn is_bpffs(path: &Path) -> bool {
@@ -99,19 +151,55 @@ fn is_bpffs(path: &Path) -> bool {
         .unwrap_or(false)
 }
 
+/// Removes a directory of pins: the global rules (`ROOT/rules`) or one interface's
+/// (`ROOT/if/NAME`), refusing any other path, and anything not in bpffs. One that is already
+/// gone (a concurrent unload) is no error.
+pub fn remove_pin_tree(path: &Path) -> Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let root = checked_root()?;
+    // Compared as written: no '.' or '..' may stand in for a directory.
+    let plain = !path
+        .as_os_str()
+        .as_bytes()
+        .split(|&b| b == b'/')
+        .any(|part| part == b"." || part == b"..");
+    let parent = path.parent();
+    let allowed = plain
+        && (parent == Some(root.as_path()) && path.file_name() == Some("rules".as_ref())
+            || parent == Some(interfaces_root().as_path()));
+    if !allowed {
+        bail!(
+            "refusing to remove {}: it is neither the rules nor an interface's pins under the \
+             pin root {}",
+            path.display(),
+            root.display()
+        );
+    }
+    if fs::symlink_metadata(path).is_err() {
+        return Ok(());
+    }
+    if !is_bpffs(path) {
+        bail!("refusing to remove {}: it is not in bpffs", path.display());
+    }
+    match fs::remove_dir_all(path) {
+        Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
+            Err(err).with_context(|| format!("removing {}", path.display()))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Creates the pin directory of an interface.
 pub fn create_interface_dir(ifname: &str) -> Result<PathBuf> {
-    let dir = interface_dir(ifname);
+    checked_root()?;
+    let dir = interface_dir(ifname)?;
     fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     Ok(dir)
 }
 
 /// Removes an interface's pins, and xdpctl's root once it is empty.
 pub fn remove_interface_dir(ifname: &str) -> Result<()> {
-    let dir = interface_dir(ifname);
-    if dir.exists() {
-        fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
-    }
+    remove_pin_tree(&interface_dir(ifname)?)?;
     // Fails harmlessly while other interfaces still have pins.
     remove_empty_parents();
     Ok(())
@@ -158,7 +246,7 @@ pub fn remove_defunct_pins_of_other_namespaces() -> Result<Vec<String>> {
         let ifname = dir.split(':').next().unwrap_or(&dir);
         if mine
             .iter()
-            .any(|name| *name == ifname && state_name(name) == dir)
+            .any(|name| *name == ifname && state_name(name).ok().as_ref() == Some(&dir))
         {
             continue;
         }
@@ -168,7 +256,7 @@ pub fn remove_defunct_pins_of_other_namespaces() -> Result<Vec<String>> {
             .map(|info| info.ifindex == 0)
             .unwrap_or(true);
         if defunct {
-            fs::remove_dir_all(&path).with_context(|| format!("removing {}", path.display()))?;
+            remove_pin_tree(&path)?;
             removed.push(dir);
         }
     }
@@ -183,13 +271,41 @@ pub enum Owner {
     Pinned { link_id: u32 },
     /// A running `xdpctl run` process.
     Foreground { pid: u32, link_id: u32 },
+    /// Another xdpctl instance: a link pinned under another pin root (another XDPCTL_PIN_ROOT,
+    /// or another bpffs mount).
+    OtherInstance { root: PathBuf, link_id: u32 },
     /// Anything else: another tool, `ip link set ... xdp`, a libxdp dispatcher.
     Other,
 }
 
+impl Owner {
+    /// The owner as `status` shows it: "xdpctl" (this instance), "xdpctl ROOT" (another
+    /// instance, pinned under ROOT) or "other".
+    pub fn label(&self) -> String {
+        match self {
+            Owner::Pinned { .. } | Owner::Foreground { .. } => "xdpctl".to_owned(),
+            Owner::OtherInstance { root, .. } => format!("xdpctl {}", root.display()),
+            Owner::Other => "other".to_owned(),
+        }
+    }
+}
+
+/// What to tell a user about a program another xdpctl instance pinned.
+pub fn other_instance_hint(ifname: &str, root: &Path) -> String {
+    format!(
+        "it is pinned by another xdpctl instance, under {root} (this one's pin root is {mine}): \
+         manage it from there, e.g. `XDPCTL_PIN_ROOT={root} xdpctl unload {ifname}`",
+        root = root.display(),
+        mine = self::root().display()
+    )
+}
+
 /// Decides who owns `attachment` on the interface `ifname`/`ifindex`.
 pub fn owner(ifname: &str, ifindex: u32, attachment: &Attachment) -> Owner {
-    if let Ok(link) = attach::open_pinned(&link_path(ifname)) {
+    let Ok(pin) = link_path(ifname) else {
+        return Owner::Other;
+    };
+    if let Ok(link) = attach::open_pinned(&pin) {
         if let Ok(info) = attach::link_summary(link.as_fd()) {
             if info.ifindex == ifindex && info.prog_id == attachment.prog_id {
                 return Owner::Pinned { link_id: info.id };
@@ -210,18 +326,23 @@ pub fn owner(ifname: &str, ifindex: u32, attachment: &Attachment) -> Owner {
             }
         }
     }
-    Owner::Other
+    // Ownership follows the pin, and this instance's pin root has none: another instance's
+    // (another XDPCTL_PIN_ROOT, or a bpffs mounted elsewhere) may.
+    match elsewhere::pinned_elsewhere(ifname, ifindex, attachment.prog_id) {
+        Some((root, link_id)) => Owner::OtherInstance { root, link_id },
+        None => Owner::Other,
+    }
 }
 
 /// A pin directory whose link no longer attaches anything to this interface (the interface
 /// was deleted, or re-created under the same name) is stale: remove it so it cannot confuse
 /// ownership. Returns whether it removed something.
 pub fn remove_stale_pins(ifname: &str, ifindex: Option<u32>) -> Result<bool> {
-    let dir = interface_dir(ifname);
+    let dir = interface_dir(ifname)?;
     if !dir.exists() {
         return Ok(false);
     }
-    let live = attach::open_pinned(&link_path(ifname))
+    let live = attach::open_pinned(&link_path(ifname)?)
         .and_then(|link| attach::link_summary(link.as_fd()))
         .map(|info| info.ifindex != 0 && Some(info.ifindex) == ifindex)
         .unwrap_or(false);
@@ -238,8 +359,7 @@ pub fn remove_namespace_pins(netns_inode: u64) -> Result<()> {
     let suffix = format!(":ns{netns_inode}");
     for dir in pin_dirs()? {
         if dir.ends_with(&suffix) {
-            let path = interfaces_root().join(&dir);
-            fs::remove_dir_all(&path).with_context(|| format!("removing {}", path.display()))?;
+            remove_pin_tree(&interfaces_root().join(&dir))?;
         }
     }
     remove_empty_parents();
@@ -253,19 +373,20 @@ pub struct RunRecord {
     pub link_id: u32,
 }
 
-fn run_record_path(ifname: &str) -> PathBuf {
-    Path::new(RUN_DIR).join(state_name(ifname))
+fn run_record_path(ifname: &str) -> Result<PathBuf> {
+    Ok(Path::new(RUN_DIR).join(state_name(ifname)?))
 }
 
 pub fn write_run_record(ifname: &str, record: RunRecord) -> Result<()> {
+    let path = run_record_path(ifname)?;
+    crate::locks::ensure_state_dir()?;
     fs::create_dir_all(RUN_DIR).with_context(|| format!("creating {RUN_DIR}"))?;
-    let path = run_record_path(ifname);
     fs::write(&path, format!("{} {}\n", record.pid, record.link_id))
         .with_context(|| format!("writing {}", path.display()))
 }
 
 pub fn read_run_record(ifname: &str) -> Option<RunRecord> {
-    parse_run_record(&fs::read_to_string(run_record_path(ifname)).ok()?)
+    parse_run_record(&fs::read_to_string(run_record_path(ifname).ok()?).ok()?)
 }
 
 fn parse_run_record(text: &str) -> Option<RunRecord> {
@@ -276,7 +397,9 @@ fn parse_run_record(text: &str) -> Option<RunRecord> {
 }
 
 pub fn remove_run_record(ifname: &str) {
-    let _ = fs::remove_file(run_record_path(ifname));
+    if let Ok(path) = run_record_path(ifname) {
+        let _ = fs::remove_file(path);
+    }
 }
 
 #[cfg(test)]
@@ -289,9 +412,62 @@ mod tests {
             return;
         }
         assert_eq!(
-            link_path("veth1"),
+            link_path("veth1").unwrap(),
             Path::new("/sys/fs/bpf/xdpctl/if/veth1/link")
         );
+    }
+
+    #[test]
+    fn no_path_leaves_the_interfaces_directory() {
+        for bad in [
+            "..",
+            ".",
+            "../rules",
+            "../../../../tmp/x",
+            "a/b",
+            "",
+            "x:ns1",
+        ] {
+            let err = interface_dir(bad).unwrap_err().to_string();
+            assert!(err.contains("not an interface name"), "{bad}: {err}");
+            assert!(link_path(bad).is_err() && run_record_path(bad).is_err());
+        }
+        let dir = interface_dir("..x").unwrap();
+        assert_eq!(dir.parent().unwrap(), interfaces_root());
+    }
+
+    #[test]
+    fn only_the_rules_and_interface_directories_may_be_removed() {
+        if std::env::var_os("XDPCTL_PIN_ROOT").is_some() {
+            return;
+        }
+        let root = root();
+        for bad in [
+            root.clone(),
+            root.join("if"),
+            root.join("if/.."),
+            root.join("if/."),
+            root.join("if/../rules/x"),
+            root.join("if/a/b"),
+            root.join("other"),
+            PathBuf::from("/tmp/x"),
+        ] {
+            let err = remove_pin_tree(&bad).unwrap_err().to_string();
+            assert!(err.contains("refusing to remove"), "{bad:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_pin_root_outside_bpffs_is_refused() {
+        for (root, why) in [
+            ("relative/dir", "absolute"),
+            ("/sys/fs/bpf/../../../tmp", "'..'"),
+            ("/tmp/xdpctl-not-bpffs", "not inside a bpffs mount"),
+            ("/", "not inside a bpffs mount"),
+        ] {
+            let err = check_root(Path::new(root)).unwrap_err();
+            assert!(err.contains(why), "{root}: {err}");
+        }
     }
 
     #[test]
@@ -316,7 +492,7 @@ pub struct Row {
     pub program: String,
     pub id: u32,
     pub mode: String,
-    /// "xdpctl" or "other".
+    /// "xdpctl", "xdpctl ROOT" (another instance's) or "other": [`Owner::label`].
     pub owner: String,
 }
 
@@ -338,17 +514,14 @@ pub fn attached_programs(only: Option<&str>) -> Result<Vec<Row>> {
             let program = attach::program_summary(attachment.prog_id)
                 .map(|p| p.name)
                 .unwrap_or_else(|_| "?".into());
-            let owner = match owner(&ifname, ifindex, &attachment) {
-                Owner::Other => "other",
-                Owner::Pinned { .. } | Owner::Foreground { .. } => "xdpctl",
-            };
+            let owner = owner(&ifname, ifindex, &attachment).label();
             rows.push(Row {
                 interface: ifname.clone(),
                 ifindex,
                 program,
                 id: attachment.prog_id,
                 mode: attachment.mode.to_string(),
-                owner: owner.to_owned(),
+                owner,
             });
         }
     }

@@ -483,7 +483,7 @@ pub fn remove_global_pins() -> Result<bool> {
     if !users.is_empty() {
         bail!("{}", map_users::refusal(&dir, &users));
     }
-    fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
+    pins::remove_pin_tree(&dir)?;
     let _ = fs::remove_dir(&root);
     Ok(true)
 }

@@ -48,8 +48,9 @@ pub fn validate_name(name: &str) -> Result<()> {
         .is_some_and(|c| c.is_ascii_alphanumeric());
     if name.is_empty() || name.len() > 15 || !valid_chars || !starts_alnum {
         bail!(
-            "invalid lab name '{name}': it names an interface, so it must be 1-15 characters of \
-             letters, digits, '-' and '_', starting with a letter or digit"
+            "invalid lab name '{}': it names an interface and a network namespace, so it must \
+             be 1-15 characters of letters, digits, '-' and '_', starting with a letter or digit",
+            name.escape_debug()
         );
     }
     if name == INNER_IFNAME {
@@ -284,8 +285,17 @@ impl Lab {
         // namespace's inode: note it before the namespace goes.
         let netns_inode = fs::metadata(self.netns_path()).map(|m| m.ino()).ok();
         if nix::net::if_::if_nametoindex(self.name.as_str()).is_ok() {
-            if let Err(err) = ip(&["link", "del", "dev", &self.name]) {
-                problems.push(format!("{err:#}"));
+            // A lab's outer interface is a veth: never delete anything else by that name.
+            match crate::flood::driver(&self.name) {
+                Ok(driver) if driver != "veth" => problems.push(format!(
+                    "{} is a {driver} interface, not the lab's veth: left alone",
+                    self.name
+                )),
+                _ => {
+                    if let Err(err) = ip(&["link", "del", "dev", &self.name]) {
+                        problems.push(format!("{err:#}"));
+                    }
+                }
             }
         }
         if self.netns_path().exists() {
@@ -340,7 +350,9 @@ impl Lab {
         for entry in fs::read_dir(dir).with_context(|| format!("reading {STATE_DIR}"))? {
             let entry = entry?;
             let name = entry.file_name().to_string_lossy().into_owned();
-            if name.starts_with('.') {
+            // Only names `setup` could have made: a lab's name is used for `ip link del` and
+            // paths, so a stray file must not name one (`eth0`, `..`).
+            if validate_name(&name).is_err() {
                 continue;
             }
             let text = fs::read_to_string(entry.path()).unwrap_or_default();
@@ -353,6 +365,7 @@ impl Lab {
     }
 
     fn write_state(&self) -> Result<()> {
+        crate::locks::ensure_state_dir()?;
         fs::create_dir_all(STATE_DIR).with_context(|| format!("creating {STATE_DIR}"))?;
         fs::write(state_path(&self.name), format!("{}\n", self.index))
             .with_context(|| format!("writing the state of lab '{}'", self.name))
@@ -442,6 +455,7 @@ fn state_path(name: &str) -> PathBuf {
 
 /// Serialises slot allocation between concurrent `testenv setup`s (parallel tests).
 fn lock_state() -> Result<Flock<File>> {
+    crate::locks::ensure_state_dir()?;
     fs::create_dir_all(STATE_DIR).with_context(|| format!("creating {STATE_DIR}"))?;
     let file = File::create(Path::new(STATE_DIR).join(".lock")).context("creating the lab lock")?;
     Flock::lock(file, FlockArg::LockExclusive)

@@ -54,6 +54,11 @@ pub fn load(
         Owner::Foreground { pid, .. } => {
             bail!("{ifname} is held by `xdpctl run` (pid {pid}): stop it (Ctrl-C) before loading")
         }
+        Owner::OtherInstance { root, .. } => bail!(
+            "{ifname}'s program {} cannot be replaced from here: {}",
+            describe(current),
+            pins::other_instance_hint(ifname, &root)
+        ),
         Owner::Other => replace_other(ifname, ifindex, current, source, mode, sizes),
     }
 }
@@ -75,6 +80,10 @@ fn already_attached(ifname: &str, current: &Attachment, owner: &Owner) -> String
         Owner::Foreground { pid, .. } => format!(
             "{ifname} already has XDP program {program}, held by `xdpctl run` (pid {pid}): \
              stop that first"
+        ),
+        Owner::OtherInstance { root, .. } => format!(
+            "{ifname} already has xdpctl's XDP program {program}, but {}",
+            pins::other_instance_hint(ifname, root)
         ),
         Owner::Other => format!(
             "{ifname} already has an XDP program from another tool: {program}. Replace it with \
@@ -101,7 +110,7 @@ fn attach_loaded(
     mode: RequestedMode,
 ) -> Result<String> {
     let (link, mode) = attach::attach(loaded.fd(), ifindex, ifname, mode)?;
-    let link_path = pins::link_path(ifname);
+    let link_path = pins::link_path(ifname)?;
     // If pinning fails, `link` is dropped on return and the kernel detaches the program: no
     // half-attached state is left behind.
     pins::create_interface_dir(ifname)
@@ -132,7 +141,7 @@ fn replace_own(
             current.mode
         );
     }
-    let link = attach::open_pinned(&pins::link_path(ifname))?;
+    let link = attach::open_pinned(&pins::link_path(ifname)?)?;
     let link_id = attach::link_summary(link.as_fd())?.id;
     let old_prog = attach::program_fd(current.prog_id)?;
     let loaded = programs::load_with(source, Some(current.prog_id), sizes)?;

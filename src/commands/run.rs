@@ -23,7 +23,11 @@ struct Attached {
 impl Drop for Attached {
     fn drop(&mut self) {
         if let Err(err) = attach::detach_link(self.link.as_fd()) {
-            eprintln!("xdpctl: detaching from {}: {err}", self.ifname);
+            eprintln!(
+                "xdpctl: detaching from {}: {}",
+                self.ifname,
+                attach::link_error(&err)
+            );
         }
         pins::remove_run_record(&self.ifname);
     }

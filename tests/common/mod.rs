@@ -108,7 +108,7 @@ pub fn attached(ifname: &str) -> Vec<xdpctl::attach::Attachment> {
 
 /// The id of the link pinned for `ifname`.
 pub fn pinned_link_id(ifname: &str) -> u32 {
-    let link = xdpctl::attach::open_pinned(&xdpctl::pins::link_path(ifname)).unwrap();
+    let link = xdpctl::attach::open_pinned(&xdpctl::pins::link_path(ifname).unwrap()).unwrap();
     xdpctl::attach::link_summary(link.as_fd()).unwrap().id
 }
 
