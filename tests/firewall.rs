@@ -40,15 +40,6 @@ fn stats_json(fw: &Instance, ifname: &str) -> Value {
     .unwrap()
 }
 
-fn ping6(lab: &xdpctl::testenv::LabGuard, count: u32) -> bool {
-    lab.ping_command(count, true, 0.05)
-        .unwrap()
-        .output()
-        .unwrap()
-        .status
-        .success()
-}
-
 #[test]
 fn block_and_unblock_a_source_with_exact_hit_counts() {
     if !have_root("block_and_unblock_a_source_with_exact_hit_counts") {

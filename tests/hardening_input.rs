@@ -12,24 +12,6 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-fn blocked(fw: &Instance) -> Vec<String> {
-    fw.json(&["list", "--json"])["block"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["prefix"].as_str().unwrap().to_owned())
-        .collect()
-}
-
-fn ping6(lab: &xdpctl::testenv::LabGuard, count: u32) -> bool {
-    lab.ping_command(count, true, 0.05)
-        .unwrap()
-        .output()
-        .unwrap()
-        .status
-        .success()
-}
-
 /// A rule file with these bytes, removed when dropped.
 struct TempFile(PathBuf);
 
@@ -84,7 +66,7 @@ fn durations_past_ten_years_are_refused_with_the_bound_named() {
         );
         assert!(err.contains("too long: at most 10 years (3650d)"), "{err}");
     }
-    assert!(blocked(&fw).is_empty());
+    assert!(fw.blocked().is_empty());
     assert_eq!(
         fw.json(&["ratelimit", "show", "--json"])["enabled"],
         false,
@@ -161,7 +143,7 @@ fn block_file_dev_zero_fails_fast_with_bounded_memory() {
     let peak_mib = usage.ru_maxrss as f64 / 1024.0;
     eprintln!("block --file /dev/zero: {seconds:.2} s, peak RSS {peak_mib:.1} MiB");
     assert!(peak_mib < 64.0, "peak RSS {peak_mib:.1} MiB");
-    assert!(blocked(&fw).is_empty());
+    assert!(fw.blocked().is_empty());
 }
 
 #[test]
@@ -185,7 +167,7 @@ fn a_10_mb_bad_line_and_a_100_kb_argument_get_short_errors() {
     let err = fw.err(&["block", &long]);
     assert!(err.len() < 1024, "{} bytes of error", err.len());
     assert!(err.contains(&format!("'{}…'", "b".repeat(64))), "{err}");
-    assert!(blocked(&fw).is_empty());
+    assert!(fw.blocked().is_empty());
 }
 
 #[test]
@@ -217,7 +199,7 @@ fn an_empty_or_comment_only_file_is_refused_and_named() {
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("stdin holds no entries"), "{err}");
-    assert!(blocked(&fw).is_empty());
+    assert!(fw.blocked().is_empty());
 }
 
 #[test]
@@ -236,13 +218,13 @@ fn a_utf8_error_names_its_line_and_a_leading_bom_is_fine() {
         "{err}"
     );
     assert!(err.contains("1 bad entry"), "{err}");
-    assert!(blocked(&fw).is_empty());
+    assert!(fw.blocked().is_empty());
     // A BOM in an entry shows escaped; one at the start of the file (Windows editors) is skipped.
     let err = fw.err(&["block", "\u{feff}192.0.2.1"]);
     assert!(err.contains(r#""\u{feff}192.0.2.1""#), "{err}");
     let file = TempFile::new("bom", "\u{feff}192.0.2.1\r\n192.0.2.2\r\n".as_bytes());
     fw.ok(&["block", "--file", file.path()]);
-    assert_eq!(blocked(&fw), ["192.0.2.1/32", "192.0.2.2/32"]);
+    assert_eq!(fw.blocked(), ["192.0.2.1/32", "192.0.2.2/32"]);
 }
 
 #[test]
@@ -261,7 +243,7 @@ fn ipv4_mapped_addresses_block_the_ipv4_source() {
         !ping(&lab, 2),
         "an IPv4-mapped block let its IPv4 source through"
     );
-    assert_eq!(blocked(&fw), [format!("{inner}/32")]);
+    assert_eq!(fw.blocked(), [format!("{inner}/32")]);
     let note = String::from_utf8_lossy(&out.stderr);
     assert!(
         note.contains(&format!("taken as {inner}/32")),
@@ -274,7 +256,7 @@ fn ipv4_mapped_addresses_block_the_ipv4_source() {
     let [a, b, c, _] = inner.octets();
     let file = TempFile::new("mapped", format!("::ffff:{a}.{b}.{c}.0/120\n").as_bytes());
     fw.ok(&["block", "--file", file.path()]);
-    assert_eq!(blocked(&fw), [format!("{a}.{b}.{c}.0/24")]);
+    assert_eq!(fw.blocked(), [format!("{a}.{b}.{c}.0/24")]);
     assert!(!ping(&lab, 2), "an IPv4-mapped /120 did not block its /24");
 }
 
@@ -299,7 +281,7 @@ fn a_prefix_shorter_than_8_or_16_needs_force_and_then_applies() {
         err.contains("0.0.0.0/0") && err.contains("--force"),
         "{err}"
     );
-    assert!(blocked(&fw).is_empty(), "a refused block applied something");
+    assert!(fw.blocked().is_empty(), "a refused block applied something");
     assert!(ping(&lab, 1) && ping6(&lab, 1));
 
     // At the bounds no --force is needed; allow lists never need it.
@@ -312,5 +294,5 @@ fn a_prefix_shorter_than_8_or_16_needs_force_and_then_applies() {
     assert!(!ping(&lab, 2), "block --force 0.0.0.0/0 let IPv4 through");
     assert!(ping6(&lab, 1), "0.0.0.0/0 blocked IPv6");
     fw.ok(&["block", "--force", "--file", file.path()]);
-    assert_eq!(blocked(&fw), ["0.0.0.0/0", "203.0.113.7/32"]);
+    assert_eq!(fw.blocked(), ["0.0.0.0/0", "203.0.113.7/32"]);
 }

@@ -12,22 +12,10 @@ use std::thread::sleep;
 use std::time::{Duration, Instant};
 
 use common::*;
-use serde_json::Value;
 use xdpctl::pinset::{self, PinState};
 
 fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-/// The block list's prefixes in `list --json`.
-fn blocked(fw: &Instance) -> Vec<String> {
-    let list: Value = fw.json(&["list", "--json"]);
-    list["block"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["prefix"].as_str().unwrap().to_owned())
-        .collect()
 }
 
 fn rules_dir(fw: &Instance) -> PathBuf {
@@ -54,15 +42,6 @@ fn pins_in(dir: &Path) -> usize {
         .iter()
         .filter(|name| dir.join(name).exists())
         .count()
-}
-
-fn pings_from(lab: &xdpctl::testenv::LabGuard, source: std::net::Ipv4Addr) -> bool {
-    lab.ping_command_from(Some(source.into()), 2, false, 0.05)
-        .unwrap()
-        .output()
-        .unwrap()
-        .status
-        .success()
 }
 
 #[test]
@@ -93,7 +72,7 @@ fn unload_all_from_another_namespace_keeps_the_rules_of_a_running_firewall() {
         "the refusal does not say how to unload it: {err}"
     );
     assert_eq!(pinset::state(&rules_dir(&fw)), PinState::Complete);
-    assert_eq!(blocked(&fw), [format!("{inner}/32")]);
+    assert_eq!(fw.blocked(), [format!("{inner}/32")]);
     assert!(!ping(&lab, 2), "the block stopped applying");
     // Rule edits still reach the running firewall.
     fw.ok(&["unblock", &inner]);
@@ -117,14 +96,14 @@ fn removed_pins_are_pinned_again_from_the_running_firewall() {
     let second = lab.second_inner_ipv4();
     fw.ok(&["load", ifname]);
     fw.ok(&["block", &inner.to_string()]);
-    assert!(!ping(&lab, 2) && pings_from(&lab, second));
+    assert!(!ping(&lab, 2) && ping_from(&lab, second.into(), 2));
 
     // One pin: the exact table that holds the /32.
     std::fs::remove_file(rules_dir(&fw).join("block_slots")).unwrap();
     let out = fw.run(&["load", ifname, "--force"]);
     assert!(out.status.success(), "load --force: {}", stderr(&out));
     assert_eq!(
-        blocked(&fw),
+        fw.blocked(),
         [format!("{inner}/32")],
         "the rule was lost with its pin"
     );
@@ -142,11 +121,11 @@ fn removed_pins_are_pinned_again_from_the_running_firewall() {
     let out = fw.run(&["block", &second.to_string()]);
     assert!(out.status.success(), "block: {}", stderr(&out));
     assert!(
-        !pings_from(&lab, second),
+        !ping_from(&lab, second.into(), 2),
         "the new block missed the running firewall"
     );
     assert!(!ping(&lab, 2), "the old block was lost");
-    assert_eq!(blocked(&fw).len(), 2, "{:?}", blocked(&fw));
+    assert_eq!(fw.blocked().len(), 2, "{:?}", fw.blocked());
     assert!(
         stderr(&out).contains("pinned again from the firewall"),
         "{}",
@@ -156,8 +135,8 @@ fn removed_pins_are_pinned_again_from_the_running_firewall() {
     // And the whole directory before a load --force.
     std::fs::remove_dir_all(rules_dir(&fw)).unwrap();
     fw.ok(&["load", ifname, "--force"]);
-    assert_eq!(blocked(&fw).len(), 2, "{:?}", blocked(&fw));
-    assert!(!ping(&lab, 2) && !pings_from(&lab, second));
+    assert_eq!(fw.blocked().len(), 2, "{:?}", fw.blocked());
+    assert!(!ping(&lab, 2) && !ping_from(&lab, second.into(), 2));
 
     // With no firewall running, a partial set cannot be repaired: commands say what to do,
     // and create nothing.
@@ -171,7 +150,7 @@ fn removed_pins_are_pinned_again_from_the_running_firewall() {
     assert!(!rules_dir(&fw).join("fw_config").exists());
     fw.ok(&["unload", "--all"]);
     fw.ok(&["load", ifname]);
-    assert!(blocked(&fw).is_empty());
+    assert!(fw.blocked().is_empty());
 }
 
 #[test]
@@ -349,7 +328,7 @@ fn a_first_load_killed_while_it_pins_leaves_no_partial_set() {
     fw.ok(&["unload", "--all"]);
     std::fs::create_dir_all(rules_dir(&fw)).unwrap();
     fw.ok(&["load", ifname]);
-    assert!(blocked(&fw).is_empty());
+    assert!(fw.blocked().is_empty());
 }
 
 /// The memory estimate matches what the kernel charges for the maps (its fdinfo memlock).

@@ -87,12 +87,21 @@ pub fn lab() -> LabGuard {
 
 /// Pings the lab's outer interface from inside; true if every reply came back.
 pub fn ping(lab: &LabGuard, count: u32) -> bool {
-    lab.ping_command(count, false, 0.05)
-        .unwrap()
-        .output()
-        .unwrap()
-        .status
-        .success()
+    replied(lab.ping_command(count, false, 0.05))
+}
+
+/// [`ping`] over IPv6.
+pub fn ping6(lab: &LabGuard, count: u32) -> bool {
+    replied(lab.ping_command(count, true, 0.05))
+}
+
+/// [`ping`] from another source address of the lab's inner end.
+pub fn ping_from(lab: &LabGuard, source: std::net::IpAddr, count: u32) -> bool {
+    replied(lab.ping_command_from(Some(source), count, false, 0.05))
+}
+
+fn replied(ping: anyhow::Result<Command>) -> bool {
+    ping.unwrap().output().unwrap().status.success()
 }
 
 /// The per-action counters of the program on `ifname`.
@@ -177,6 +186,16 @@ impl Instance {
 
     pub fn json(&self, args: &[&str]) -> serde_json::Value {
         serde_json::from_str(&self.ok(args)).expect("JSON")
+    }
+
+    /// The prefixes of the blocklist, as `list --json` shows them.
+    pub fn blocked(&self) -> Vec<String> {
+        self.json(&["list", "--json"])["block"]
+            .as_array()
+            .expect("a block list")
+            .iter()
+            .map(|e| e["prefix"].as_str().expect("a prefix").to_owned())
+            .collect()
     }
 
     /// [`inside`] with this instance's pin root: xdpctl run inside the lab through `testenv
