@@ -81,6 +81,17 @@ fn check_root(root: &Path) -> Result<(), String> {
             existing.display()
         ));
     }
+    // bpffs refuses (EPERM) to make a file or directory with a '.' in its name.
+    let to_make = root.strip_prefix(existing).unwrap_or(Path::new(""));
+    if let Some(dotted) = to_make
+        .iter()
+        .find(|part| part.as_encoded_bytes().contains(&b'.'))
+    {
+        return Err(format!(
+            "would need a directory '{}' made in bpffs, which refuses a '.' in a name",
+            dotted.to_string_lossy()
+        ));
+    }
     Ok(())
 }
 
@@ -468,6 +479,10 @@ mod tests {
         ] {
             let err = check_root(Path::new(root)).unwrap_err();
             assert!(err.contains(why), "{root}: {err}");
+        }
+        if is_bpffs(Path::new(BPFFS)) {
+            let err = check_root(Path::new("/sys/fs/bpf/xdpctl-unit-test/x.y")).unwrap_err();
+            assert!(err.contains("'x.y' made in bpffs"), "{err}");
         }
     }
 

@@ -788,3 +788,24 @@ fn a_vlan_interface_with_a_dot_loads_lists_and_unloads() {
     assert!(out.contains("from veth0.7"), "{out}");
     assert!(!inst.root.exists(), "pins left in {}", inst.root.display());
 }
+
+#[test]
+fn a_pin_root_with_a_dot_is_refused_with_the_fix_before_anything_is_made() {
+    if !have_root("a_pin_root_with_a_dot_is_refused_with_the_fix_before_anything_is_made") {
+        return;
+    }
+    let lab = lab();
+    let plain = Instance::new();
+    let dotted = Instance {
+        root: PathBuf::from(format!("{}.d", plain.root.display())),
+    };
+    for args in [&["block", "192.0.2.1"][..], &["load", lab.outer_ifname()]] {
+        let err = dotted.err(args);
+        assert!(
+            err.contains("refuses a '.' in a name") && err.contains("set it to a directory"),
+            "{args:?}: {err}"
+        );
+    }
+    assert!(!dotted.root.exists());
+    assert!(attached(lab.outer_ifname()).is_empty());
+}
