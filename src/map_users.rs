@@ -113,11 +113,11 @@ fn places() -> Vec<Place> {
     let mut places = Vec::new();
     let mut seen_links = HashSet::new();
     for (dir, link) in pinned_links() {
-        seen_links.insert(link.id);
-        let (ifname, netns) = match dir.split_once(":ns") {
-            Some((ifname, inode)) => (ifname.to_owned(), inode.parse::<u64>().ok()),
-            None => (dir.clone(), None),
+        // A directory xdpctl did not name: its link is described below, as any other.
+        let Some(pins::StateName { ifname, netns }) = pins::StateName::decode(&dir) else {
+            continue;
         };
+        seen_links.insert(link.id);
         let here = match netns {
             None => own_netns.as_ref().ok() == Some(&INIT_NETNS_INODE),
             Some(inode) => own_netns.as_ref().ok() == Some(&inode),

@@ -9,7 +9,7 @@
 //! /run/xdpctl/run/<ifname>[:ns<inode>]         "<pid> <link id>" while `xdpctl run` holds it
 //! ```
 //!
-//! ':' cannot occur in an interface name, so the namespace suffix never collides with a name.
+//! `<ifname>` is written with '%' for '.', which bpffs refuses ([`names`] knows how).
 //! Every path here is built from a name that [`crate::ifname`] accepts (so it stays one
 //! directory below `if/`), under a pin root that is inside bpffs, and only pins in bpffs are
 //! ever removed.
@@ -26,6 +26,9 @@ use serde::Serialize;
 use crate::attach::{self, Attachment};
 
 mod elsewhere;
+mod names;
+
+pub use names::StateName;
 
 pub const BPFFS: &str = "/sys/fs/bpf";
 const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
@@ -78,20 +81,31 @@ fn check_root(root: &Path) -> Result<(), String> {
             existing.display()
         ));
     }
+    // bpffs refuses (EPERM) to make a file or directory with a '.' in its name.
+    let to_make = root.strip_prefix(existing).unwrap_or(Path::new(""));
+    if let Some(dotted) = to_make
+        .iter()
+        .find(|part| part.as_encoded_bytes().contains(&b'.'))
+    {
+        return Err(format!(
+            "would need a directory '{}' made in bpffs, which refuses a '.' in a name",
+            dotted.to_string_lossy()
+        ));
+    }
     Ok(())
 }
 
-/// `:ns<inode>` when running outside the initial network namespace, so that `veth0` in two labs
-/// gets two pin directories.
-fn netns_suffix() -> &'static str {
-    static SUFFIX: OnceLock<String> = OnceLock::new();
+/// The inode of this process's network namespace when it is not the initial one, so that
+/// `veth0` in two labs gets two pin directories.
+fn own_netns() -> Option<u64> {
+    static OWN: OnceLock<Option<u64>> = OnceLock::new();
     // The kernel gives the initial network namespace a fixed inode (PROC_NET_INIT_INO).
     // Comparing with /proc/1/ns/net instead fails: from another namespace it is unreadable.
     const INIT_NETNS_INODE: u64 = 0xefff_fff9;
-    SUFFIX.get_or_init(
+    *OWN.get_or_init(
         || match fs::metadata("/proc/self/ns/net").map(|m| m.ino()) {
-            Ok(own) if own != INIT_NETNS_INODE => format!(":ns{own}"),
-            _ => String::new(),
+            Ok(own) if own != INIT_NETNS_INODE => Some(own),
+            _ => None,
         },
     )
 }
@@ -100,8 +114,7 @@ fn netns_suffix() -> &'static str {
 /// name is checked as the kernel would check it, so the path it ends stays one directory below
 /// the one it is joined to.
 fn state_name(ifname: &str) -> Result<String> {
-    crate::ifname::validate(ifname)?;
-    Ok(format!("{ifname}{}", netns_suffix()))
+    Ok(StateName::new(ifname, own_netns())?.encoded())
 }
 
 /// Where the interfaces' pin directories live.
@@ -205,7 +218,7 @@ pub fn remove_interface_dir(ifname: &str) -> Result<()> {
     Ok(())
 }
 
-/// Every pin directory name, of every network namespace.
+/// Every pin directory name, of every network namespace, as written.
 fn pin_dirs() -> Result<Vec<String>> {
     let root = interfaces_root();
     if !root.exists() {
@@ -224,30 +237,23 @@ fn pin_dirs() -> Result<Vec<String>> {
 
 /// The interfaces of this network namespace that have pins, whether or not they still exist.
 pub fn pinned_interfaces() -> Result<Vec<String>> {
-    let suffix = netns_suffix();
+    let own = own_netns();
     Ok(pin_dirs()?
-        .into_iter()
-        .filter_map(|dir| match dir.split_once(':') {
-            None if suffix.is_empty() => Some(dir),
-            Some((ifname, ns)) if !suffix.is_empty() && suffix[1..] == *ns => {
-                Some(ifname.to_owned())
-            }
-            _ => None,
-        })
+        .iter()
+        .filter_map(|dir| StateName::decode(dir))
+        .filter(|state| state.netns == own)
+        .map(|state| state.ifname)
         .collect())
 }
 
 /// Removes the pins of other network namespaces whose links are defunct (their interface or
 /// namespace is gone). Returns the directories removed.
 pub fn remove_defunct_pins_of_other_namespaces() -> Result<Vec<String>> {
-    let mine = pinned_interfaces()?;
+    let own = own_netns();
     let mut removed = Vec::new();
     for dir in pin_dirs()? {
-        let ifname = dir.split(':').next().unwrap_or(&dir);
-        if mine
-            .iter()
-            .any(|name| *name == ifname && state_name(name).ok().as_ref() == Some(&dir))
-        {
+        // A directory this xdpctl cannot read is no namespace's: it goes once its link does.
+        if StateName::decode(&dir).is_some_and(|state| state.netns == own) {
             continue;
         }
         let path = interfaces_root().join(&dir);
@@ -356,9 +362,8 @@ pub fn remove_stale_pins(ifname: &str, ifindex: Option<u32>) -> Result<bool> {
 /// Removes every pin made inside the network namespace with this inode (for a lab that is
 /// being torn down).
 pub fn remove_namespace_pins(netns_inode: u64) -> Result<()> {
-    let suffix = format!(":ns{netns_inode}");
     for dir in pin_dirs()? {
-        if dir.ends_with(&suffix) {
+        if StateName::decode(&dir).is_some_and(|state| state.netns == Some(netns_inode)) {
             remove_pin_tree(&interfaces_root().join(&dir))?;
         }
     }
@@ -415,6 +420,11 @@ mod tests {
             link_path("veth1").unwrap(),
             Path::new("/sys/fs/bpf/xdpctl/if/veth1/link")
         );
+        // bpffs refuses a '.' in a name.
+        assert_eq!(
+            link_path("eth0.100").unwrap(),
+            Path::new("/sys/fs/bpf/xdpctl/if/eth0%100/link")
+        );
     }
 
     #[test]
@@ -432,8 +442,10 @@ mod tests {
             assert!(err.contains("not an interface name"), "{bad}: {err}");
             assert!(link_path(bad).is_err() && run_record_path(bad).is_err());
         }
-        let dir = interface_dir("..x").unwrap();
-        assert_eq!(dir.parent().unwrap(), interfaces_root());
+        for dotted in ["..x", "x..", "eth0.100"] {
+            let dir = interface_dir(dotted).unwrap();
+            assert_eq!(dir.parent().unwrap(), interfaces_root());
+        }
     }
 
     #[test]
@@ -467,6 +479,10 @@ mod tests {
         ] {
             let err = check_root(Path::new(root)).unwrap_err();
             assert!(err.contains(why), "{root}: {err}");
+        }
+        if is_bpffs(Path::new(BPFFS)) {
+            let err = check_root(Path::new("/sys/fs/bpf/xdpctl-unit-test/x.y")).unwrap_err();
+            assert!(err.contains("'x.y' made in bpffs"), "{err}");
         }
     }
 
