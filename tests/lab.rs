@@ -665,7 +665,7 @@ fn loads_inside_two_labs_on_same_named_interfaces_do_not_collide() {
     let netns_inode =
         std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(b.netns_path()).unwrap());
     drop(b);
-    let leftover = std::fs::read_dir(pins::root())
+    let leftover = std::fs::read_dir(pins::root().join("if"))
         .map(|dir| {
             dir.filter_map(|e| e.ok()).any(|e| {
                 e.file_name()
