@@ -22,7 +22,7 @@ const INDEX_PAGE: &str = "<html><head><title>xdpctl exporter</title></head><body
     <h1>xdpctl exporter</h1>\n<p><a href=\"/metrics\">Metrics</a></p>\n</body></html>\n";
 
 /// An answer, whole in memory: the largest one is a metrics body.
-pub type Answer = Response<Full<Bytes>>;
+type Answer = Response<Full<Bytes>>;
 
 /// What a request asks for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -100,7 +100,7 @@ fn text(status: StatusCode, content_type: &'static str, body: String) -> Answer 
 }
 
 /// The answer to a route; `scrape` renders the metrics, and runs only when they are asked for.
-pub fn answer(route: Route, scrape: impl FnOnce() -> Result<String>) -> Answer {
+fn answer(route: Route, scrape: impl FnOnce() -> Result<String>) -> Answer {
     const PLAIN: &str = "text/plain; charset=utf-8";
     match route {
         Route::Metrics => match scrape() {
