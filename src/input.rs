@@ -12,8 +12,6 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use ipnet::{IpNet, Ipv4Net};
 
-use crate::rules::{PortProto, PortSpec};
-
 /// The longest line a rule file may have: an entry and its comment fit many times over, and a
 /// longer one (a binary, /dev/zero) stops the reading there.
 pub const MAX_LINE_BYTES: usize = 4096;
@@ -138,6 +136,36 @@ pub fn share_of_addresses(len: u8) -> String {
 
 // --- Ports and durations -------------------------------------------------------------------
 
+/// The protocol of a port rule.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, clap::ValueEnum)]
+pub enum PortProto {
+    Tcp,
+    Udp,
+}
+
+impl PortProto {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PortProto::Tcp => "tcp",
+            PortProto::Udp => "udp",
+        }
+    }
+}
+
+/// A destination port rule: `53/udp`, `22/tcp`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PortSpec {
+    pub port: u16,
+    pub proto: PortProto,
+}
+
+impl std::fmt::Display for PortSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.port, self.proto.as_str())
+    }
+}
+
+/// A port rule as typed: `PORT/PROTO`, e.g. `53/udp`.
 pub fn parse_port(text: &str) -> Result<PortSpec, String> {
     let text = text.trim();
     let Some((port, proto)) = text.split_once('/') else {
@@ -446,21 +474,6 @@ fn read_with(
         }
         buf.drain(..whole);
     }
-}
-
-/// The most entries one command may carry: every map of a list full (addresses, IPv4 ranges,
-/// IPv6 ranges: --max-rules each), at the size of this instance's maps, or the size they will
-/// be made. It bounds what a rule file may make xdpctl hold in memory.
-pub fn entry_limit() -> usize {
-    let trie = crate::firewall::rules_dir().join(crate::firewall::TRIE_MAPS[2]);
-    let pinned = trie
-        .exists()
-        .then(|| libbpf_rs::MapHandle::from_pinned_path(&trie).ok())
-        .flatten();
-    let per_kind = pinned.map_or(crate::firewall::DEFAULT_MAX_RULES, |map| {
-        libbpf_rs::MapCore::max_entries(&map)
-    });
-    3 * per_kind as usize
 }
 
 /// The prefixes of a command: its arguments plus `--file` (a path, or `-` for stdin), at most

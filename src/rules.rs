@@ -1,5 +1,4 @@
-//! Rules: applying what users typed (parsed in src/input.rs, re-exported here) to the
-//! firewall's maps. Every edit is checked in full before anything is
+//! Rules: applying what users typed (parsed in src/input.rs) to the firewall's maps. Every edit is checked in full before anything is
 //! written, and rolled back if the kernel refuses part of it, so a command applies all of its
 //! rules or none.
 
@@ -15,62 +14,40 @@ use libbpf_rs::{MapCore, MapFlags, MapHandle, MapType};
 
 use crate::exact;
 use crate::firewall::{self, FirewallMaps, List, PortRule, Rule};
+use crate::input::{PortProto, PortSpec};
 
-// --- Parsing (src/input.rs) ---------------------------------------------------------------
+// --- Limits and port slots ----------------------------------------------------------------
 
-pub use crate::input::{
-    gather_prefixes, parse_duration, parse_port, parse_prefix, read_prefix_list, BadLine,
-    PrefixList,
-};
-
-/// The protocol of a port rule.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, clap::ValueEnum)]
-pub enum PortProto {
-    Tcp,
-    Udp,
+/// The most entries one command may carry: every map of a list full (addresses, IPv4 ranges,
+/// IPv6 ranges: --max-rules each), at the size of this instance's maps, or the size they will
+/// be made. It bounds what a rule file may make xdpctl hold in memory.
+pub fn entry_limit() -> usize {
+    let trie = firewall::rules_dir().join(firewall::TRIE_MAPS[2]);
+    let pinned = trie
+        .exists()
+        .then(|| MapHandle::from_pinned_path(&trie).ok())
+        .flatten();
+    let per_kind = pinned.map_or(firewall::DEFAULT_MAX_RULES, |map| map.max_entries());
+    3 * per_kind as usize
 }
 
-impl PortProto {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            PortProto::Tcp => "tcp",
-            PortProto::Udp => "udp",
-        }
-    }
+/// The index of a port rule in the `ports` array (proto * 65536 + port).
+fn port_slot(spec: PortSpec) -> u32 {
+    let proto = match spec.proto {
+        PortProto::Tcp => firewall::PORT_TCP,
+        PortProto::Udp => firewall::PORT_UDP,
+    };
+    proto * 65536 + spec.port as u32
 }
 
-/// A destination port rule: `53/udp`, `22/tcp`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct PortSpec {
-    pub port: u16,
-    pub proto: PortProto,
-}
-
-impl PortSpec {
-    /// The index of this rule in the `ports` array (proto * 65536 + port).
-    pub fn slot(self) -> u32 {
-        let proto = match self.proto {
-            PortProto::Tcp => firewall::PORT_TCP,
-            PortProto::Udp => firewall::PORT_UDP,
-        };
-        proto * 65536 + self.port as u32
-    }
-
-    pub fn from_slot(slot: u32) -> PortSpec {
-        PortSpec {
-            port: (slot % 65536) as u16,
-            proto: if slot / 65536 == firewall::PORT_TCP {
-                PortProto::Tcp
-            } else {
-                PortProto::Udp
-            },
-        }
-    }
-}
-
-impl std::fmt::Display for PortSpec {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}", self.port, self.proto.as_str())
+fn port_of_slot(slot: u32) -> PortSpec {
+    PortSpec {
+        port: (slot % 65536) as u16,
+        proto: if slot / 65536 == firewall::PORT_TCP {
+            PortProto::Tcp
+        } else {
+            PortProto::Udp
+        },
     }
 }
 
@@ -834,7 +811,7 @@ pub fn set_ports(maps: &FirewallMaps, specs: &[PortSpec], enabled: bool) -> Resu
     for spec in specs {
         let value = maps
             .ports
-            .lookup(&spec.slot().to_ne_bytes(), MapFlags::ANY)?
+            .lookup(&port_slot(*spec).to_ne_bytes(), MapFlags::ANY)?
             .context("reading the ports map")?;
         let mut rule = PortRule::default();
         let _ = plain::copy_from_bytes(&mut rule, &value);
@@ -864,7 +841,7 @@ pub fn set_ports(maps: &FirewallMaps, specs: &[PortSpec], enabled: bool) -> Resu
         // SAFETY: PortRule is plain old data.
         let bytes = unsafe { plain::as_bytes(&rule) };
         maps.ports
-            .update(&spec.slot().to_ne_bytes(), bytes, MapFlags::ANY)
+            .update(&port_slot(*spec).to_ne_bytes(), bytes, MapFlags::ANY)
             .context("writing the ports map")?;
     }
     Ok(())
@@ -878,7 +855,7 @@ pub fn list_ports(maps: &FirewallMaps) -> Result<Vec<(PortSpec, u64)>> {
         let _ = plain::copy_from_bytes(&mut rule, &value);
         if rule.enabled != 0 {
             let slot = u32::from_ne_bytes(key[..4].try_into().unwrap());
-            out.push((PortSpec::from_slot(slot), rule.hits));
+            out.push((port_of_slot(slot), rule.hits));
         }
     }
     out.sort();
@@ -907,6 +884,7 @@ pub fn clear_ports(maps: &FirewallMaps) -> Result<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::input::parse_prefix;
 
     #[test]
     fn keys_round_trip_and_route_exact_addresses_to_the_table() {
@@ -931,5 +909,18 @@ mod tests {
         let lpm = key_of(&parse_prefix("10.0.0.0/8").unwrap());
         assert_eq!(lpm.len(), 8);
         assert_eq!(&lpm[4..], &[10, 0, 0, 0]);
+    }
+
+    #[test]
+    fn port_slots_round_trip() {
+        for text in ["0/tcp", "22/tcp", "53/udp", "65535/udp"] {
+            let spec = crate::input::parse_port(text).unwrap();
+            assert_eq!(port_of_slot(port_slot(spec)), spec, "{text}");
+        }
+        assert_eq!(port_slot(crate::input::parse_port("22/tcp").unwrap()), 22);
+        assert_eq!(
+            port_slot(crate::input::parse_port("53/udp").unwrap()),
+            65536 + 53
+        );
     }
 }

@@ -14,10 +14,10 @@ pub fn allow(args: &AllowArgs) -> Result<ExitCode> {
     if args.input.is_empty() {
         bail!("nothing to allow: give addresses or prefixes, or --file FILE");
     }
-    let prefixes = rules::gather_prefixes(
+    let prefixes = crate::input::gather_prefixes(
         &args.input.targets,
         args.input.file.as_deref(),
-        crate::input::entry_limit(),
+        rules::entry_limit(),
     )?;
     let maps = FirewallMaps::open_or_create()?;
     let report = rules::add_prefixes(&maps, List::Allow, &prefixes, 0, REASON_MANUAL)?;
@@ -43,10 +43,10 @@ pub fn disallow(args: &DisallowArgs) -> Result<ExitCode> {
     if args.input.is_empty() {
         bail!("nothing to disallow: give addresses or prefixes, --file FILE, or --all");
     }
-    let prefixes = rules::gather_prefixes(
+    let prefixes = crate::input::gather_prefixes(
         &args.input.targets,
         args.input.file.as_deref(),
-        crate::input::entry_limit(),
+        rules::entry_limit(),
     )?;
     let removed = rules::remove_prefixes(&maps, List::Allow, &prefixes)?;
     println!(

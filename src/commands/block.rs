@@ -8,18 +8,19 @@ use ipnet::IpNet;
 use crate::cli::{BlockArgs, UnblockArgs};
 use crate::firewall::{FirewallMaps, List, REASON_MANUAL};
 use crate::input;
+use crate::input::PortSpec;
 use crate::privileges;
-use crate::rules::{self, PortSpec};
+use crate::rules;
 
 pub fn block(args: &BlockArgs) -> Result<ExitCode> {
     privileges::require("block")?;
     if args.input.is_empty() && args.port.is_empty() {
         bail!("nothing to block: give addresses or prefixes, --file FILE, or --port PORT/PROTO");
     }
-    let prefixes = rules::gather_prefixes(
+    let prefixes = input::gather_prefixes(
         &args.input.targets,
         args.input.file.as_deref(),
-        input::entry_limit(),
+        rules::entry_limit(),
     )?;
     let ports = parse_ports(&args.port)?;
     if args.ttl.is_some() && prefixes.is_empty() {
@@ -68,10 +69,10 @@ pub fn unblock(args: &UnblockArgs) -> Result<ExitCode> {
     if args.input.is_empty() && args.port.is_empty() {
         bail!("nothing to unblock: give addresses or prefixes, --file FILE, --port PORT/PROTO, or --all");
     }
-    let prefixes = rules::gather_prefixes(
+    let prefixes = input::gather_prefixes(
         &args.input.targets,
         args.input.file.as_deref(),
-        input::entry_limit(),
+        rules::entry_limit(),
     )?;
     let ports = parse_ports(&args.port)?;
     // Check both kinds before removing either, so a mistake in one leaves everything as it was.
@@ -130,7 +131,7 @@ fn refuse_broad(prefixes: &[IpNet]) -> Result<()> {
 fn parse_ports(texts: &[String]) -> Result<Vec<PortSpec>> {
     let (ok, bad): (Vec<_>, Vec<_>) = texts
         .iter()
-        .map(|t| rules::parse_port(t))
+        .map(|t| input::parse_port(t))
         .partition(Result::is_ok);
     if !bad.is_empty() {
         let errors: Vec<String> = bad.into_iter().filter_map(Result::err).collect();
