@@ -14,7 +14,7 @@ use libbpf_rs::{MapCore, MapFlags, MapHandle, MapType};
 
 use crate::exact;
 use crate::firewall::{self, FirewallMaps, List, PortRule, Rule};
-use crate::input::{PortProto, PortSpec};
+use crate::input::{self, Gathered, PortProto, PortSpec};
 
 // --- Limits and port slots ----------------------------------------------------------------
 
@@ -594,6 +594,73 @@ fn list_name(list: List) -> &'static str {
 /// Removes prefixes from a list. If any is not on it, nothing is removed.
 pub fn remove_prefixes(maps: &FirewallMaps, list: List, prefixes: &[IpNet]) -> Result<usize> {
     let _lock = maps.lock()?;
+    remove_locked(maps, list, prefixes)
+}
+
+/// Removes prefixes as typed ([`remove_prefixes`]), where an entry typed IPv4-mapped
+/// (`::ffff:a.b.c.d`, in `typed.mapped`) whose IPv4 prefix is not on the list removes the
+/// IPv6 rule within ::ffff:0:0/96 an older version made of it, if that one is.
+pub fn remove_typed(maps: &FirewallMaps, list: List, typed: &Gathered) -> Result<usize> {
+    let _lock = maps.lock()?;
+    if typed.mapped.is_empty() {
+        return remove_locked(maps, list, &typed.prefixes);
+    }
+    let table = maps.exact_table(list)?;
+    let mapped: HashSet<IpNet> = typed.mapped.iter().map(|&v4| IpNet::V4(v4)).collect();
+    let mut prefixes = typed.prefixes.clone();
+    for prefix in &mut prefixes {
+        if let (true, IpNet::V4(v4)) = (mapped.contains(prefix), *prefix) {
+            let legacy = input::mapped_form(v4);
+            if !is_on(maps, &table, list, prefix)? && is_on(maps, &table, list, &legacy)? {
+                *prefix = legacy;
+            }
+        }
+    }
+    remove_locked(maps, list, &prefixes)
+}
+
+/// Whether a prefix is on a list (`table` is the list's exact table).
+fn is_on(maps: &FirewallMaps, table: &exact::Table, list: List, prefix: &IpNet) -> Result<bool> {
+    let target = target_of(prefix);
+    if target.exact {
+        return Ok(table.get(&exact::Key::of(prefix.addr())).is_some());
+    }
+    trie_holds(maps.trie(list, target.ipv6), &key_of(prefix))
+}
+
+/// Whether a trie holds exactly this key. A lookup finds the longest prefix that covers it,
+/// maybe a shorter one (10.0.0.0/8 for 10.1.0.0/16); get_next_key tells them apart: after a
+/// key the map does not hold comes its first key (bpf(2)), after one it holds a later key or
+/// none. Only xdpctl edits tries, under the edit lock, so the two calls see one map.
+fn trie_holds(map: &MapHandle, key: &[u8]) -> Result<bool> {
+    let covered = map.lookup(key, MapFlags::ANY);
+    if covered.context("reading a range trie")?.is_none() {
+        return Ok(false);
+    }
+    let next = |after: Option<&[u8]>| -> Result<Option<Vec<u8>>> {
+        let mut next = vec![0u8; map.key_size() as usize];
+        let after = after.map_or(std::ptr::null(), |key| key.as_ptr().cast());
+        // SAFETY: `after` is null or a key of the map's size; `next` has room for one.
+        let ret = unsafe {
+            libbpf_sys::bpf_map_get_next_key(
+                map.as_fd().as_raw_fd(),
+                after,
+                next.as_mut_ptr().cast(),
+            )
+        };
+        match errno(ret) {
+            None => Ok(Some(next)),
+            Some(libc::ENOENT) => Ok(None),
+            Some(err) => bail!(
+                "reading a range trie: {}",
+                io::Error::from_raw_os_error(err)
+            ),
+        }
+    };
+    Ok(next(Some(key))? != next(None)?)
+}
+
+fn remove_locked(maps: &FirewallMaps, list: List, prefixes: &[IpNet]) -> Result<usize> {
     let (exact, ranges): (Vec<IpNet>, Vec<IpNet>) =
         prefixes.iter().partition(|prefix| target_of(prefix).exact);
     let mut missing = Vec::new();
@@ -618,11 +685,13 @@ pub fn remove_prefixes(maps: &FirewallMaps, list: List, prefixes: &[IpNet]) -> R
         let present: HashSet<Vec<u8>> = if wanted.len() > 64 {
             map_keys(map)?.into_iter().collect()
         } else {
-            wanted
-                .iter()
-                .filter(|(_, key)| matches!(map.lookup(key, MapFlags::ANY), Ok(Some(_))))
-                .map(|(_, key)| key.clone())
-                .collect()
+            let mut present = HashSet::new();
+            for (_, key) in wanted {
+                if trie_holds(map, key)? {
+                    present.insert(key.clone());
+                }
+            }
+            present
         };
         missing.extend(
             wanted

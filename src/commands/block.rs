@@ -21,7 +21,8 @@ pub fn block(args: &BlockArgs) -> Result<ExitCode> {
         &args.input.targets,
         args.input.file.as_deref(),
         rules::entry_limit(),
-    )?;
+    )?
+    .prefixes;
     let ports = parse_ports(&args.port)?;
     if args.ttl.is_some() && prefixes.is_empty() {
         bail!("--ttl applies to address blocks, and this command blocks none");
@@ -63,13 +64,17 @@ pub fn unblock(args: &UnblockArgs) -> Result<ExitCode> {
     if args.all {
         let prefixes = rules::clear(&maps, List::Block)?;
         let ports = rules::clear_ports(&maps)?;
-        println!("Removed every block: {prefixes} prefixes, {ports} ports.");
+        println!(
+            "Removed every block: {}, {}.",
+            counted(prefixes, "prefix", "prefixes"),
+            counted(ports, "port", "ports")
+        );
         return Ok(ExitCode::SUCCESS);
     }
     if args.input.is_empty() && args.port.is_empty() {
         bail!("nothing to unblock: give addresses or prefixes, --file FILE, --port PORT/PROTO, or --all");
     }
-    let prefixes = input::gather_prefixes(
+    let typed = input::gather_prefixes(
         &args.input.targets,
         args.input.file.as_deref(),
         rules::entry_limit(),
@@ -83,12 +88,9 @@ pub fn unblock(args: &UnblockArgs) -> Result<ExitCode> {
             join(&not_blocked)
         );
     }
-    if !prefixes.is_empty() {
-        let removed = rules::remove_prefixes(&maps, List::Block, &prefixes)?;
-        println!(
-            "Unblocked {removed} prefix{}.",
-            if removed == 1 { "" } else { "es" }
-        );
+    if !typed.prefixes.is_empty() {
+        let removed = rules::remove_typed(&maps, List::Block, &typed)?;
+        println!("Unblocked {}.", counted(removed, "prefix", "prefixes"));
     }
     if !ports.is_empty() {
         rules::set_ports(&maps, &ports, false)?;
@@ -138,6 +140,11 @@ fn parse_ports(texts: &[String]) -> Result<Vec<PortSpec>> {
         bail!("bad --port; nothing was applied:\n{}", errors.join("\n"));
     }
     Ok(ok.into_iter().filter_map(Result::ok).collect())
+}
+
+/// "1 prefix", "2 prefixes", "0 prefixes".
+pub(super) fn counted(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
 }
 
 fn join(ports: &[PortSpec]) -> String {

@@ -57,7 +57,29 @@ fn ipv4_mapped_addresses_are_their_ipv4_address() {
         assert_eq!(parse_prefix(text).unwrap().to_string(), parsed, "{text}");
     }
     let list = read(b"::ffff:192.0.2.1\n192.0.2.2\n");
-    assert_eq!(list.mapped, 1);
+    assert_eq!(list.mapped, ["192.0.2.1/32".parse::<Ipv4Net>().unwrap()]);
+}
+
+#[test]
+fn the_mapped_form_of_a_prefix_is_the_ipv6_rule_older_versions_made() {
+    for (v4, v6) in [
+        ("192.0.2.9/32", "::ffff:192.0.2.9/128"),
+        ("198.51.100.0/24", "::ffff:198.51.100.0/120"),
+        ("0.0.0.0/0", "::ffff:0.0.0.0/96"),
+    ] {
+        let form = mapped_form(v4.parse().unwrap());
+        assert_eq!(form, v6.parse::<IpNet>().unwrap(), "{v4}");
+        assert!(is_mapped_rule(&form), "{form}");
+        assert_eq!(parse_prefix(v6).unwrap().to_string(), v4);
+    }
+    for rule in [
+        "192.0.2.9/32",
+        "::ffff:0:0/95",
+        "::/0",
+        "64:ff9b::c000:209/128",
+    ] {
+        assert!(!is_mapped_rule(&rule.parse().unwrap()), "{rule}");
+    }
 }
 
 #[test]
