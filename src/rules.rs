@@ -717,7 +717,10 @@ fn remove_locked(maps: &FirewallMaps, list: List, prefixes: &[IpNet]) -> Result<
     }
     maps.note_exact_removals(&table, list, removed, false)?;
     for (ipv6, wanted) in by_family {
-        let keys: Vec<Vec<u8>> = wanted.into_iter().map(|(_, key)| key).collect();
+        let mut keys: Vec<Vec<u8>> = wanted.into_iter().map(|(_, key)| key).collect();
+        // A range named twice is removed (and counted) once.
+        keys.sort_unstable();
+        keys.dedup();
         removed += keys.len();
         delete_many(maps.trie(list, ipv6), &keys)?;
         refresh_range_filter(maps, list, ipv6)?;

@@ -412,6 +412,17 @@ fn a_range_inside_a_blocked_one_is_not_on_the_list() {
 
     let out = fw.ok(&["unblock", "10.1.2.0/24"]);
     assert_eq!(out, "Unblocked 1 prefix.\n");
+    // An entry given twice, or as IPv4 and IPv4-mapped, is one rule and counted once.
+    let twice = [
+        "10.9.0.0/16",
+        "10.9.0.0/16",
+        "192.0.2.7",
+        "::ffff:192.0.2.7",
+    ];
+    let out = fw.ok(&[&["block"][..], &twice].concat());
+    assert_eq!(out, "Blocked 2 prefixes (2 new, 0 refreshed).\n");
+    let out = fw.ok(&[&["unblock"][..], &twice].concat());
+    assert_eq!(out, "Unblocked 2 prefixes.\n");
     let out = fw.ok(&["unblock", "--all"]);
     assert_eq!(out, "Removed every block: 2 prefixes, 0 ports.\n");
     fw.ok(&["block", "192.0.2.1", "--port", "53/udp"]);

@@ -23,9 +23,8 @@ pub fn allow(args: &AllowArgs) -> Result<ExitCode> {
     let maps = FirewallMaps::open_or_create()?;
     let report = rules::add_prefixes(&maps, List::Allow, &prefixes, 0, REASON_MANUAL)?;
     println!(
-        "Allowed {} prefix{} ({} new, {} already there).",
-        prefixes.len(),
-        if prefixes.len() == 1 { "" } else { "es" },
+        "Allowed {} ({} new, {} already there).",
+        super::block::counted(report.added + report.updated, "prefix", "prefixes"),
         report.added,
         report.updated
     );

@@ -42,10 +42,10 @@ pub fn block(args: &BlockArgs) -> Result<ExitCode> {
             .ttl
             .map(|t| format!(" for {}s", t.as_secs()))
             .unwrap_or_default();
+        // Counted once each: an entry given twice (or as 192.0.2.1 and ::ffff:192.0.2.1) is one.
         println!(
-            "Blocked {} prefix{}{ttl} ({} new, {} refreshed).",
-            prefixes.len(),
-            if prefixes.len() == 1 { "" } else { "es" },
+            "Blocked {}{ttl} ({} new, {} refreshed).",
+            counted(report.added + report.updated, "prefix", "prefixes"),
             report.added,
             report.updated
         );
