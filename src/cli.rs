@@ -330,7 +330,7 @@ pub struct PortsArgs {
 
     /// Only this protocol.
     #[arg(long, value_enum)]
-    pub proto: Option<crate::rules::PortProto>,
+    pub proto: Option<crate::input::PortProto>,
 
     /// How many ports to show, busiest first.
     #[arg(short = 'n', long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..))]

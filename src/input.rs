@@ -10,9 +10,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use ipnet::{IpNet, Ipv4Net};
-
-use crate::rules::{PortProto, PortSpec};
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
 /// The longest line a rule file may have: an entry and its comment fit many times over, and a
 /// longer one (a binary, /dev/zero) stops the reading there.
@@ -107,9 +105,26 @@ fn unmapped(net: IpNet) -> IpNet {
     net
 }
 
-/// Whether an entry as typed was IPv4-mapped IPv6 (parsed to an IPv4 prefix, written with ':').
-fn was_mapped(text: &str, net: &IpNet) -> bool {
-    matches!(net, IpNet::V4(_)) && text.contains(':')
+/// The IPv4 prefix an entry as typed stands for, if it was written IPv4-mapped (parsed to an
+/// IPv4 prefix, written with ':').
+fn was_mapped(text: &str, net: &IpNet) -> Option<Ipv4Net> {
+    match net {
+        IpNet::V4(v4) if text.contains(':') => Some(*v4),
+        _ => None,
+    }
+}
+
+/// The IPv6 prefix within ::ffff:0:0/96 that an IPv4 prefix maps to: what older versions
+/// stored for an entry typed `::ffff:a.b.c.d`, a rule that never matches.
+pub fn mapped_form(v4: Ipv4Net) -> IpNet {
+    let v6 = Ipv6Net::new(v4.addr().to_ipv6_mapped(), v4.prefix_len() + 96);
+    IpNet::V6(v6.expect("an IPv4 prefix length plus 96 is at most 128"))
+}
+
+/// Whether a rule is an IPv6 prefix within ::ffff:0:0/96 (made by an older version): IPv4
+/// traffic carries IPv4 headers, so it never matches.
+pub fn is_mapped_rule(net: &IpNet) -> bool {
+    unmapped(*net) != *net
 }
 
 /// The shortest prefix `block` takes without --force, per family: shorter ones block a large
@@ -138,6 +153,36 @@ pub fn share_of_addresses(len: u8) -> String {
 
 // --- Ports and durations -------------------------------------------------------------------
 
+/// The protocol of a port rule.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, clap::ValueEnum)]
+pub enum PortProto {
+    Tcp,
+    Udp,
+}
+
+impl PortProto {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PortProto::Tcp => "tcp",
+            PortProto::Udp => "udp",
+        }
+    }
+}
+
+/// A destination port rule: `53/udp`, `22/tcp`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PortSpec {
+    pub port: u16,
+    pub proto: PortProto,
+}
+
+impl std::fmt::Display for PortSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.port, self.proto.as_str())
+    }
+}
+
+/// A port rule as typed: `PORT/PROTO`, e.g. `53/udp`.
 pub fn parse_port(text: &str) -> Result<PortSpec, String> {
     let text = text.trim();
     let Some((port, proto)) = text.split_once('/') else {
@@ -248,8 +293,9 @@ pub struct PrefixList {
     pub bad: Vec<BadLine>,
     /// Every bad line, shown or not.
     pub bad_lines: usize,
-    /// Entries written IPv4-mapped (::ffff:a.b.c.d), taken as IPv4.
-    pub mapped: usize,
+    /// The entries written IPv4-mapped (::ffff:a.b.c.d), as the IPv4 prefixes they were taken
+    /// as.
+    pub mapped: Vec<Ipv4Net>,
     /// Set if the reading stopped before the end.
     pub stop: Option<Stop>,
 }
@@ -266,7 +312,7 @@ impl PrefixList {
         let room = SHOWN_ERRORS - self.bad.len();
         self.bad.extend(part.bad.into_iter().take(room));
         self.bad_lines += part.bad_lines;
-        self.mapped += part.mapped;
+        self.mapped.append(&mut part.mapped);
         self.stop = self.stop.or(part.stop);
     }
 }
@@ -292,7 +338,7 @@ fn parse_lines(bytes: &[u8], first_line: usize) -> PrefixList {
                 list.entries += 1;
                 match parse_prefix(text) {
                     Ok(prefix) => {
-                        list.mapped += was_mapped(text, &prefix) as usize;
+                        list.mapped.extend(was_mapped(text, &prefix));
                         list.prefixes.push(prefix);
                         continue;
                     }
@@ -448,36 +494,29 @@ fn read_with(
     }
 }
 
-/// The most entries one command may carry: every map of a list full (addresses, IPv4 ranges,
-/// IPv6 ranges: --max-rules each), at the size of this instance's maps, or the size they will
-/// be made. It bounds what a rule file may make xdpctl hold in memory.
-pub fn entry_limit() -> usize {
-    let trie = crate::firewall::rules_dir().join(crate::firewall::TRIE_MAPS[2]);
-    let pinned = trie
-        .exists()
-        .then(|| libbpf_rs::MapHandle::from_pinned_path(&trie).ok())
-        .flatten();
-    let per_kind = pinned.map_or(crate::firewall::DEFAULT_MAX_RULES, |map| {
-        libbpf_rs::MapCore::max_entries(&map)
-    });
-    3 * per_kind as usize
+/// The prefixes of a command.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Gathered {
+    /// Every entry, in order (arguments, then the file's).
+    pub prefixes: Vec<IpNet>,
+    /// The entries typed IPv4-mapped (::ffff:a.b.c.d), as the IPv4 prefixes they were taken as:
+    /// removing one also finds the IPv6 rule an older version made of it.
+    pub mapped: Vec<Ipv4Net>,
 }
 
 /// The prefixes of a command: its arguments plus `--file` (a path, or `-` for stdin), at most
 /// `limit` of them from the file. Any bad entry fails the whole command, naming the bad
 /// entries; so does a file with no entry at all.
-pub fn gather_prefixes(
-    targets: &[String],
-    file: Option<&Path>,
-    limit: usize,
-) -> Result<Vec<IpNet>> {
+pub fn gather_prefixes(targets: &[String], file: Option<&Path>, limit: usize) -> Result<Gathered> {
     let mut prefixes = Vec::new();
+    let mut mapped = Vec::new();
     let mut errors = Vec::new();
     let mut bad = 0;
     for target in targets {
         match parse_prefix(target) {
             Ok(prefix) => {
-                if was_mapped(target.trim(), &prefix) {
+                if let Some(v4) = was_mapped(target.trim(), &prefix) {
+                    mapped.push(v4);
                     eprintln!(
                         "note: {} is an IPv4-mapped IPv6 address: taken as {prefix}",
                         shown(target.trim())
@@ -537,14 +576,15 @@ pub fn gather_prefixes(
                  Give one address or prefix a line"
             );
         }
-        if list.mapped > 0 {
+        if !list.mapped.is_empty() {
             eprintln!(
                 "note: {name} has {} IPv4-mapped IPv6 entr{} (::ffff:a.b.c.d), taken as IPv4",
-                list.mapped,
-                if list.mapped == 1 { "y" } else { "ies" }
+                list.mapped.len(),
+                if list.mapped.len() == 1 { "y" } else { "ies" }
             );
         }
         prefixes.extend(list.prefixes);
+        mapped.extend(list.mapped);
     }
     if bad > 0 {
         let more = if bad > errors.len() {
@@ -558,7 +598,7 @@ pub fn gather_prefixes(
             errors.join("\n")
         );
     }
-    Ok(prefixes)
+    Ok(Gathered { prefixes, mapped })
 }
 
 #[cfg(test)]

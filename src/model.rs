@@ -29,7 +29,7 @@ pub use crate::firewall::RateLimit;
 use crate::firewall::{
     RateLimitProto, IPV6_EXT_MAX, REASON_RATELIMIT, SOURCE_WAYS, TOKEN, VLAN_MAX_DEPTH,
 };
-use crate::rules::{PortProto, PortSpec};
+use crate::input::{PortProto, PortSpec};
 
 /// Why a packet was dropped (enum fw_drop_reason).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -5,7 +5,8 @@ use anyhow::{bail, Result};
 use libbpf_rs::{MapCore, MapHandle, MapType};
 use serde_json::{json, Value};
 
-use crate::rules::{self, PortProto};
+use crate::input::PortProto;
+use crate::rules;
 use crate::stats::thousands;
 
 pub const PORT_MAP_NAME: &str = "port_packets";

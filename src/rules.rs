@@ -1,7 +1,7 @@
-//! Rules: applying what users typed (parsed in src/input.rs, re-exported here) to the
-//! firewall's maps. Every edit is checked in full before anything is
-//! written, and rolled back if the kernel refuses part of it, so a command applies all of its
-//! rules or none.
+//! Rules: applying what users typed (parsed in src/input.rs) to the firewall's maps. Every
+//! edit is checked in full before anything is written, and rolled back if the kernel refuses
+//! part of it, so a command applies all of its rules or none. Port rules are in
+//! src/rules/port_rules.rs.
 
 use std::collections::{HashMap, HashSet};
 use std::io;
@@ -14,64 +14,25 @@ use libbpf_rs::libbpf_sys;
 use libbpf_rs::{MapCore, MapFlags, MapHandle, MapType};
 
 use crate::exact;
-use crate::firewall::{self, FirewallMaps, List, PortRule, Rule};
+use crate::firewall::{self, FirewallMaps, List, Rule};
+use crate::input::{self, Gathered};
 
-// --- Parsing (src/input.rs) ---------------------------------------------------------------
+mod port_rules;
+pub use port_rules::{clear_ports, list_ports, ports_not_blocked, set_ports};
 
-pub use crate::input::{
-    gather_prefixes, parse_duration, parse_port, parse_prefix, read_prefix_list, BadLine,
-    PrefixList,
-};
+// --- Limits --------------------------------------------------------------------------------
 
-/// The protocol of a port rule.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, clap::ValueEnum)]
-pub enum PortProto {
-    Tcp,
-    Udp,
-}
-
-impl PortProto {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            PortProto::Tcp => "tcp",
-            PortProto::Udp => "udp",
-        }
-    }
-}
-
-/// A destination port rule: `53/udp`, `22/tcp`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct PortSpec {
-    pub port: u16,
-    pub proto: PortProto,
-}
-
-impl PortSpec {
-    /// The index of this rule in the `ports` array (proto * 65536 + port).
-    pub fn slot(self) -> u32 {
-        let proto = match self.proto {
-            PortProto::Tcp => firewall::PORT_TCP,
-            PortProto::Udp => firewall::PORT_UDP,
-        };
-        proto * 65536 + self.port as u32
-    }
-
-    pub fn from_slot(slot: u32) -> PortSpec {
-        PortSpec {
-            port: (slot % 65536) as u16,
-            proto: if slot / 65536 == firewall::PORT_TCP {
-                PortProto::Tcp
-            } else {
-                PortProto::Udp
-            },
-        }
-    }
-}
-
-impl std::fmt::Display for PortSpec {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}", self.port, self.proto.as_str())
-    }
+/// The most entries one command may carry: every map of a list full (addresses, IPv4 ranges,
+/// IPv6 ranges: --max-rules each), at the size of this instance's maps, or the size they will
+/// be made. It bounds what a rule file may make xdpctl hold in memory.
+pub fn entry_limit() -> usize {
+    let trie = firewall::rules_dir().join(firewall::TRIE_MAPS[2]);
+    let pinned = trie
+        .exists()
+        .then(|| MapHandle::from_pinned_path(&trie).ok())
+        .flatten();
+    let per_kind = pinned.map_or(firewall::DEFAULT_MAX_RULES, |map| map.max_entries());
+    3 * per_kind as usize
 }
 
 // --- Map keys ----------------------------------------------------------------------------
@@ -617,6 +578,73 @@ fn list_name(list: List) -> &'static str {
 /// Removes prefixes from a list. If any is not on it, nothing is removed.
 pub fn remove_prefixes(maps: &FirewallMaps, list: List, prefixes: &[IpNet]) -> Result<usize> {
     let _lock = maps.lock()?;
+    remove_locked(maps, list, prefixes)
+}
+
+/// Removes prefixes as typed ([`remove_prefixes`]), where an entry typed IPv4-mapped
+/// (`::ffff:a.b.c.d`, in `typed.mapped`) whose IPv4 prefix is not on the list removes the
+/// IPv6 rule within ::ffff:0:0/96 an older version made of it, if that one is.
+pub fn remove_typed(maps: &FirewallMaps, list: List, typed: &Gathered) -> Result<usize> {
+    let _lock = maps.lock()?;
+    if typed.mapped.is_empty() {
+        return remove_locked(maps, list, &typed.prefixes);
+    }
+    let table = maps.exact_table(list)?;
+    let mapped: HashSet<IpNet> = typed.mapped.iter().map(|&v4| IpNet::V4(v4)).collect();
+    let mut prefixes = typed.prefixes.clone();
+    for prefix in &mut prefixes {
+        if let (true, IpNet::V4(v4)) = (mapped.contains(prefix), *prefix) {
+            let legacy = input::mapped_form(v4);
+            if !is_on(maps, &table, list, prefix)? && is_on(maps, &table, list, &legacy)? {
+                *prefix = legacy;
+            }
+        }
+    }
+    remove_locked(maps, list, &prefixes)
+}
+
+/// Whether a prefix is on a list (`table` is the list's exact table).
+fn is_on(maps: &FirewallMaps, table: &exact::Table, list: List, prefix: &IpNet) -> Result<bool> {
+    let target = target_of(prefix);
+    if target.exact {
+        return Ok(table.get(&exact::Key::of(prefix.addr())).is_some());
+    }
+    trie_holds(maps.trie(list, target.ipv6), &key_of(prefix))
+}
+
+/// Whether a trie holds exactly this key. A lookup finds the longest prefix that covers it,
+/// maybe a shorter one (10.0.0.0/8 for 10.1.0.0/16); get_next_key tells them apart: after a
+/// key the map does not hold comes its first key (bpf(2)), after one it holds a later key or
+/// none. Only xdpctl edits tries, under the edit lock, so the two calls see one map.
+fn trie_holds(map: &MapHandle, key: &[u8]) -> Result<bool> {
+    let covered = map.lookup(key, MapFlags::ANY);
+    if covered.context("reading a range trie")?.is_none() {
+        return Ok(false);
+    }
+    let next = |after: Option<&[u8]>| -> Result<Option<Vec<u8>>> {
+        let mut next = vec![0u8; map.key_size() as usize];
+        let after = after.map_or(std::ptr::null(), |key| key.as_ptr().cast());
+        // SAFETY: `after` is null or a key of the map's size; `next` has room for one.
+        let ret = unsafe {
+            libbpf_sys::bpf_map_get_next_key(
+                map.as_fd().as_raw_fd(),
+                after,
+                next.as_mut_ptr().cast(),
+            )
+        };
+        match errno(ret) {
+            None => Ok(Some(next)),
+            Some(libc::ENOENT) => Ok(None),
+            Some(err) => bail!(
+                "reading a range trie: {}",
+                io::Error::from_raw_os_error(err)
+            ),
+        }
+    };
+    Ok(next(Some(key))? != next(None)?)
+}
+
+fn remove_locked(maps: &FirewallMaps, list: List, prefixes: &[IpNet]) -> Result<usize> {
     let (exact, ranges): (Vec<IpNet>, Vec<IpNet>) =
         prefixes.iter().partition(|prefix| target_of(prefix).exact);
     let mut missing = Vec::new();
@@ -641,11 +669,13 @@ pub fn remove_prefixes(maps: &FirewallMaps, list: List, prefixes: &[IpNet]) -> R
         let present: HashSet<Vec<u8>> = if wanted.len() > 64 {
             map_keys(map)?.into_iter().collect()
         } else {
-            wanted
-                .iter()
-                .filter(|(_, key)| matches!(map.lookup(key, MapFlags::ANY), Ok(Some(_))))
-                .map(|(_, key)| key.clone())
-                .collect()
+            let mut present = HashSet::new();
+            for (_, key) in wanted {
+                if trie_holds(map, key)? {
+                    present.insert(key.clone());
+                }
+            }
+            present
         };
         missing.extend(
             wanted
@@ -671,7 +701,10 @@ pub fn remove_prefixes(maps: &FirewallMaps, list: List, prefixes: &[IpNet]) -> R
     }
     maps.note_exact_removals(&table, list, removed, false)?;
     for (ipv6, wanted) in by_family {
-        let keys: Vec<Vec<u8>> = wanted.into_iter().map(|(_, key)| key).collect();
+        let mut keys: Vec<Vec<u8>> = wanted.into_iter().map(|(_, key)| key).collect();
+        // A range named twice is removed (and counted) once.
+        keys.sort_unstable();
+        keys.dedup();
         removed += keys.len();
         delete_many(maps.trie(list, ipv6), &keys)?;
         refresh_range_filter(maps, list, ipv6)?;
@@ -824,89 +857,10 @@ fn collect_ranges(
     })
 }
 
-// --- Port rules ----------------------------------------------------------------------------
-
-/// Turns port rules on (keeping hit counts of rules already on) or off. Turning off a rule that
-/// is not on fails, and then nothing changes.
-pub fn set_ports(maps: &FirewallMaps, specs: &[PortSpec], enabled: bool) -> Result<()> {
-    let _lock = maps.lock()?;
-    let mut current = Vec::new();
-    for spec in specs {
-        let value = maps
-            .ports
-            .lookup(&spec.slot().to_ne_bytes(), MapFlags::ANY)?
-            .context("reading the ports map")?;
-        let mut rule = PortRule::default();
-        let _ = plain::copy_from_bytes(&mut rule, &value);
-        current.push(rule);
-    }
-    if !enabled {
-        let off: Vec<String> = specs
-            .iter()
-            .zip(&current)
-            .filter(|(_, rule)| rule.enabled == 0)
-            .map(|(spec, _)| spec.to_string())
-            .collect();
-        if !off.is_empty() {
-            bail!("not blocked: port {}; nothing was removed", off.join(", "));
-        }
-    }
-    for (spec, rule) in specs.iter().zip(current) {
-        let rule = PortRule {
-            hits: if enabled && rule.enabled != 0 {
-                rule.hits
-            } else {
-                0
-            },
-            enabled: enabled as u32,
-            _pad: 0,
-        };
-        // SAFETY: PortRule is plain old data.
-        let bytes = unsafe { plain::as_bytes(&rule) };
-        maps.ports
-            .update(&spec.slot().to_ne_bytes(), bytes, MapFlags::ANY)
-            .context("writing the ports map")?;
-    }
-    Ok(())
-}
-
-/// Every port rule that is on, with its hits.
-pub fn list_ports(maps: &FirewallMaps) -> Result<Vec<(PortSpec, u64)>> {
-    let mut out = Vec::new();
-    for (key, value) in entries(&maps.ports)? {
-        let mut rule = PortRule::default();
-        let _ = plain::copy_from_bytes(&mut rule, &value);
-        if rule.enabled != 0 {
-            let slot = u32::from_ne_bytes(key[..4].try_into().unwrap());
-            out.push((PortSpec::from_slot(slot), rule.hits));
-        }
-    }
-    out.sort();
-    Ok(out)
-}
-
-/// The ports among `specs` that are not blocked.
-pub fn ports_not_blocked(maps: &FirewallMaps, specs: &[PortSpec]) -> Result<Vec<PortSpec>> {
-    let on: HashSet<PortSpec> = list_ports(maps)?
-        .into_iter()
-        .map(|(spec, _)| spec)
-        .collect();
-    Ok(specs.iter().filter(|s| !on.contains(s)).copied().collect())
-}
-
-/// Turns every port rule off. Returns how many were on.
-pub fn clear_ports(maps: &FirewallMaps) -> Result<usize> {
-    let on: Vec<PortSpec> = list_ports(maps)?
-        .into_iter()
-        .map(|(spec, _)| spec)
-        .collect();
-    set_ports(maps, &on, false)?;
-    Ok(on.len())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::input::parse_prefix;
 
     #[test]
     fn keys_round_trip_and_route_exact_addresses_to_the_table() {

@@ -15,8 +15,9 @@ use ratatui::Frame;
 use crate::attach::{self, ProgramSummary};
 use crate::firewall::{FirewallMaps, List, RateLimit, RateLimitProto, DROP_REASONS, PROTOCOLS};
 use crate::history::{self, Second};
+use crate::input::PortSpec;
 use crate::metrics::{self, RuleMetrics};
-use crate::rules::{self, PortSpec};
+use crate::rules;
 use crate::stats::{self, compact, Report, Sample, StatsMaps, ACTIONS};
 use crate::top::{self, SourceSample, Talker};
 
@@ -863,8 +864,8 @@ mod tests {
                     allow_v4: 1,
                     allow_v6: 0,
                     ports: vec![
-                        crate::rules::parse_port("23/tcp").unwrap(),
-                        crate::rules::parse_port("53/udp").unwrap(),
+                        crate::input::parse_port("23/tcp").unwrap(),
+                        crate::input::parse_port("53/udp").unwrap(),
                     ],
                     rate_limit: RateLimit {
                         enabled: true,

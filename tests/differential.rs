@@ -20,9 +20,10 @@ use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use xdpctl::firewall::{self, FirewallMaps, List, RateLimitProto};
+use xdpctl::input::{PortProto, PortSpec};
 use xdpctl::model::{self, Firewall, RateLimit, RuleState, Verdict};
 use xdpctl::programs::skel::firewall::FirewallSkelBuilder;
-use xdpctl::rules::{self, PortProto, PortSpec};
+use xdpctl::rules;
 use xdpctl::stats;
 
 const PACKETS_PER_RULE_SET: usize = 20_000;

@@ -14,9 +14,10 @@ use libbpf_rs::ProgramInput;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use xdpctl::firewall::{self, FirewallMaps, List, RateLimitProto};
+use xdpctl::input::{PortProto, PortSpec};
 use xdpctl::model::{DropReason, Firewall, RateLimit, RuleState, Verdict};
 use xdpctl::programs::skel::firewall::{FirewallSkel, FirewallSkelBuilder};
-use xdpctl::rules::{self, PortProto, PortSpec};
+use xdpctl::rules;
 
 const PASS: Verdict = Verdict::Pass;
 const BLOCKLIST: Verdict = Verdict::Drop(DropReason::Blocklist);
@@ -430,7 +431,7 @@ fn install(maps: &FirewallMaps) -> Firewall {
         (List::Allow, "198.51.100.10"),
         (List::Allow, "2001:db8:bad::10"),
     ] {
-        let prefix = rules::parse_prefix(text).unwrap();
+        let prefix = xdpctl::input::parse_prefix(text).unwrap();
         rules::add_prefixes(maps, list, &[prefix], 0, firewall::REASON_MANUAL).unwrap();
         match list {
             List::Block => model.block.insert(prefix, rule),
@@ -699,7 +700,7 @@ fn ranges_still_match_after_edits_of_their_neighbours() {
     let nets = |texts: &[&str]| -> Vec<ipnet::IpNet> {
         texts
             .iter()
-            .map(|t| rules::parse_prefix(t).unwrap())
+            .map(|t| xdpctl::input::parse_prefix(t).unwrap())
             .collect()
     };
     let verdict = |src: &str| run(&skel, &udp(src, 1000).bytes());

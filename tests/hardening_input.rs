@@ -1,18 +1,24 @@
 //! Hostile and careless input (issue 12): durations that overflow, rule files that are no rule
 //! files (/dev/zero, a 10 MB line, nothing but comments, bad UTF-8), IPv4-mapped IPv6
-//! addresses and prefixes that block the whole Internet. Each is refused with an error that
+//! addresses (and the never-matching rules older versions made of them), prefixes that block
+//! the whole Internet, and removing a range that is not on the list but inside one that is. Each is refused with an error that
 //! names the problem and applies nothing, or, for real traffic, does what it says.
 
 mod common;
 
+use std::io::Write;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::*;
+use ipnet::IpNet;
+use xdpctl::firewall::{self, FirewallMaps, List};
+use xdpctl::rules;
 
-/// A rule file with these bytes, removed when dropped.
+/// A rule file with these bytes, removed when dropped. Made new (never through a file or
+/// symlink already there: /tmp is shared).
 struct TempFile(PathBuf);
 
 impl TempFile {
@@ -21,8 +27,11 @@ impl TempFile {
             "xdpctl-hardening-input-{tag}-{}.txt",
             std::process::id()
         ));
-        std::fs::write(&path, bytes).unwrap();
-        TempFile(path)
+        let mut file = std::fs::File::create_new(&path)
+            .unwrap_or_else(|err| panic!("creating {}: {err}", path.display()));
+        let made = TempFile(path);
+        file.write_all(bytes).unwrap();
+        made
     }
 
     fn path(&self) -> &str {
@@ -120,10 +129,10 @@ fn block_file_dev_zero_fails_fast_with_bounded_memory() {
         if ret == pid {
             break;
         }
-        if started.elapsed() > Duration::from_secs(10) {
+        if started.elapsed() > Duration::from_secs(60) {
             unsafe { libc::kill(pid, libc::SIGKILL) };
             unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-            panic!("block --file /dev/zero still ran after 10 s");
+            panic!("block --file /dev/zero still ran after 60 s");
         }
         std::thread::sleep(Duration::from_millis(10));
     }
@@ -138,7 +147,10 @@ fn block_file_dev_zero_fails_fast_with_bounded_memory() {
         "{err}"
     );
     assert!(err.len() < 1024, "{} bytes of error", err.len());
-    assert!(seconds < 5.0, "{seconds:.1} s");
+    // Stopping is immediate (0.1 s here); the bound is loose for a loaded 2-core VM running a
+    // debug build. The memory bound below is the real check: unbounded reading exceeds it in
+    // well under a second.
+    assert!(seconds < 20.0, "{seconds:.1} s");
     // ru_maxrss is in KiB: the reading holds a block (1 MiB), never the file.
     let peak_mib = usage.ru_maxrss as f64 / 1024.0;
     eprintln!("block --file /dev/zero: {seconds:.2} s, peak RSS {peak_mib:.1} MiB");
@@ -295,4 +307,125 @@ fn a_prefix_shorter_than_8_or_16_needs_force_and_then_applies() {
     assert!(ping6(&lab, 1), "0.0.0.0/0 blocked IPv6");
     fw.ok(&["block", "--force", "--file", file.path()]);
     assert_eq!(fw.blocked(), ["0.0.0.0/0", "203.0.113.7/32"]);
+}
+
+#[test]
+fn rules_older_versions_made_ipv4_mapped_are_marked_and_removed_by_their_name() {
+    if !have_root("rules_older_versions_made_ipv4_mapped_are_marked_and_removed_by_their_name") {
+        return;
+    }
+    let fw = Instance::new();
+    fw.ok(&["list"]);
+    // Write what an older version made of `block ::ffff:192.0.2.9` and the like: IPv6 rules
+    // within ::ffff:0:0/96, through the library (today's parser maps them to IPv4).
+    let maps = FirewallMaps::open_pinned_at(&fw.root.join("rules"))
+        .unwrap()
+        .expect("the pinned maps");
+    let legacy = |list, texts: &[&str]| {
+        let prefixes: Vec<IpNet> = texts.iter().map(|t| t.parse().unwrap()).collect();
+        rules::add_prefixes(&maps, list, &prefixes, 0, firewall::REASON_MANUAL).unwrap();
+    };
+    legacy(
+        List::Block,
+        &["::ffff:192.0.2.9/128", "::ffff:198.51.100.0/120"],
+    );
+    legacy(List::Allow, &["::ffff:192.0.2.10/128"]);
+
+    let list = fw.json(&["list", "--json"]);
+    for (kind, prefix) in [
+        ("block", "::ffff:192.0.2.9/128"),
+        ("block", "::ffff:198.51.100.0/120"),
+        ("allow", "::ffff:192.0.2.10/128"),
+    ] {
+        let entry = list[kind]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["prefix"] == prefix)
+            .unwrap_or_else(|| panic!("{prefix} is not listed: {list}"));
+        let note = entry["note"].as_str().unwrap_or_default();
+        assert!(note.contains("never matches"), "{kind} {prefix}: {entry}");
+    }
+    let table = fw.ok(&["list"]);
+    assert!(
+        table.contains("IPv4-mapped: never matches; unblock it")
+            && table.contains("IPv4-mapped: never matches; disallow it"),
+        "{table}"
+    );
+
+    // Typed as then, they are removed; typed as IPv4 (the rule that would match), they are not.
+    let err = fw.err(&["unblock", "192.0.2.9"]);
+    assert!(err.contains("not on the blocklist: 192.0.2.9/32"), "{err}");
+    let file = TempFile::new("legacy", b"::ffff:198.51.100.0/120\n");
+    let out = fw.ok(&["unblock", "::ffff:192.0.2.9", "--file", file.path()]);
+    assert!(out.contains("Unblocked 2 prefixes."), "{out}");
+    assert!(fw.blocked().is_empty(), "{}", fw.ok(&["list"]));
+    fw.ok(&["disallow", "::ffff:192.0.2.10"]);
+    assert_eq!(fw.json(&["list", "--json"])["allow"], serde_json::json!([]));
+
+    // With both, the name removes today's IPv4 rule first, then the old one.
+    legacy(List::Block, &["::ffff:192.0.2.9/128"]);
+    fw.ok(&["block", "::ffff:192.0.2.9"]);
+    fw.ok(&["unblock", "::ffff:192.0.2.9"]);
+    assert_eq!(fw.blocked(), ["::ffff:192.0.2.9/128"]);
+    fw.ok(&["unblock", "::ffff:192.0.2.9"]);
+    assert!(fw.blocked().is_empty());
+    fw.err(&["unblock", "::ffff:192.0.2.9"]);
+}
+
+#[test]
+fn a_range_inside_a_blocked_one_is_not_on_the_list() {
+    if !have_root("a_range_inside_a_blocked_one_is_not_on_the_list") {
+        return;
+    }
+    let fw = Instance::new();
+    fw.ok(&["block", "10.0.0.0/8", "2001:db8::/32", "10.1.2.0/24"]);
+    // A trie lookup finds the longest prefix covering the key: 10.0.0.0/8 for 10.1.0.0/16.
+    // That is no 10.1.0.0/16 rule, and unblock used to say "Unblocked 1 prefix." for it.
+    for (absent, with) in [
+        ("10.1.0.0/16", None),
+        ("2001:db8:1::/48", None),
+        ("10.1.2.0/25", Some("10.1.2.0/24")),
+        ("10.1.0.0/16", Some("10.0.0.0/8")),
+    ] {
+        let mut args = vec!["unblock", absent];
+        args.extend(with);
+        let err = fw.err(&args);
+        assert!(
+            err.contains(&format!(
+                "not on the blocklist: {absent}; nothing was removed"
+            )),
+            "{args:?}: {err}"
+        );
+    }
+    assert_eq!(
+        fw.blocked(),
+        ["10.0.0.0/8", "10.1.2.0/24", "2001:db8::/32"],
+        "a refused unblock removed something"
+    );
+    fw.ok(&["allow", "192.168.0.0/16"]);
+    let err = fw.err(&["disallow", "192.168.1.0/24"]);
+    assert!(
+        err.contains("not on the allowlist: 192.168.1.0/24"),
+        "{err}"
+    );
+
+    let out = fw.ok(&["unblock", "10.1.2.0/24"]);
+    assert_eq!(out, "Unblocked 1 prefix.\n");
+    // An entry given twice, or as IPv4 and IPv4-mapped, is one rule and counted once.
+    let twice = [
+        "10.9.0.0/16",
+        "10.9.0.0/16",
+        "192.0.2.7",
+        "::ffff:192.0.2.7",
+    ];
+    let out = fw.ok(&[&["block"][..], &twice].concat());
+    assert_eq!(out, "Blocked 2 prefixes (2 new, 0 refreshed).\n");
+    let out = fw.ok(&[&["unblock"][..], &twice].concat());
+    assert_eq!(out, "Unblocked 2 prefixes.\n");
+    let out = fw.ok(&["unblock", "--all"]);
+    assert_eq!(out, "Removed every block: 2 prefixes, 0 ports.\n");
+    fw.ok(&["block", "192.0.2.1", "--port", "53/udp"]);
+    let out = fw.ok(&["unblock", "--all"]);
+    assert_eq!(out, "Removed every block: 1 prefix, 1 port.\n");
 }

@@ -548,9 +548,9 @@ fn a_link_detached_behind_unloads_back_is_not_called_a_gone_interface() {
 
 #[test]
 fn an_invisible_character_in_a_rule_is_shown_escaped() {
-    let err = xdpctl::rules::parse_prefix("\u{feff}192.0.2.1").unwrap_err();
+    let err = xdpctl::input::parse_prefix("\u{feff}192.0.2.1").unwrap_err();
     assert!(err.contains(r"\u{feff}192.0.2.1"), "{err}");
-    let err = xdpctl::rules::parse_prefix("192.0.2.1\u{200b}/32").unwrap_err();
+    let err = xdpctl::input::parse_prefix("192.0.2.1\u{200b}/32").unwrap_err();
     assert!(err.contains(r"\u{200b}"), "{err}");
 }
 

@@ -14,17 +14,17 @@ pub fn allow(args: &AllowArgs) -> Result<ExitCode> {
     if args.input.is_empty() {
         bail!("nothing to allow: give addresses or prefixes, or --file FILE");
     }
-    let prefixes = rules::gather_prefixes(
+    let prefixes = crate::input::gather_prefixes(
         &args.input.targets,
         args.input.file.as_deref(),
-        crate::input::entry_limit(),
-    )?;
+        rules::entry_limit(),
+    )?
+    .prefixes;
     let maps = FirewallMaps::open_or_create()?;
     let report = rules::add_prefixes(&maps, List::Allow, &prefixes, 0, REASON_MANUAL)?;
     println!(
-        "Allowed {} prefix{} ({} new, {} already there).",
-        prefixes.len(),
-        if prefixes.len() == 1 { "" } else { "es" },
+        "Allowed {} ({} new, {} already there).",
+        super::block::counted(report.added + report.updated, "prefix", "prefixes"),
         report.added,
         report.updated
     );
@@ -37,21 +37,24 @@ pub fn disallow(args: &DisallowArgs) -> Result<ExitCode> {
     let maps = FirewallMaps::open_or_create()?;
     if args.all {
         let removed = rules::clear(&maps, List::Allow)?;
-        println!("Emptied the allowlist ({removed} prefixes).");
+        println!(
+            "Emptied the allowlist ({}).",
+            super::block::counted(removed, "prefix", "prefixes")
+        );
         return Ok(ExitCode::SUCCESS);
     }
     if args.input.is_empty() {
         bail!("nothing to disallow: give addresses or prefixes, --file FILE, or --all");
     }
-    let prefixes = rules::gather_prefixes(
+    let typed = crate::input::gather_prefixes(
         &args.input.targets,
         args.input.file.as_deref(),
-        crate::input::entry_limit(),
+        rules::entry_limit(),
     )?;
-    let removed = rules::remove_prefixes(&maps, List::Allow, &prefixes)?;
+    let removed = rules::remove_typed(&maps, List::Allow, &typed)?;
     println!(
-        "Removed {removed} prefix{} from the allowlist.",
-        if removed == 1 { "" } else { "es" }
+        "Removed {} from the allowlist.",
+        super::block::counted(removed, "prefix", "prefixes")
     );
     Ok(ExitCode::SUCCESS)
 }

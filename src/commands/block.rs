@@ -8,19 +8,21 @@ use ipnet::IpNet;
 use crate::cli::{BlockArgs, UnblockArgs};
 use crate::firewall::{FirewallMaps, List, REASON_MANUAL};
 use crate::input;
+use crate::input::PortSpec;
 use crate::privileges;
-use crate::rules::{self, PortSpec};
+use crate::rules;
 
 pub fn block(args: &BlockArgs) -> Result<ExitCode> {
     privileges::require("block")?;
     if args.input.is_empty() && args.port.is_empty() {
         bail!("nothing to block: give addresses or prefixes, --file FILE, or --port PORT/PROTO");
     }
-    let prefixes = rules::gather_prefixes(
+    let prefixes = input::gather_prefixes(
         &args.input.targets,
         args.input.file.as_deref(),
-        input::entry_limit(),
-    )?;
+        rules::entry_limit(),
+    )?
+    .prefixes;
     let ports = parse_ports(&args.port)?;
     if args.ttl.is_some() && prefixes.is_empty() {
         bail!("--ttl applies to address blocks, and this command blocks none");
@@ -40,10 +42,10 @@ pub fn block(args: &BlockArgs) -> Result<ExitCode> {
             .ttl
             .map(|t| format!(" for {}s", t.as_secs()))
             .unwrap_or_default();
+        // Counted once each: an entry given twice (or as 192.0.2.1 and ::ffff:192.0.2.1) is one.
         println!(
-            "Blocked {} prefix{}{ttl} ({} new, {} refreshed).",
-            prefixes.len(),
-            if prefixes.len() == 1 { "" } else { "es" },
+            "Blocked {}{ttl} ({} new, {} refreshed).",
+            counted(report.added + report.updated, "prefix", "prefixes"),
             report.added,
             report.updated
         );
@@ -62,16 +64,20 @@ pub fn unblock(args: &UnblockArgs) -> Result<ExitCode> {
     if args.all {
         let prefixes = rules::clear(&maps, List::Block)?;
         let ports = rules::clear_ports(&maps)?;
-        println!("Removed every block: {prefixes} prefixes, {ports} ports.");
+        println!(
+            "Removed every block: {}, {}.",
+            counted(prefixes, "prefix", "prefixes"),
+            counted(ports, "port", "ports")
+        );
         return Ok(ExitCode::SUCCESS);
     }
     if args.input.is_empty() && args.port.is_empty() {
         bail!("nothing to unblock: give addresses or prefixes, --file FILE, --port PORT/PROTO, or --all");
     }
-    let prefixes = rules::gather_prefixes(
+    let typed = input::gather_prefixes(
         &args.input.targets,
         args.input.file.as_deref(),
-        input::entry_limit(),
+        rules::entry_limit(),
     )?;
     let ports = parse_ports(&args.port)?;
     // Check both kinds before removing either, so a mistake in one leaves everything as it was.
@@ -82,12 +88,9 @@ pub fn unblock(args: &UnblockArgs) -> Result<ExitCode> {
             join(&not_blocked)
         );
     }
-    if !prefixes.is_empty() {
-        let removed = rules::remove_prefixes(&maps, List::Block, &prefixes)?;
-        println!(
-            "Unblocked {removed} prefix{}.",
-            if removed == 1 { "" } else { "es" }
-        );
+    if !typed.prefixes.is_empty() {
+        let removed = rules::remove_typed(&maps, List::Block, &typed)?;
+        println!("Unblocked {}.", counted(removed, "prefix", "prefixes"));
     }
     if !ports.is_empty() {
         rules::set_ports(&maps, &ports, false)?;
@@ -130,13 +133,18 @@ fn refuse_broad(prefixes: &[IpNet]) -> Result<()> {
 fn parse_ports(texts: &[String]) -> Result<Vec<PortSpec>> {
     let (ok, bad): (Vec<_>, Vec<_>) = texts
         .iter()
-        .map(|t| rules::parse_port(t))
+        .map(|t| input::parse_port(t))
         .partition(Result::is_ok);
     if !bad.is_empty() {
         let errors: Vec<String> = bad.into_iter().filter_map(Result::err).collect();
         bail!("bad --port; nothing was applied:\n{}", errors.join("\n"));
     }
     Ok(ok.into_iter().filter_map(Result::ok).collect())
+}
+
+/// "1 prefix", "2 prefixes", "0 prefixes".
+pub(super) fn counted(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
 }
 
 fn join(ports: &[PortSpec]) -> String {

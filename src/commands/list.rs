@@ -8,6 +8,7 @@ use serde_json::{json, Value};
 
 use crate::cli::ListArgs;
 use crate::firewall::{FirewallMaps, List, REASON_RATELIMIT};
+use crate::input;
 use crate::privileges;
 use crate::rules::{self, PrefixEntry};
 
@@ -23,7 +24,7 @@ pub fn run(args: &ListArgs) -> Result<ExitCode> {
     if args.json {
         let value = json!({
             "block": block.iter().map(block_json).collect::<Vec<_>>(),
-            "allow": allow.iter().map(|e| json!({"prefix": e.prefix.to_string(), "hits": e.hits})).collect::<Vec<_>>(),
+            "allow": allow.iter().map(allow_json).collect::<Vec<_>>(),
             "ports": ports.iter().map(|(p, hits)| json!({"port": p.port, "proto": p.proto.as_str(), "hits": hits})).collect::<Vec<_>>(),
             "ratelimit": ratelimit,
         });
@@ -43,20 +44,22 @@ pub fn run(args: &ListArgs) -> Result<ExitCode> {
             .unwrap_or_else(|| "-".into());
         writeln!(
             out,
-            "{:<43} {:>14}  {:>9}  {}",
+            "{:<43} {:>14}  {:>9}  {}{}",
             entry.prefix.to_string(),
             crate::stats::thousands(entry.hits),
             expires,
-            reason(entry)
+            reason(entry),
+            mapped_note(entry, "unblock").map_or(String::new(), |n| format!("; {n}"))
         )?;
     }
     writeln!(out, "\n{:<43} {:>14}", "ALLOW", "HITS")?;
     for entry in &allow {
         writeln!(
             out,
-            "{:<43} {:>14}",
+            "{:<43} {:>14}{}",
             entry.prefix.to_string(),
-            crate::stats::thousands(entry.hits)
+            crate::stats::thousands(entry.hits),
+            mapped_note(entry, "disallow").map_or(String::new(), |n| format!("  {n}"))
         )?;
     }
     writeln!(out, "\n{:<43} {:>14}", "PORT", "HITS")?;
@@ -84,11 +87,30 @@ fn reason(entry: &PrefixEntry) -> &'static str {
     }
 }
 
+/// The mark of a rule an older version made of an IPv4-mapped entry (an IPv6 prefix within
+/// ::ffff:0:0/96), which never matches: IPv4 traffic carries IPv4 headers. `remove` is the
+/// command that removes it by the name it was typed with.
+fn mapped_note(entry: &PrefixEntry, remove: &str) -> Option<String> {
+    input::is_mapped_rule(&entry.prefix).then(|| format!("IPv4-mapped: never matches; {remove} it"))
+}
+
 fn block_json(entry: &PrefixEntry) -> Value {
-    json!({
+    let mut value = json!({
         "prefix": entry.prefix.to_string(),
         "hits": entry.hits,
         "expires_in": entry.expires_in,
         "reason": reason(entry),
-    })
+    });
+    if let Some(note) = mapped_note(entry, "unblock") {
+        value["note"] = note.into();
+    }
+    value
+}
+
+fn allow_json(entry: &PrefixEntry) -> Value {
+    let mut value = json!({"prefix": entry.prefix.to_string(), "hits": entry.hits});
+    if let Some(note) = mapped_note(entry, "disallow") {
+        value["note"] = note.into();
+    }
+    value
 }
