@@ -28,6 +28,8 @@ use crate::attach::{self, Attachment};
 mod elsewhere;
 mod names;
 
+use elsewhere::OtherRoots;
+
 pub use names::StateName;
 
 pub const BPFFS: &str = "/sys/fs/bpf";
@@ -308,6 +310,11 @@ pub fn other_instance_hint(ifname: &str, root: &Path) -> String {
 
 /// Decides who owns `attachment` on the interface `ifname`/`ifindex`.
 pub fn owner(ifname: &str, ifindex: u32, attachment: &Attachment) -> Owner {
+    owner_among(ifname, ifindex, attachment, &OtherRoots::default())
+}
+
+/// [`owner`], looking for other instances' pins among `others` (one list for a whole scan).
+fn owner_among(ifname: &str, ifindex: u32, attachment: &Attachment, others: &OtherRoots) -> Owner {
     let Ok(pin) = link_path(ifname) else {
         return Owner::Other;
     };
@@ -334,7 +341,7 @@ pub fn owner(ifname: &str, ifindex: u32, attachment: &Attachment) -> Owner {
     }
     // Ownership follows the pin, and this instance's pin root has none: another instance's
     // (another XDPCTL_PIN_ROOT, or a bpffs mounted elsewhere) may.
-    match elsewhere::pinned_elsewhere(ifname, ifindex, attachment.prog_id) {
+    match others.pinned_elsewhere(ifname, ifindex, attachment.prog_id) {
         Some((root, link_id)) => Owner::OtherInstance { root, link_id },
         None => Owner::Other,
     }
@@ -519,6 +526,7 @@ pub fn attached_programs(only: Option<&str>) -> Result<Vec<Row>> {
         None => attach::interfaces()?,
     };
     let mut rows = Vec::new();
+    let others = OtherRoots::default();
     for (ifindex, ifname) in interfaces {
         let attachments = match attach::query(ifindex) {
             Ok(found) => found,
@@ -530,7 +538,7 @@ pub fn attached_programs(only: Option<&str>) -> Result<Vec<Row>> {
             let program = attach::program_summary(attachment.prog_id)
                 .map(|p| p.name)
                 .unwrap_or_else(|_| "?".into());
-            let owner = owner(&ifname, ifindex, &attachment).label();
+            let owner = owner_among(&ifname, ifindex, &attachment, &others).label();
             rows.push(Row {
                 interface: ifname.clone(),
                 ifindex,
