@@ -48,9 +48,9 @@ pub fn validate_name(name: &str) -> Result<()> {
         .is_some_and(|c| c.is_ascii_alphanumeric());
     if name.is_empty() || name.len() > 15 || !valid_chars || !starts_alnum {
         bail!(
-            "invalid lab name '{}': it names an interface and a network namespace, so it must \
+            "invalid lab name {}: it names an interface and a network namespace, so it must \
              be 1-15 characters of letters, digits, '-' and '_', starting with a letter or digit",
-            name.escape_debug()
+            crate::input::shown(name)
         );
     }
     if name == INNER_IFNAME {
