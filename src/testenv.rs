@@ -286,12 +286,9 @@ impl Lab {
         let netns_inode = fs::metadata(self.netns_path()).map(|m| m.ino()).ok();
         if nix::net::if_::if_nametoindex(self.name.as_str()).is_ok() {
             // A lab's outer interface is a veth: never delete anything else by that name.
-            match crate::flood::driver(&self.name) {
-                Ok(driver) if driver != "veth" => problems.push(format!(
-                    "{} is a {driver} interface, not the lab's veth: left alone",
-                    self.name
-                )),
-                _ => {
+            match kept_interface(&self.name, crate::flood::driver(&self.name)) {
+                Some(why) => problems.push(why),
+                None => {
                     if let Err(err) = ip(&["link", "del", "dev", &self.name]) {
                         problems.push(format!("{err:#}"));
                     }
@@ -449,6 +446,20 @@ impl Drop for LabGuard {
     }
 }
 
+/// Why the interface `name`, of driver `driver`, is not deleted as a lab's outer end; None if
+/// it may be: only an interface known to be a veth is.
+fn kept_interface(name: &str, driver: Result<String>) -> Option<String> {
+    match driver {
+        Ok(driver) if driver == "veth" => None,
+        Ok(driver) => Some(format!(
+            "{name} is a {driver} interface, not the lab's veth: left alone"
+        )),
+        Err(err) => Some(format!(
+            "{name} left alone: cannot tell whether it is the lab's veth ({err:#})"
+        )),
+    }
+}
+
 fn state_path(name: &str) -> PathBuf {
     Path::new(STATE_DIR).join(name)
 }
@@ -518,6 +529,22 @@ mod tests {
         assert!(validate_name("veth0").is_err());
         let err = validate_name("a/b").unwrap_err().to_string();
         assert!(err.contains("a/b") && err.contains("15"), "{err}");
+    }
+
+    #[test]
+    fn teardown_deletes_only_an_interface_known_to_be_a_veth() {
+        assert_eq!(kept_interface("lab1", Ok("veth".into())), None);
+        let kept = kept_interface("lab1", Ok("bridge".into())).unwrap();
+        assert!(
+            kept.contains("a bridge interface, not the lab's veth"),
+            "{kept}"
+        );
+        // The driver could not be read (the ioctl failed, or the interface vanished).
+        let kept = kept_interface("lab1", Err(anyhow::anyhow!("No such device"))).unwrap();
+        assert!(
+            kept.contains("cannot tell whether it is the lab's veth (No such device)"),
+            "{kept}"
+        );
     }
 
     #[test]
