@@ -17,7 +17,6 @@ use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use anyhow::{bail, Context, Result};
-use nix::fcntl::{Flock, FlockArg};
 
 use crate::pins;
 
@@ -27,6 +26,8 @@ pub const INNER_IFNAME: &str = "veth0";
 pub const DEFAULT_NAME: &str = "xdptest";
 
 const STATE_DIR: &str = "/run/xdpctl/testenv";
+/// The lock that `testenv setup` holds while it picks a slot and makes a lab.
+pub const LAB_LOCK: &str = "testenv";
 const NETNS_DIR: &str = "/run/netns";
 
 /// A lab that exists (or existed: see `is_alive`).
@@ -465,12 +466,10 @@ fn state_path(name: &str) -> PathBuf {
 }
 
 /// Serialises slot allocation between concurrent `testenv setup`s (parallel tests).
-fn lock_state() -> Result<Flock<File>> {
-    crate::locks::ensure_state_dir()?;
-    fs::create_dir_all(STATE_DIR).with_context(|| format!("creating {STATE_DIR}"))?;
-    let file = File::create(Path::new(STATE_DIR).join(".lock")).context("creating the lab lock")?;
-    Flock::lock(file, FlockArg::LockExclusive)
-        .map_err(|(_, err)| anyhow::anyhow!("locking labs: {err}"))
+/// One of xdpctl's named locks ([`crate::locks`]): root's alone, it says what it waits for and
+/// gives up after the lock timeout.
+fn lock_state() -> Result<crate::locks::NamedLock> {
+    crate::locks::lock(LAB_LOCK).context("locking the labs")
 }
 
 fn format_mac(mac: [u8; 6]) -> String {
