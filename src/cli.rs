@@ -6,6 +6,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::attach::RequestedMode;
 use crate::testenv::DEFAULT_NAME;
+pub use parsers::parse;
 use parsers::*;
 
 mod parsers;

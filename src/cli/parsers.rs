@@ -1,7 +1,56 @@
 //! The value parsers of the command line: each checks one argument and says what is wrong with
 //! it, echoing at most a bounded part of it ([`shown`]: a 1 MB argument is not printed back).
 
-use crate::input::shown;
+use std::ffi::OsString;
+
+use clap::Parser;
+
+use crate::input::{shown, SHOWN_CHARS};
+
+/// Parses the command line, or exits as clap does. clap quotes the whole of a value it refuses
+/// (`invalid value '…' for`, `unrecognized subcommand '…'`), so a 1 MB argument would be printed
+/// back whole: a refusal shows at most [`SHOWN_CHARS`] characters of each argument.
+pub fn parse() -> super::Cli {
+    let err = match super::Cli::try_parse() {
+        Ok(cli) => return cli,
+        Err(err) => err,
+    };
+    if !err.use_stderr() {
+        err.exit();
+    }
+    let args: Vec<OsString> = std::env::args_os().skip(1).collect();
+    let message = err.to_string();
+    let cut = cut_arguments(&message, &args);
+    if cut == message {
+        // Nothing to cut: clap prints it, in colour on a terminal.
+        err.exit();
+    }
+    eprint!("{cut}");
+    std::process::exit(err.exit_code());
+}
+
+/// `message` with every long argument of `args` (or the value of a long `--flag=VALUE`) in it
+/// cut to its first [`SHOWN_CHARS`] characters and "…".
+fn cut_arguments(message: &str, args: &[OsString]) -> String {
+    let mut long: Vec<String> = args
+        .iter()
+        .map(|arg| arg.to_string_lossy().into_owned())
+        .flat_map(|arg| {
+            let value = arg.split_once('=').map(|(_, value)| value.to_owned());
+            [Some(arg), value]
+        })
+        .flatten()
+        .filter(|text| text.chars().count() > SHOWN_CHARS)
+        .collect();
+    // The longest first, so that a `--flag=VALUE` is cut before its VALUE is looked for.
+    long.sort_by_key(|text| std::cmp::Reverse(text.len()));
+    let mut message = message.to_owned();
+    for text in long {
+        let head: String = text.chars().take(SHOWN_CHARS).collect();
+        message = message.replace(&text, &format!("{head}…"));
+    }
+    message
+}
 
 /// An interface name the kernel would accept: xdpctl makes pin paths from it.
 pub(super) fn interface_name(text: &str) -> Result<String, String> {
@@ -72,6 +121,37 @@ pub(super) fn positive_seconds(text: &str) -> Result<f64, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn clap_refusals_show_a_huge_argument_cut_short() {
+        let huge = "x".repeat(1 << 16);
+        let flag = format!("--lock-timeout={}", "9".repeat(1 << 16));
+        for args in [
+            vec!["xdpctl", "unload", &huge],
+            vec!["xdpctl", &huge],
+            vec!["xdpctl", "list", &flag],
+            vec!["xdpctl", "list", "--lock-timeout", &huge],
+            vec!["xdpctl", "testenv", "setup", "--name", &huge],
+        ] {
+            let err = super::super::Cli::try_parse_from(&args).unwrap_err();
+            let os_args: Vec<OsString> = args[1..].iter().map(OsString::from).collect();
+            let shown = cut_arguments(&err.to_string(), &os_args);
+            assert!(
+                shown.len() < 1000,
+                "{} bytes: {}",
+                shown.len(),
+                &shown[..300]
+            );
+            assert!(shown.contains("…"), "{shown}");
+        }
+        // Short ones are left as they are.
+        let err = super::super::Cli::try_parse_from(["xdpctl", "unload", "a/b"]).unwrap_err();
+        let message = err.to_string();
+        assert_eq!(
+            cut_arguments(&message, &["unload".into(), "a/b".into()]),
+            message
+        );
+    }
 
     /// Every parser that echoes its argument echoes a bounded part of a huge one.
     #[test]
