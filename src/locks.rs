@@ -9,6 +9,8 @@
 //! someone other than root (or this user), is not mended in place, since chmod and chown do not
 //! take back a file descriptor already open: root (or its owner, for a too-wide one) replaces
 //! it by a new file or directory, and whoever held the old one holds nothing xdpctl looks at.
+//! (Nor does an xdpctl that held a lock on it at that moment: this happens once, when the old
+//! one is found unsafe, typically left by an older xdpctl.)
 //! A wait says what it waits for after a second, and gives up after the lock timeout
 //! (`--lock-timeout`).
 
