@@ -4,7 +4,7 @@
 //! xdpctl exiting and a program replace.
 
 use std::fs::File;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use libbpf_rs::{MapCore, MapFlags, MapHandle, Object, OpenObject};
@@ -510,12 +510,33 @@ pub fn monotonic_ns() -> u64 {
 
 /// The name of one of this instance's locks (`what`: "edit" or "maps"), per pin root.
 pub(crate) fn lock_name(what: &str) -> String {
-    format!("{what}{}", pins::root().display())
+    lock_name_of(what, &pins::root())
+}
+
+fn lock_name_of(what: &str, root: &Path) -> String {
+    format!("{what}{}", root.display())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_spelling_of_a_pin_root_locks_the_same_byte() {
+        let lock = |what, root: &str| {
+            locks::slot(&lock_name_of(what, &pins::normal_form(Path::new(root))))
+        };
+        for what in ["edit", "maps"] {
+            for spelling in ["/sys/fs/bpf/x/", "/sys/fs/bpf//x", "/sys/fs/bpf/./x"] {
+                assert_eq!(
+                    lock(what, spelling),
+                    lock(what, "/sys/fs/bpf/x"),
+                    "{spelling}"
+                );
+            }
+        }
+        assert_ne!(lock("edit", "/sys/fs/bpf/x"), lock("edit", "/sys/fs/bpf/y"));
+    }
 
     #[test]
     fn abi_sizes_match_the_c_structs() {

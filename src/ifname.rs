@@ -43,14 +43,14 @@ fn problem(name: &str) -> Option<&'static str> {
     None
 }
 
-/// Checks an interface name; the error names it (invisible characters escaped), says what is
-/// wrong and states the rule.
+/// Checks an interface name; the error names it (invisible characters escaped, a long one cut
+/// short), says what is wrong and states the rule.
 pub fn check(name: &str) -> Result<(), String> {
     match problem(name) {
         None => Ok(()),
         Some(problem) => Err(format!(
-            "'{}' is not an interface name: {problem} ({RULE})",
-            name.escape_debug()
+            "{} is not an interface name: {problem} ({RULE})",
+            crate::input::shown(name)
         )),
     }
 }
@@ -117,6 +117,12 @@ mod tests {
     fn errors_show_invisible_characters() {
         let err = check("a\u{feff}\tb").unwrap_err();
         assert!(err.contains(r"a\u{feff}\tb"), "{err}");
+    }
+
+    #[test]
+    fn errors_show_a_long_name_cut_short() {
+        let err = check(&"x".repeat(1 << 20)).unwrap_err();
+        assert!(err.len() < 1000 && err.contains("xxx…'"), "{}", &err[..200]);
     }
 
     proptest! {

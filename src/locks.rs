@@ -5,14 +5,19 @@
 //! and with the process, however it ends.
 //!
 //! Anyone who can open the file can lock a byte of it and so stall every xdpctl: the directory
-//! is 0700 and the file 0600, made so from the start, mended if found wider, and if someone
-//! other than root (or this user) owns them, taken back by root or refused to anyone else. A wait says what it waits for after a
-//! second, and gives up after the lock timeout (`--lock-timeout`).
+//! is 0700 and the file 0600, made so from the start. One found open to others, or owned by
+//! someone other than root (or this user), is not mended in place, since chmod and chown do not
+//! take back a file descriptor already open: root (or its owner, for a too-wide one) replaces
+//! it by a new file or directory, and whoever held the old one holds nothing xdpctl looks at.
+//! (Nor does an xdpctl that held a lock on it at that moment: this happens once, when the old
+//! one is found unsafe, typically left by an older xdpctl.)
+//! A wait says what it waits for after a second, and gives up after the lock timeout
+//! (`--lock-timeout`).
 
 use std::fs::{self, DirBuilder, File, OpenOptions};
 use std::io;
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -69,9 +74,10 @@ pub fn describe(name: &str) -> String {
 #[derive(Debug, PartialEq, Eq)]
 enum Verdict {
     Fine,
-    /// Owned by us or root, but others may open it: narrow its mode.
+    /// Owned by us or root, but others may open it (or have opened it, and kept the fd, which a
+    /// chmod would not take back): replace it.
     Narrow,
-    /// Owned by someone else, who could open it again whatever its mode.
+    /// Owned by someone else, who could open it again whatever its mode: replace it (root).
     Foreign(u32),
 }
 
@@ -85,99 +91,192 @@ fn verdict(owner: u32, mode: u32, euid: u32) -> Verdict {
     }
 }
 
-/// Checks (and if need be narrows) an existing file or directory of ours.
-fn secure(path: &Path, file: Option<&File>, private_mode: u32) -> Result<()> {
-    let meta = match file {
-        Some(file) => file.metadata(),
-        None => fs::symlink_metadata(path),
-    }
-    .with_context(|| format!("reading {}", path.display()))?;
-    if file.is_none() && !meta.is_dir() {
-        bail!(
-            "{} is not a directory (a symbolic link?): remove it, and xdpctl makes it anew",
-            path.display()
-        );
-    }
-    match verdict(meta.uid(), meta.mode(), nix::unistd::geteuid().as_raw()) {
-        Verdict::Fine => Ok(()),
-        Verdict::Narrow => {
-            let mode = fs::Permissions::from_mode(private_mode);
-            match file {
-                Some(file) => file.set_permissions(mode),
-                None => fs::set_permissions(path, mode),
-            }
-            .with_context(|| {
-                format!(
-                    "{} is open to other users (mode {:o}) and making it {private_mode:o} \
-                     failed: run xdpctl as root once, or `chmod {private_mode:o} {}`",
-                    path.display(),
-                    meta.mode() & 0o7777,
-                    path.display()
-                )
-            })
+impl Verdict {
+    /// Why a file or directory with this verdict is replaced, for the note that says so.
+    fn why(&self, mode: u32) -> String {
+        match self {
+            Verdict::Fine => String::new(),
+            Verdict::Narrow => format!("was open to other users (mode {:o})", mode & 0o7777),
+            Verdict::Foreign(owner) => format!("belonged to uid {owner}"),
         }
-        // Root takes it back (a user with capabilities may have made it first); anyone else
-        // cannot, and says how.
-        Verdict::Foreign(owner) if nix::unistd::geteuid().is_root() => {
-            let root = Some(nix::unistd::Uid::from_raw(0));
-            let group = Some(nix::unistd::Gid::from_raw(0));
-            match file {
-                Some(file) => nix::unistd::fchown(file.as_raw_fd(), root, group),
-                None => nix::unistd::fchownat(
-                    None,
-                    path,
-                    root,
-                    group,
-                    nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
-                ),
-            }
-            .with_context(|| format!("making {} root's", path.display()))?;
-            eprintln!(
-                "xdpctl: note: {} belonged to uid {owner}; it is root's now",
-                path.display()
-            );
-            secure(path, file, private_mode)
-        }
-        Verdict::Foreign(owner) => bail!(
-            "{} belongs to uid {owner}, not root: that user could hold xdpctl's locks forever. \
-             Remove it (`sudo rm -r {}`), and xdpctl makes it anew",
-            path.display(),
-            path.display()
-        ),
     }
 }
 
-/// Makes /run/xdpctl (mode 0700) if it is missing, and checks it if it is there.
+/// Fails unless this process may replace `path`, found with `verdict`: root may replace
+/// anything; anyone else only what is theirs or root's (a too-wide one), if they can.
+fn may_replace(path: &str, verdict: &Verdict) -> Result<()> {
+    match verdict {
+        Verdict::Foreign(owner) if !nix::unistd::geteuid().is_root() => bail!(
+            "{path} belongs to uid {owner}, not root: that user could hold xdpctl's locks \
+             forever. Remove it (`sudo rm -r {path}`), and xdpctl makes it anew"
+        ),
+        _ => Ok(()),
+    }
+}
+
+/// The error of a replacement that failed, with the fix.
+fn replacing_failed(path: &'static str, why: &str) -> impl FnOnce() -> String {
+    let why = why.to_owned();
+    move || {
+        format!(
+            "{path} {why}, and replacing it failed: run xdpctl as root once, or remove it \
+             (`sudo rm -r {path}`) and xdpctl makes it anew"
+        )
+    }
+}
+
+/// Makes /run/xdpctl (mode 0700) if it is missing; replaces it if it is open to others or
+/// someone else's.
 pub fn ensure_state_dir() -> Result<()> {
     match DirBuilder::new().mode(0o700).create(STATE_DIR) {
-        Ok(()) => Ok(()),
-        Err(err) if err.kind() == io::ErrorKind::AlreadyExists => {
-            secure(Path::new(STATE_DIR), None, 0o700)
-        }
-        Err(err) => Err(err).with_context(|| format!("creating {STATE_DIR}")),
+        Ok(()) => return Ok(()),
+        Err(err) if err.kind() == io::ErrorKind::AlreadyExists => {}
+        Err(err) => return Err(err).with_context(|| format!("creating {STATE_DIR}")),
     }
+    let meta = fs::symlink_metadata(STATE_DIR).with_context(|| format!("reading {STATE_DIR}"))?;
+    if !meta.is_dir() {
+        bail!(
+            "{STATE_DIR} is not a directory (a symbolic link?): remove it, and xdpctl makes it \
+             anew"
+        );
+    }
+    let verdict = verdict(meta.uid(), meta.mode(), nix::unistd::geteuid().as_raw());
+    if verdict == Verdict::Fine {
+        return Ok(());
+    }
+    may_replace(STATE_DIR, &verdict)?;
+    let why = verdict.why(meta.mode());
+    replace_state_dir(&meta, &verdict).with_context(replacing_failed(STATE_DIR, &why))?;
+    eprintln!(
+        "xdpctl: note: {STATE_DIR} {why}; it is replaced by a new, private one{}",
+        match verdict {
+            Verdict::Narrow => "",
+            _ => " (what was in it is dropped: its owner could have put it there)",
+        }
+    );
+    Ok(())
 }
 
-/// Opens the lock file, made 0600 if new, checked if not.
+/// Swaps a new 0700 directory in for the old one (`old`), carries over what root wrote in the
+/// old one (run records, lab records) when it is root's, and removes the old one with its
+/// lock file.
+fn replace_state_dir(old: &fs::Metadata, verdict: &Verdict) -> Result<()> {
+    use nix::fcntl::{renameat2, RenameFlags};
+    let aside = format!("{STATE_DIR}.new-{}", std::process::id());
+    // Only root (or a user with capabilities) can write /run: a leftover is a killed run's.
+    let _ = fs::remove_dir_all(&aside);
+    DirBuilder::new()
+        .mode(0o700)
+        .create(&aside)
+        .with_context(|| format!("creating {aside}"))?;
+    renameat2(
+        None,
+        aside.as_str(),
+        None,
+        STATE_DIR,
+        RenameFlags::RENAME_EXCHANGE,
+    )
+    .with_context(|| format!("swapping {aside} in for {STATE_DIR}"))?;
+    // `aside` is now the old directory, unless another xdpctl replaced it first: then it is
+    // that one's new directory, and goes back.
+    let swapped_out = fs::symlink_metadata(&aside)?;
+    if (swapped_out.dev(), swapped_out.ino()) != (old.dev(), old.ino()) {
+        renameat2(
+            None,
+            aside.as_str(),
+            None,
+            STATE_DIR,
+            RenameFlags::RENAME_EXCHANGE,
+        )?;
+        let _ = fs::remove_dir(&aside);
+        return Ok(());
+    }
+    if *verdict == Verdict::Narrow {
+        for entry in fs::read_dir(&aside)?.filter_map(|entry| entry.ok()) {
+            let name = entry.file_name();
+            // Never the lock file: its inode is what must not live on.
+            if name.to_string_lossy().starts_with("locks") {
+                continue;
+            }
+            let _ = fs::rename(entry.path(), Path::new(STATE_DIR).join(&name));
+        }
+    }
+    fs::remove_dir_all(&aside).with_context(|| format!("removing the old {STATE_DIR} ({aside})"))
+}
+
+/// Opens the lock file, made 0600 if new; one that is open to others or someone else's is
+/// replaced by a new one first.
 fn open_lock_file() -> Result<File> {
     ensure_state_dir()?;
-    let file = OpenOptions::new()
-        .read(true)
+    // A second round only if another xdpctl replaced the file between our open and check.
+    for _ in 0..3 {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(LOCK_FILE)
+            .with_context(|| format!("opening {LOCK_FILE}"))?;
+        let meta = file
+            .metadata()
+            .with_context(|| format!("reading {LOCK_FILE}"))?;
+        let verdict = verdict(meta.uid(), meta.mode(), nix::unistd::geteuid().as_raw());
+        if verdict == Verdict::Fine {
+            return Ok(file);
+        }
+        may_replace(LOCK_FILE, &verdict)?;
+        let why = verdict.why(meta.mode());
+        if replace_lock_file(&meta).with_context(replacing_failed(LOCK_FILE, &why))? {
+            eprintln!(
+                "xdpctl: note: {LOCK_FILE} {why}; it is replaced by a new, private one, so \
+                 that nothing opened on the old one can hold xdpctl's locks"
+            );
+        }
+    }
+    bail!("{LOCK_FILE} kept changing while xdpctl opened it: run it again")
+}
+
+/// Puts a new 0600 file in place of the lock file `old`, made under another name with
+/// O_EXCL and renamed over it (a new inode: an fd open on the old one locks nothing that
+/// xdpctl looks at). False if another xdpctl replaced it first.
+fn replace_lock_file(old: &fs::Metadata) -> Result<bool> {
+    let fresh = format!("{LOCK_FILE}.new-{}", std::process::id());
+    // The directory is private by now: a leftover is a killed run's.
+    let _ = fs::remove_file(&fresh);
+    OpenOptions::new()
         .write(true)
-        .create(true)
-        .truncate(false)
+        .create_new(true)
         .mode(0o600)
         .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(LOCK_FILE)
-        .with_context(|| format!("opening {LOCK_FILE}"))?;
-    secure(Path::new(LOCK_FILE), Some(&file), 0o600)?;
-    Ok(file)
+        .open(&fresh)
+        .with_context(|| format!("creating {fresh}"))?;
+    // Replace only the file that was looked at. (Two xdpctls that both found the old one can
+    // still replace each other's new one, once: the check after locking in [`lock`] then
+    // sends the loser to the file in place.)
+    let same = fs::symlink_metadata(LOCK_FILE)
+        .is_ok_and(|now| (now.dev(), now.ino()) == (old.dev(), old.ino()));
+    if !same {
+        let _ = fs::remove_file(&fresh);
+        return Ok(false);
+    }
+    fs::rename(&fresh, LOCK_FILE).with_context(|| format!("renaming {fresh} to {LOCK_FILE}"))?;
+    Ok(true)
+}
+
+/// Whether `file` is still the one at [`LOCK_FILE`] (not replaced since it was opened).
+fn is_in_place(file: &File) -> bool {
+    match (file.metadata(), fs::symlink_metadata(LOCK_FILE)) {
+        (Ok(open), Ok(named)) => (open.dev(), open.ino()) == (named.dev(), named.ino()),
+        _ => false,
+    }
 }
 
 /// Takes the lock called `name`, waiting for it up to the lock timeout; after a second of
 /// waiting it says what it waits for.
 pub fn lock(name: &str) -> Result<NamedLock> {
-    let file = open_lock_file()?;
+    let mut file = open_lock_file()?;
     let range = libc::flock {
         l_type: libc::F_WRLCK as libc::c_short,
         l_whence: libc::SEEK_SET as libc::c_short,
@@ -193,7 +292,12 @@ pub fn lock(name: &str) -> Result<NamedLock> {
         // SAFETY: fcntl on our own fd with a valid struct flock.
         let ret = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_OFD_SETLK, &range) };
         if ret == 0 {
-            return Ok(NamedLock { _file: file });
+            if is_in_place(&file) {
+                return Ok(NamedLock { _file: file });
+            }
+            // Replaced since it was opened: a lock on it keeps nobody out. Take the new one.
+            file = open_lock_file()?;
+            continue;
         }
         let err = io::Error::last_os_error();
         if !matches!(

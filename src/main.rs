@@ -1,11 +1,10 @@
 use std::process::ExitCode;
 
-use clap::Parser;
-use xdpctl::cli::{Cli, Command};
+use xdpctl::cli::{self, Command};
 use xdpctl::commands;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = cli::parse();
     xdpctl::libbpf_log::install(cli.verbose);
     xdpctl::locks::set_timeout(std::time::Duration::from_secs_f64(cli.lock_timeout));
     let result = match &cli.command {

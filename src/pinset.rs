@@ -24,7 +24,7 @@ use crate::map_users::{self, loaded_programs, pinned_links};
 use crate::pins;
 
 /// Staging directories are `<pin root>/rules-staging-<pid>` (bpffs refuses names with a dot).
-const STAGING_PREFIX: &str = "rules-staging-";
+pub(crate) const STAGING_PREFIX: &str = "rules-staging-";
 
 /// How long removal waits for programs that are going away (a detached link frees its program
 /// from a kernel work queue, a moment after `unload` returns).

@@ -95,8 +95,9 @@ impl Source {
         match builtin(name) {
             Some(builtin) => Ok(Source::Builtin(builtin)),
             None => bail!(
-                "unknown program '{name}': the built-in programs are {}; \
+                "unknown program {}: the built-in programs are {}; \
                  to load your own, pass --obj FILE.o",
+                crate::input::shown(name),
                 BUILTINS
                     .iter()
                     .map(|b| b.name)
@@ -246,7 +247,8 @@ fn select_program(
             let found = open.progs().find(|prog| prog.name() == name);
             match found {
                 None => bail!(
-                    "{what} has no program named '{name}'; its XDP programs: {}",
+                    "{what} has no program named {}; its XDP programs: {}",
+                    crate::input::shown(name),
                     list_or_none(&xdp)
                 ),
                 Some(prog) if prog.prog_type() != ProgramType::Xdp => bail!(

@@ -17,7 +17,6 @@ use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use anyhow::{bail, Context, Result};
-use nix::fcntl::{Flock, FlockArg};
 
 use crate::pins;
 
@@ -27,6 +26,8 @@ pub const INNER_IFNAME: &str = "veth0";
 pub const DEFAULT_NAME: &str = "xdptest";
 
 const STATE_DIR: &str = "/run/xdpctl/testenv";
+/// The lock that `testenv setup` holds while it picks a slot and makes a lab.
+pub const LAB_LOCK: &str = "testenv";
 const NETNS_DIR: &str = "/run/netns";
 
 /// A lab that exists (or existed: see `is_alive`).
@@ -48,9 +49,9 @@ pub fn validate_name(name: &str) -> Result<()> {
         .is_some_and(|c| c.is_ascii_alphanumeric());
     if name.is_empty() || name.len() > 15 || !valid_chars || !starts_alnum {
         bail!(
-            "invalid lab name '{}': it names an interface and a network namespace, so it must \
+            "invalid lab name {}: it names an interface and a network namespace, so it must \
              be 1-15 characters of letters, digits, '-' and '_', starting with a letter or digit",
-            name.escape_debug()
+            crate::input::shown(name)
         );
     }
     if name == INNER_IFNAME {
@@ -286,12 +287,9 @@ impl Lab {
         let netns_inode = fs::metadata(self.netns_path()).map(|m| m.ino()).ok();
         if nix::net::if_::if_nametoindex(self.name.as_str()).is_ok() {
             // A lab's outer interface is a veth: never delete anything else by that name.
-            match crate::flood::driver(&self.name) {
-                Ok(driver) if driver != "veth" => problems.push(format!(
-                    "{} is a {driver} interface, not the lab's veth: left alone",
-                    self.name
-                )),
-                _ => {
+            match kept_interface(&self.name, crate::flood::driver(&self.name)) {
+                Some(why) => problems.push(why),
+                None => {
                     if let Err(err) = ip(&["link", "del", "dev", &self.name]) {
                         problems.push(format!("{err:#}"));
                     }
@@ -449,17 +447,29 @@ impl Drop for LabGuard {
     }
 }
 
+/// Why the interface `name`, of driver `driver`, is not deleted as a lab's outer end; None if
+/// it may be: only an interface known to be a veth is.
+fn kept_interface(name: &str, driver: Result<String>) -> Option<String> {
+    match driver {
+        Ok(driver) if driver == "veth" => None,
+        Ok(driver) => Some(format!(
+            "{name} is a {driver} interface, not the lab's veth: left alone"
+        )),
+        Err(err) => Some(format!(
+            "{name} left alone: cannot tell whether it is the lab's veth ({err:#})"
+        )),
+    }
+}
+
 fn state_path(name: &str) -> PathBuf {
     Path::new(STATE_DIR).join(name)
 }
 
 /// Serialises slot allocation between concurrent `testenv setup`s (parallel tests).
-fn lock_state() -> Result<Flock<File>> {
-    crate::locks::ensure_state_dir()?;
-    fs::create_dir_all(STATE_DIR).with_context(|| format!("creating {STATE_DIR}"))?;
-    let file = File::create(Path::new(STATE_DIR).join(".lock")).context("creating the lab lock")?;
-    Flock::lock(file, FlockArg::LockExclusive)
-        .map_err(|(_, err)| anyhow::anyhow!("locking labs: {err}"))
+/// One of xdpctl's named locks ([`crate::locks`]): root's alone, it says what it waits for and
+/// gives up after the lock timeout.
+fn lock_state() -> Result<crate::locks::NamedLock> {
+    crate::locks::lock(LAB_LOCK).context("locking the labs")
 }
 
 fn format_mac(mac: [u8; 6]) -> String {
@@ -518,6 +528,22 @@ mod tests {
         assert!(validate_name("veth0").is_err());
         let err = validate_name("a/b").unwrap_err().to_string();
         assert!(err.contains("a/b") && err.contains("15"), "{err}");
+    }
+
+    #[test]
+    fn teardown_deletes_only_an_interface_known_to_be_a_veth() {
+        assert_eq!(kept_interface("lab1", Ok("veth".into())), None);
+        let kept = kept_interface("lab1", Ok("bridge".into())).unwrap();
+        assert!(
+            kept.contains("a bridge interface, not the lab's veth"),
+            "{kept}"
+        );
+        // The driver could not be read (the ioctl failed, or the interface vanished).
+        let kept = kept_interface("lab1", Err(anyhow::anyhow!("No such device"))).unwrap();
+        assert!(
+            kept.contains("cannot tell whether it is the lab's veth (No such device)"),
+            "{kept}"
+        );
     }
 
     #[test]
