@@ -84,6 +84,7 @@ fn lock_creation() -> Result<NamedLock> {
 
 /// The staging directories of killed loads under `root`. Only call with the creation lock held:
 /// a load that is still running holds it until its staging directory is gone.
+/// One that is already gone is no error (its load removed it as it failed).
 fn remove_stale_staging(root: &Path) -> Result<Vec<PathBuf>> {
     let Ok(entries) = fs::read_dir(root) else {
         return Ok(Vec::new());
@@ -97,8 +98,13 @@ fn remove_stale_staging(root: &Path) -> Result<Vec<PathBuf>> {
             .starts_with(STAGING_PREFIX)
         {
             let path = entry.path();
-            fs::remove_dir_all(&path).with_context(|| format!("removing {}", path.display()))?;
-            removed.push(path);
+            match fs::remove_dir_all(&path) {
+                Ok(()) => removed.push(path),
+                Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+                Err(err) => {
+                    return Err(err).with_context(|| format!("removing {}", path.display()))
+                }
+            }
         }
     }
     Ok(removed)
@@ -184,18 +190,27 @@ impl Drop for Staging {
 }
 
 /// A firewall object whose global maps are set up for load: the creation lock, held until the
-/// load is done, and the staging directory of maps being created.
+/// load is done, and the staging directory of maps being created. Dropped, it removes the
+/// staging directory before it lets go of the lock: a load waiting for the lock would
+/// otherwise find the directory and remove it too, under this one's hands.
 pub struct Prepared {
-    _lock: NamedLock,
     staging: Option<Staging>,
     /// The flags and bytes of the maps being created, for an allocation error.
     creating: Option<(Asked, u64)>,
+    _lock: NamedLock,
+}
+
+impl Drop for Prepared {
+    fn drop(&mut self) {
+        // Fields drop after this, the lock among them.
+        drop(self.staging.take());
+    }
 }
 
 impl Prepared {
     /// Puts newly created pins in place (after the load, and after the tables got their seeds).
-    pub fn finish(self) -> Result<()> {
-        match self.staging {
+    pub fn finish(mut self) -> Result<()> {
+        match self.staging.take() {
             Some(staging) => staging.commit(),
             None => Ok(()),
         }
@@ -247,9 +262,9 @@ pub fn prepare_global_maps(open: &mut OpenObject, sizes: Sizes) -> Result<Prepar
         PinState::Complete => {
             reuse_pins(open, &dir, asked)?;
             Ok(Prepared {
-                _lock: lock,
                 staging: None,
                 creating: None,
+                _lock: lock,
             })
         }
         PinState::Absent => {
@@ -274,9 +289,9 @@ pub fn prepare_global_maps(open: &mut OpenObject, sizes: Sizes) -> Result<Prepar
                 map.set_pin_path(staging.path().join(&name))?;
             }
             Ok(Prepared {
-                _lock: lock,
                 staging: Some(staging),
                 creating: Some((asked, map_budget::total_bytes(&shapes, asked, cpus))),
+                _lock: lock,
             })
         }
     }
@@ -503,8 +518,8 @@ mod tests {
 
     #[test]
     fn a_missing_directory_is_absent_and_a_partial_one_names_what_is_missing() {
-        let dir = std::env::temp_dir().join(format!("xdpctl-pinset-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("rules");
         assert_eq!(state(&dir), PinState::Absent);
         fs::create_dir_all(&dir).unwrap();
         assert_eq!(state(&dir), PinState::Absent);
@@ -523,6 +538,38 @@ mod tests {
             fs::write(dir.join(name), b"").unwrap();
         }
         assert_eq!(state(&dir), PinState::Complete);
-        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_failed_load_removes_its_staging_before_it_lets_go_of_the_lock() {
+        // /run needs root; CI (XDPCTL_REQUIRE_ROOT) runs this as root.
+        if !nix::unistd::geteuid().is_root() && std::env::var_os("XDPCTL_REQUIRE_ROOT").is_none() {
+            eprintln!("skipped: needs root for /run/xdpctl");
+            return;
+        }
+        let name = format!("test-prepared-{}", std::process::id());
+        let tmp = tempfile::tempdir().unwrap();
+        let staging = Staging::new(&tmp.path().join("rules")).unwrap();
+        // Enough entries that removing them takes far longer than a lock waiter's naps.
+        for n in 0..5000 {
+            fs::write(staging.path().join(format!("pin{n}")), b"").unwrap();
+        }
+        let staged = staging.path().to_path_buf();
+        let prepared = Prepared {
+            staging: Some(staging),
+            creating: None,
+            _lock: locks::lock(&name).unwrap(),
+        };
+        let waiter = std::thread::spawn(move || {
+            let _held = locks::lock(&name).unwrap();
+            staged.exists()
+        });
+        // The waiter is waiting; the failed load ends.
+        std::thread::sleep(Duration::from_millis(100));
+        drop(prepared);
+        assert!(
+            !waiter.join().unwrap(),
+            "the next load got the lock while the staging directory was still there"
+        );
     }
 }
