@@ -26,8 +26,11 @@ use serde::Serialize;
 use crate::attach::{self, Attachment};
 
 mod elsewhere;
+mod gone;
 mod names;
 
+pub use gone::{pinned_link, pinned_links, vanished, PinnedLink};
+pub use gone::{remove_defunct_pins_of_other_namespaces, remove_stale_pins};
 pub use names::StateName;
 
 pub const BPFFS: &str = "/sys/fs/bpf";
@@ -246,30 +249,6 @@ pub fn pinned_interfaces() -> Result<Vec<String>> {
         .collect())
 }
 
-/// Removes the pins of other network namespaces whose links are defunct (their interface or
-/// namespace is gone). Returns the directories removed.
-pub fn remove_defunct_pins_of_other_namespaces() -> Result<Vec<String>> {
-    let own = own_netns();
-    let mut removed = Vec::new();
-    for dir in pin_dirs()? {
-        // A directory this xdpctl cannot read is no namespace's: it goes once its link does.
-        if StateName::decode(&dir).is_some_and(|state| state.netns == own) {
-            continue;
-        }
-        let path = interfaces_root().join(&dir);
-        let defunct = attach::open_pinned(&path.join("link"))
-            .and_then(|link| attach::link_summary(link.as_fd()))
-            .map(|info| info.ifindex == 0)
-            .unwrap_or(true);
-        if defunct {
-            remove_pin_tree(&path)?;
-            removed.push(dir);
-        }
-    }
-    remove_empty_parents();
-    Ok(removed)
-}
-
 /// Who holds an attached program.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Owner {
@@ -338,25 +317,6 @@ pub fn owner(ifname: &str, ifindex: u32, attachment: &Attachment) -> Owner {
         Some((root, link_id)) => Owner::OtherInstance { root, link_id },
         None => Owner::Other,
     }
-}
-
-/// A pin directory whose link no longer attaches anything to this interface (the interface
-/// was deleted, or re-created under the same name) is stale: remove it so it cannot confuse
-/// ownership. Returns whether it removed something.
-pub fn remove_stale_pins(ifname: &str, ifindex: Option<u32>) -> Result<bool> {
-    let dir = interface_dir(ifname)?;
-    if !dir.exists() {
-        return Ok(false);
-    }
-    let live = attach::open_pinned(&link_path(ifname)?)
-        .and_then(|link| attach::link_summary(link.as_fd()))
-        .map(|info| info.ifindex != 0 && Some(info.ifindex) == ifindex)
-        .unwrap_or(false);
-    if live {
-        return Ok(false);
-    }
-    remove_interface_dir(ifname)?;
-    Ok(true)
 }
 
 /// Removes every pin made inside the network namespace with this inode (for a lab that is
