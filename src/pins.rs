@@ -6,7 +6,8 @@
 //! /sys/fs/bpf/xdpctl/if/<ifname>/link          pinned bpf_link: the program stays attached
 //! /sys/fs/bpf/xdpctl/if/<ifname>:ns<inode>/    the same, for an interface in another network
 //!                                              namespace (bpffs is shared by all of them)
-//! /run/xdpctl/run/<ifname>[:ns<inode>]         "<pid> <link id>" while `xdpctl run` holds it
+//! /run/xdpctl/run/<ifname>[:ns<inode>]         "<pid> <link id> <pin root>" while `xdpctl run`
+//!                                              holds it
 //! ```
 //!
 //! `<ifname>` is written with '%' for '.', which bpffs refuses ([`names`] knows how).
@@ -28,14 +29,18 @@ use crate::attach::{self, Attachment};
 mod elsewhere;
 mod gone;
 mod names;
+mod run_record;
 
 pub use gone::{pinned_link, pinned_links, vanished, PinnedLink};
 pub use gone::{remove_defunct_pins_of_other_namespaces, remove_stale_pins};
 pub use names::StateName;
+#[cfg(test)]
+use run_record::run_record_path;
+pub use run_record::RunRecord;
+pub use run_record::{live_run_records, read_run_record, remove_run_record, write_run_record};
 
 pub const BPFFS: &str = "/sys/fs/bpf";
 const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
-const RUN_DIR: &str = "/run/xdpctl/run";
 
 /// The root of xdpctl's pins: /sys/fs/bpf/xdpctl, or $XDPCTL_PIN_ROOT (a directory in bpffs),
 /// which gives a separate instance: its own rules and interfaces (the tests use it). Not yet
@@ -331,42 +336,6 @@ pub fn remove_namespace_pins(netns_inode: u64) -> Result<()> {
     Ok(())
 }
 
-/// What `xdpctl run` records while it holds an interface.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct RunRecord {
-    pub pid: u32,
-    pub link_id: u32,
-}
-
-fn run_record_path(ifname: &str) -> Result<PathBuf> {
-    Ok(Path::new(RUN_DIR).join(state_name(ifname)?))
-}
-
-pub fn write_run_record(ifname: &str, record: RunRecord) -> Result<()> {
-    let path = run_record_path(ifname)?;
-    crate::locks::ensure_state_dir()?;
-    fs::create_dir_all(RUN_DIR).with_context(|| format!("creating {RUN_DIR}"))?;
-    fs::write(&path, format!("{} {}\n", record.pid, record.link_id))
-        .with_context(|| format!("writing {}", path.display()))
-}
-
-pub fn read_run_record(ifname: &str) -> Option<RunRecord> {
-    parse_run_record(&fs::read_to_string(run_record_path(ifname).ok()?).ok()?)
-}
-
-fn parse_run_record(text: &str) -> Option<RunRecord> {
-    let mut fields = text.split_whitespace();
-    let pid = fields.next()?.parse().ok()?;
-    let link_id = fields.next()?.parse().ok()?;
-    Some(RunRecord { pid, link_id })
-}
-
-pub fn remove_run_record(ifname: &str) {
-    if let Ok(path) = run_record_path(ifname) {
-        let _ = fs::remove_file(path);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -444,19 +413,6 @@ mod tests {
             let err = check_root(Path::new("/sys/fs/bpf/xdpctl-unit-test/x.y")).unwrap_err();
             assert!(err.contains("'x.y' made in bpffs"), "{err}");
         }
-    }
-
-    #[test]
-    fn run_record_round_trips_and_rejects_garbage() {
-        assert_eq!(
-            parse_run_record("123 45\n"),
-            Some(RunRecord {
-                pid: 123,
-                link_id: 45
-            })
-        );
-        assert_eq!(parse_run_record("123"), None);
-        assert_eq!(parse_run_record("x y"), None);
     }
 }
 
