@@ -20,7 +20,7 @@ use crate::attach::{self, ProgramSummary};
 use crate::firewall::{self, Sizes};
 use crate::locks::{self, NamedLock};
 use crate::map_budget::{self, Asked, Flag, MapShape};
-use crate::map_users::{self, loaded_programs, pinned_links};
+use crate::map_users;
 use crate::pins;
 
 /// Staging directories are `<pin root>/rules-staging-<pid>` (bpffs refuses names with a dot).
@@ -66,15 +66,38 @@ pub fn state(dir: &Path) -> PinState {
     }
 }
 
-/// What to do about a partial set that cannot be repaired.
+/// What a reader that does not repair (it takes no lock) says about a partial set: it may be
+/// a repair half-way, so retrying is the first advice.
 pub fn incomplete_error(dir: &Path, missing: &[&str]) -> anyhow::Error {
     anyhow::anyhow!(
-        "the firewall's pin set {} is incomplete: {} missing (a load was interrupted, a pin was \
-         removed, or another version of xdpctl made it). While a firewall runs on these maps, \
-         `xdpctl list` or `xdpctl load IFACE --force` pins them again from it; with none \
-         running, run `xdpctl unload --all` (the remaining rules are lost) and load again",
+        "the firewall's pin set {} is incomplete: {} missing. Another xdpctl may be pinning them \
+         again right now: retry. If it stays so (a load was interrupted, a pin was removed, or \
+         another version of xdpctl made it), `xdpctl list` pins them again from the firewall \
+         that runs on these maps, or says what to do when none does",
         dir.display(),
         missing.join(", ")
+    )
+}
+
+/// What repair says about a partial set when no loaded firewall uses the maps that are left,
+/// so there is nothing to pin the missing ones from.
+fn unrepairable_error(
+    dir: &Path,
+    missing: &[&str],
+    remaining: &HashMap<&str, u32>,
+) -> anyhow::Error {
+    let mut ids: Vec<u32> = remaining.values().copied().collect();
+    ids.sort_unstable();
+    anyhow::anyhow!(
+        "the firewall's pin set {} is incomplete: {} missing, and no loaded firewall uses the \
+         remaining maps (ids {}) to pin them again from: run `xdpctl unload --all` (the \
+         remaining rules are lost) and load again",
+        dir.display(),
+        missing.join(", "),
+        ids.iter()
+            .map(u32::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
     )
 }
 
@@ -364,31 +387,30 @@ fn reuse_pins(open: &mut OpenObject, dir: &Path, asked: Asked) -> Result<()> {
     Ok(())
 }
 
-/// The ids of the maps pinned in `dir`, by name.
-fn pinned_ids(dir: &Path) -> HashMap<&'static str, u32> {
-    global_map_names()
-        .into_iter()
-        .filter_map(|name| {
-            let map = MapHandle::from_pinned_path(dir.join(name)).ok()?;
-            Some((name, map.info().ok()?.info.id))
-        })
-        .collect()
-}
-
-/// A program's global maps, by name, if it has all of them (it is a firewall).
-fn firewall_maps_of(program: &ProgramSummary) -> Option<HashMap<String, MapHandle>> {
-    let maps: HashMap<String, MapHandle> = program
-        .map_ids
-        .iter()
-        .filter_map(|&id| MapHandle::from_map_id(id).ok())
-        .map(|map| (map.name().to_string_lossy().into_owned(), map))
-        .filter(|(name, _)| firewall::is_global_map(name))
-        .collect();
-    (maps.len() == global_map_names().len()).then_some(maps)
+/// The ids of the maps pinned in `dir`, by name. A pin that is not there (ENOENT) is left out;
+/// one that is there but will not open is an error: leaving it out could hide the firewall
+/// that uses it.
+fn pinned_ids(dir: &Path) -> Result<HashMap<&'static str, u32>> {
+    let mut ids = HashMap::new();
+    for name in global_map_names() {
+        let path = dir.join(name);
+        let opened = MapHandle::from_pinned_path(&path)
+            .and_then(|map| map.info())
+            .with_context(|| format!("opening the pinned map {}", path.display()));
+        match opened {
+            Ok(info) => {
+                ids.insert(name, info.info.id);
+            }
+            Err(err) if pins::vanished(&err) => {}
+            Err(err) => return Err(err),
+        }
+    }
+    Ok(ids)
 }
 
 /// Re-pins what is missing from the pin set in `dir` from the firewall that runs on it (found
-/// by the ids of the pins that are left, or behind this pin root's pinned links). Returns what
+/// by the ids of the pins that are left, or behind this pin root's pinned links and the links
+/// of its live `xdpctl run`s). Returns what
 /// it did; None when nothing was missing, or the set is absent and no firewall of this pin root
 /// runs (the maps are then created as new). A partial set with no firewall to repair it from is
 /// an error. Takes the creation lock.
@@ -407,28 +429,30 @@ fn repair_locked(dir: &Path) -> Result<Option<String>> {
         PinState::Absent => global_map_names(),
         PinState::Partial(missing) => missing,
     };
-    let pinned = pinned_ids(dir);
+    let pinned = pinned_ids(dir)?;
     let pinned_set: HashSet<u32> = pinned.values().copied().collect();
-    let linked: HashSet<u32> = pinned_links()
-        .into_iter()
-        .map(|(_, link)| link.prog_id)
-        .collect();
+    // This pin root's links: pinned by `load`, or held by a live `xdpctl run`.
+    let linked = map_users::programs_of_this_root()?;
     if pinned_set.is_empty() && linked.is_empty() {
         // Nothing of this pin root left to find a firewall by: a first creation.
         return Ok(None);
     }
-    let mut firewalls: Vec<(ProgramSummary, HashMap<String, MapHandle>)> = loaded_programs()
-        .into_iter()
-        .filter(|program| {
-            linked.contains(&program.id) || program.map_ids.iter().any(|id| pinned_set.contains(id))
-        })
-        .filter_map(|program| firewall_maps_of(&program).map(|maps| (program, maps)))
-        .collect();
+    let mut firewalls: Vec<(ProgramSummary, HashMap<String, MapHandle>)> = Vec::new();
+    for program in map_users::loaded_programs()? {
+        if !linked.contains(&program.id)
+            && !program.map_ids.iter().any(|id| pinned_set.contains(id))
+        {
+            continue;
+        }
+        if let Some(maps) = firewall::global_maps_of(&program)? {
+            firewalls.push((program, maps));
+        }
+    }
     if firewalls.is_empty() {
         if pinned.is_empty() {
             return Ok(None);
         }
-        return Err(incomplete_error(dir, &missing));
+        return Err(unrepairable_error(dir, &missing, &pinned));
     }
     // Every firewall found, and the pins left, must agree on each map: a firewall on other maps
     // is a split the user must resolve, not one to paper over.
@@ -486,21 +510,45 @@ pub fn remove_global_pins() -> Result<bool> {
         let _ = fs::remove_dir(&root);
         return Ok(staged);
     }
-    let ids: HashSet<u32> = pinned_ids(&dir).into_values().collect();
-    let deadline = Instant::now() + USERS_GRACE;
-    let users = loop {
-        let users = map_users::users_of(&ids);
-        if users.is_empty() || Instant::now() >= deadline {
-            break users;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let users = users_of_pin_set(&dir).map_err(|err| {
+        anyhow::anyhow!(
+            "could not tell who uses the maps in {}: {err:#}; nothing removed. Retry; if it \
+             persists, run `xdpctl unload --all` where xdpctl may list every BPF program (as \
+             root, outside a container or seccomp profile that restricts bpf)",
+            dir.display()
+        )
+    })?;
     if !users.is_empty() {
         bail!("{}", map_users::refusal(&dir, &users));
     }
     pins::remove_pin_tree(&dir)?;
     let _ = fs::remove_dir(&root);
     Ok(true)
+}
+
+/// The loaded programs that use the maps pinned in `dir`, and the firewalls of this pin root's
+/// `xdpctl run`s (whose maps may be pinned nowhere now), once programs that are going away had
+/// a moment to go.
+fn users_of_pin_set(dir: &Path) -> Result<Vec<ProgramSummary>> {
+    let ids: HashSet<u32> = pinned_ids(dir)?.into_values().collect();
+    let deadline = Instant::now() + USERS_GRACE;
+    loop {
+        let runs: HashSet<u32> = map_users::run_links()?
+            .into_iter()
+            .map(|(_, _, link)| link.prog_id)
+            .collect();
+        let mut users = Vec::new();
+        for program in map_users::loaded_programs()? {
+            let uses = program.map_ids.iter().any(|id| ids.contains(id));
+            if uses || runs.contains(&program.id) && firewall::global_maps_of(&program)?.is_some() {
+                users.push(program);
+            }
+        }
+        if users.is_empty() || Instant::now() >= deadline {
+            return Ok(users);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 #[cfg(test)]
@@ -531,7 +579,16 @@ mod tests {
         assert!(!missing.contains(&"fw_config"));
         let err = incomplete_error(&dir, &missing).to_string();
         assert!(
-            err.contains("block_v4_lpm") && err.contains("unload --all"),
+            err.contains("block_v4_lpm") && err.contains("retry") && err.contains("xdpctl list"),
+            "{err}"
+        );
+        let remaining = HashMap::from([("fw_config", 41)]);
+        let err = unrepairable_error(&dir, &missing, &remaining).to_string();
+        assert!(
+            err.contains("block_v4_lpm")
+                && err.contains("no loaded firewall uses the remaining maps (ids 41)")
+                && err.contains("unload --all")
+                && !err.contains("xdpctl list"),
             "{err}"
         );
         for name in global_map_names() {
