@@ -89,7 +89,8 @@ fn unrepairable_error(
     let mut ids: Vec<u32> = remaining.values().copied().collect();
     ids.sort_unstable();
     anyhow::anyhow!(
-        "the firewall's pin set {} is incomplete: {} missing, and no loaded firewall uses the \
+        "the firewall's pin set {} is incomplete: {} missing (a load was interrupted, a pin was \
+         removed, or another version of xdpctl made it), and no loaded firewall uses the \
          remaining maps (ids {}) to pin them again from: run `xdpctl unload --all` (the \
          remaining rules are lost) and load again",
         dir.display(),
