@@ -551,3 +551,29 @@ fn unload_all_removes_nothing_when_the_kernel_will_not_say_who_uses_the_maps() {
     }
     assert_eq!(fw.blocked(), [format!("{inner}/32")]);
 }
+
+#[test]
+fn a_replace_that_cannot_open_the_old_counters_fails_instead_of_resetting_them() {
+    if !have_root("a_replace_that_cannot_open_the_old_counters_fails_instead_of_resetting_them") {
+        return;
+    }
+    let fw = Instance::new();
+    let lab = lab();
+    let ifname = lab.outer_ifname();
+    fw.ok(&["load", ifname, "-p", "xdp_pass"]);
+    assert!(ping(&lab, 3));
+    let running = attached(ifname)[0].prog_id;
+    const BPF_MAP_GET_FD_BY_ID: u32 = 14;
+    let mut command = fw.command();
+    command.args(["load", ifname, "--force", "-p", "xdp_pass"]);
+    deny_bpf_command(&mut command, BPF_MAP_GET_FD_BY_ID);
+    let out = command.output().unwrap();
+    let err = stderr(&out);
+    assert!(!out.status.success(), "the counters were silently reset");
+    assert!(
+        err.contains("opening BPF map id") && err.contains("Operation not permitted"),
+        "{err}"
+    );
+    assert_eq!(attached(ifname)[0].prog_id, running);
+    assert!(counters(ifname).action("XDP_PASS").packets >= 3);
+}
