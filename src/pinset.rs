@@ -11,7 +11,6 @@ use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use libbpf_rs::{MapCore, MapHandle, OpenObject};
@@ -23,12 +22,12 @@ use crate::map_budget::{self, Asked, Flag, MapShape};
 use crate::map_users;
 use crate::pins;
 
+mod removal;
+
+pub use removal::remove_global_pins;
+
 /// Staging directories are `<pin root>/rules-staging-<pid>` (bpffs refuses names with a dot).
 const STAGING_PREFIX: &str = "rules-staging-";
-
-/// How long removal waits for programs that are going away (a detached link frees its program
-/// from a kernel work queue, a moment after `unload` returns).
-const USERS_GRACE: Duration = Duration::from_secs(1);
 
 /// Every global map, in pin order.
 pub fn global_map_names() -> Vec<&'static str> {
@@ -498,60 +497,6 @@ fn repair_locked(dir: &Path) -> Result<Option<String>> {
     )))
 }
 
-/// Removes the pin set (`unload --all`), unless a loaded program still uses its maps: removing
-/// it then would leave that firewall running on maps no xdpctl command can reach. Returns
-/// whether there was a set to remove.
-pub fn remove_global_pins() -> Result<bool> {
-    pins::ensure_bpffs()?;
-    let _lock = lock_creation()?;
-    let root = pins::root();
-    let staged = !remove_stale_staging(&root)?.is_empty();
-    let dir = firewall::rules_dir();
-    if !dir.exists() {
-        let _ = fs::remove_dir(&root);
-        return Ok(staged);
-    }
-    let users = users_of_pin_set(&dir).map_err(|err| {
-        anyhow::anyhow!(
-            "could not tell who uses the maps in {}: {err:#}; nothing removed. Retry; if it \
-             persists, run `xdpctl unload --all` where xdpctl may list every BPF program (as \
-             root, outside a container or seccomp profile that restricts bpf)",
-            dir.display()
-        )
-    })?;
-    if !users.is_empty() {
-        bail!("{}", map_users::refusal(&dir, &users));
-    }
-    pins::remove_pin_tree(&dir)?;
-    let _ = fs::remove_dir(&root);
-    Ok(true)
-}
-
-/// The loaded programs that use the maps pinned in `dir`, and the firewalls of this pin root's
-/// `xdpctl run`s (whose maps may be pinned nowhere now), once programs that are going away had
-/// a moment to go.
-fn users_of_pin_set(dir: &Path) -> Result<Vec<ProgramSummary>> {
-    let ids: HashSet<u32> = pinned_ids(dir)?.into_values().collect();
-    let deadline = Instant::now() + USERS_GRACE;
-    loop {
-        let runs: HashSet<u32> = map_users::run_links()?
-            .into_iter()
-            .map(|(_, _, link)| link.prog_id)
-            .collect();
-        let mut users = Vec::new();
-        for program in map_users::loaded_programs()? {
-            let uses = program.map_ids.iter().any(|id| ids.contains(id));
-            if uses || runs.contains(&program.id) && firewall::global_maps_of(&program)?.is_some() {
-                users.push(program);
-            }
-        }
-        if users.is_empty() || Instant::now() >= deadline {
-            return Ok(users);
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -623,7 +568,7 @@ mod tests {
             staged.exists()
         });
         // The waiter is waiting; the failed load ends.
-        std::thread::sleep(Duration::from_millis(100));
+        std::thread::sleep(std::time::Duration::from_millis(100));
         drop(prepared);
         assert!(
             !waiter.join().unwrap(),
