@@ -188,6 +188,23 @@ pub fn rules_dir() -> PathBuf {
     pins::root().join("rules")
 }
 
+/// A loaded program's global maps, by name, if it has every one (it is a firewall). A map
+/// freed since the program was looked up counts as missing; one that exists but cannot be
+/// opened is an error, not a sign that the program is no firewall.
+pub fn global_maps_of(
+    program: &crate::attach::ProgramSummary,
+) -> Result<Option<std::collections::HashMap<String, MapHandle>>> {
+    let maps = crate::map_users::open_each(&program.map_ids, |id| {
+        MapHandle::from_map_id(id).with_context(|| format!("opening BPF map id {id}"))
+    })?;
+    let global: std::collections::HashMap<String, MapHandle> = maps
+        .into_iter()
+        .map(|map| (map.name().to_string_lossy().into_owned(), map))
+        .filter(|(name, _)| is_global_map(name))
+        .collect();
+    Ok((global.len() == crate::pinset::global_map_names().len()).then_some(global))
+}
+
 /// Map sizes asked for at load. `None` keeps what exists (or the default for a new map).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Sizes {
@@ -292,15 +309,10 @@ impl FirewallMaps {
 
     /// The global maps a loaded firewall program uses, found among its own maps: the rules of
     /// the firewall that really runs there, whatever pin root loaded it. None if the program
-    /// lacks any of them (it is not the firewall). For reading: edits take no lock here.
+    /// lacks any of them (it is not the firewall), or they cannot be opened. For reading: edits
+    /// take no lock here.
     pub fn of_program(program: &crate::attach::ProgramSummary) -> Option<FirewallMaps> {
-        let mut found: std::collections::HashMap<String, MapHandle> = program
-            .map_ids
-            .iter()
-            .filter_map(|&id| MapHandle::from_map_id(id).ok())
-            .map(|map| (map.name().to_string_lossy().into_owned(), map))
-            .filter(|(name, _)| is_global_map(name))
-            .collect();
+        let mut found = global_maps_of(program).ok()??;
         FirewallMaps::gather(|name| found.remove(name).context("missing"), None).ok()
     }
 

@@ -6,7 +6,8 @@
 //! /sys/fs/bpf/xdpctl/if/<ifname>/link          pinned bpf_link: the program stays attached
 //! /sys/fs/bpf/xdpctl/if/<ifname>:ns<inode>/    the same, for an interface in another network
 //!                                              namespace (bpffs is shared by all of them)
-//! /run/xdpctl/run/<ifname>[:ns<inode>]         "<pid> <link id>" while `xdpctl run` holds it
+//! /run/xdpctl/run/<ifname>[:ns<inode>]         "<pid> <link id> <pin root>" while `xdpctl run`
+//!                                              holds it
 //! ```
 //!
 //! `<ifname>` is written with '%' for '.', which bpffs refuses ([`names`] knows how).
@@ -26,17 +27,24 @@ use serde::Serialize;
 use crate::attach::{self, Attachment};
 
 mod elsewhere;
+mod gone;
 mod names;
 mod root;
+mod run_record;
 
 use elsewhere::OtherRoots;
 use root::is_bpffs;
 
+pub use gone::{pinned_link, pinned_links, vanished, PinnedLink};
+pub use gone::{remove_defunct_pins_of_other_namespaces, remove_stale_pins};
 pub use names::StateName;
 pub use root::{checked_root, normal_form, root};
+#[cfg(test)]
+use run_record::run_record_path;
+pub use run_record::RunRecord;
+pub use run_record::{live_run_records, read_run_record, remove_run_record, write_run_record};
 
 pub const BPFFS: &str = "/sys/fs/bpf";
-const RUN_DIR: &str = "/run/xdpctl/run";
 
 /// The inode of this process's network namespace when it is not the initial one, so that
 /// `veth0` in two labs gets two pin directories.
@@ -188,30 +196,6 @@ pub fn pinned_interfaces() -> Result<Vec<String>> {
         .collect())
 }
 
-/// Removes the pins of other network namespaces whose links are defunct (their interface or
-/// namespace is gone). Returns the directories removed.
-pub fn remove_defunct_pins_of_other_namespaces() -> Result<Vec<String>> {
-    let own = own_netns();
-    let mut removed = Vec::new();
-    for dir in pin_dirs()? {
-        // A directory this xdpctl cannot read is no namespace's: it goes once its link does.
-        if StateName::decode(&dir).is_some_and(|state| state.netns == own) {
-            continue;
-        }
-        let path = interfaces_root().join(&dir);
-        let defunct = attach::open_pinned(&path.join("link"))
-            .and_then(|link| attach::link_summary(link.as_fd()))
-            .map(|info| info.ifindex == 0)
-            .unwrap_or(true);
-        if defunct {
-            remove_pin_tree(&path)?;
-            removed.push(dir);
-        }
-    }
-    remove_empty_parents();
-    Ok(removed)
-}
-
 /// Who holds an attached program.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Owner {
@@ -287,25 +271,6 @@ fn owner_among(ifname: &str, ifindex: u32, attachment: &Attachment, others: &Oth
     }
 }
 
-/// A pin directory whose link no longer attaches anything to this interface (the interface
-/// was deleted, or re-created under the same name) is stale: remove it so it cannot confuse
-/// ownership. Returns whether it removed something.
-pub fn remove_stale_pins(ifname: &str, ifindex: Option<u32>) -> Result<bool> {
-    let dir = interface_dir(ifname)?;
-    if !dir.exists() {
-        return Ok(false);
-    }
-    let live = attach::open_pinned(&link_path(ifname)?)
-        .and_then(|link| attach::link_summary(link.as_fd()))
-        .map(|info| info.ifindex != 0 && Some(info.ifindex) == ifindex)
-        .unwrap_or(false);
-    if live {
-        return Ok(false);
-    }
-    remove_interface_dir(ifname)?;
-    Ok(true)
-}
-
 /// Removes every pin made inside the network namespace with this inode (for a lab that is
 /// being torn down).
 pub fn remove_namespace_pins(netns_inode: u64) -> Result<()> {
@@ -316,42 +281,6 @@ pub fn remove_namespace_pins(netns_inode: u64) -> Result<()> {
     }
     remove_empty_parents();
     Ok(())
-}
-
-/// What `xdpctl run` records while it holds an interface.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct RunRecord {
-    pub pid: u32,
-    pub link_id: u32,
-}
-
-fn run_record_path(ifname: &str) -> Result<PathBuf> {
-    Ok(Path::new(RUN_DIR).join(state_name(ifname)?))
-}
-
-pub fn write_run_record(ifname: &str, record: RunRecord) -> Result<()> {
-    let path = run_record_path(ifname)?;
-    crate::locks::ensure_state_dir()?;
-    fs::create_dir_all(RUN_DIR).with_context(|| format!("creating {RUN_DIR}"))?;
-    fs::write(&path, format!("{} {}\n", record.pid, record.link_id))
-        .with_context(|| format!("writing {}", path.display()))
-}
-
-pub fn read_run_record(ifname: &str) -> Option<RunRecord> {
-    parse_run_record(&fs::read_to_string(run_record_path(ifname).ok()?).ok()?)
-}
-
-fn parse_run_record(text: &str) -> Option<RunRecord> {
-    let mut fields = text.split_whitespace();
-    let pid = fields.next()?.parse().ok()?;
-    let link_id = fields.next()?.parse().ok()?;
-    Some(RunRecord { pid, link_id })
-}
-
-pub fn remove_run_record(ifname: &str) {
-    if let Ok(path) = run_record_path(ifname) {
-        let _ = fs::remove_file(path);
-    }
 }
 
 #[cfg(test)]
@@ -419,19 +348,6 @@ mod tests {
         ] {
             assert!(!removable(root, &bad), "{bad:?}");
         }
-    }
-
-    #[test]
-    fn run_record_round_trips_and_rejects_garbage() {
-        assert_eq!(
-            parse_run_record("123 45\n"),
-            Some(RunRecord {
-                pid: 123,
-                link_id: 45
-            })
-        );
-        assert_eq!(parse_run_record("123"), None);
-        assert_eq!(parse_run_record("x y"), None);
     }
 }
 

@@ -11,7 +11,6 @@ use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use libbpf_rs::{MapCore, MapHandle, OpenObject};
@@ -20,15 +19,15 @@ use crate::attach::{self, ProgramSummary};
 use crate::firewall::{self, Sizes};
 use crate::locks::{self, NamedLock};
 use crate::map_budget::{self, Asked, Flag, MapShape};
-use crate::map_users::{self, loaded_programs, pinned_links};
+use crate::map_users;
 use crate::pins;
+
+mod removal;
+
+pub use removal::remove_global_pins;
 
 /// Staging directories are `<pin root>/rules-staging-<pid>` (bpffs refuses names with a dot).
 pub(crate) const STAGING_PREFIX: &str = "rules-staging-";
-
-/// How long removal waits for programs that are going away (a detached link frees its program
-/// from a kernel work queue, a moment after `unload` returns).
-const USERS_GRACE: Duration = Duration::from_secs(1);
 
 /// Every global map, in pin order.
 pub fn global_map_names() -> Vec<&'static str> {
@@ -66,15 +65,39 @@ pub fn state(dir: &Path) -> PinState {
     }
 }
 
-/// What to do about a partial set that cannot be repaired.
+/// What a reader that does not repair (it takes no lock) says about a partial set: it may be
+/// a repair half-way, so retrying is the first advice.
 pub fn incomplete_error(dir: &Path, missing: &[&str]) -> anyhow::Error {
     anyhow::anyhow!(
-        "the firewall's pin set {} is incomplete: {} missing (a load was interrupted, a pin was \
-         removed, or another version of xdpctl made it). While a firewall runs on these maps, \
-         `xdpctl list` or `xdpctl load IFACE --force` pins them again from it; with none \
-         running, run `xdpctl unload --all` (the remaining rules are lost) and load again",
+        "the firewall's pin set {} is incomplete: {} missing. Another xdpctl may be pinning them \
+         again right now: retry. If it stays so (a load was interrupted, a pin was removed, or \
+         another version of xdpctl made it), `xdpctl list` pins them again from the firewall \
+         that runs on these maps, or says what to do when none does",
         dir.display(),
         missing.join(", ")
+    )
+}
+
+/// What repair says about a partial set when no loaded firewall uses the maps that are left,
+/// so there is nothing to pin the missing ones from.
+fn unrepairable_error(
+    dir: &Path,
+    missing: &[&str],
+    remaining: &HashMap<&str, u32>,
+) -> anyhow::Error {
+    let mut ids: Vec<u32> = remaining.values().copied().collect();
+    ids.sort_unstable();
+    anyhow::anyhow!(
+        "the firewall's pin set {} is incomplete: {} missing (a load was interrupted, a pin was \
+         removed, or another version of xdpctl made it), and no loaded firewall uses the \
+         remaining maps (ids {}) to pin them again from: run `xdpctl unload --all` (the \
+         remaining rules are lost) and load again",
+        dir.display(),
+        missing.join(", "),
+        ids.iter()
+            .map(u32::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
     )
 }
 
@@ -84,6 +107,7 @@ fn lock_creation() -> Result<NamedLock> {
 
 /// The staging directories of killed loads under `root`. Only call with the creation lock held:
 /// a load that is still running holds it until its staging directory is gone.
+/// One that is already gone is no error (its load removed it as it failed).
 fn remove_stale_staging(root: &Path) -> Result<Vec<PathBuf>> {
     let Ok(entries) = fs::read_dir(root) else {
         return Ok(Vec::new());
@@ -97,8 +121,13 @@ fn remove_stale_staging(root: &Path) -> Result<Vec<PathBuf>> {
             .starts_with(STAGING_PREFIX)
         {
             let path = entry.path();
-            fs::remove_dir_all(&path).with_context(|| format!("removing {}", path.display()))?;
-            removed.push(path);
+            match fs::remove_dir_all(&path) {
+                Ok(()) => removed.push(path),
+                Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+                Err(err) => {
+                    return Err(err).with_context(|| format!("removing {}", path.display()))
+                }
+            }
         }
     }
     Ok(removed)
@@ -184,18 +213,27 @@ impl Drop for Staging {
 }
 
 /// A firewall object whose global maps are set up for load: the creation lock, held until the
-/// load is done, and the staging directory of maps being created.
+/// load is done, and the staging directory of maps being created. Dropped, it removes the
+/// staging directory before it lets go of the lock: a load waiting for the lock would
+/// otherwise find the directory and remove it too, under this one's hands.
 pub struct Prepared {
-    _lock: NamedLock,
     staging: Option<Staging>,
     /// The flags and bytes of the maps being created, for an allocation error.
     creating: Option<(Asked, u64)>,
+    _lock: NamedLock,
+}
+
+impl Drop for Prepared {
+    fn drop(&mut self) {
+        // Fields drop after this, the lock among them.
+        drop(self.staging.take());
+    }
 }
 
 impl Prepared {
     /// Puts newly created pins in place (after the load, and after the tables got their seeds).
-    pub fn finish(self) -> Result<()> {
-        match self.staging {
+    pub fn finish(mut self) -> Result<()> {
+        match self.staging.take() {
             Some(staging) => staging.commit(),
             None => Ok(()),
         }
@@ -247,9 +285,9 @@ pub fn prepare_global_maps(open: &mut OpenObject, sizes: Sizes) -> Result<Prepar
         PinState::Complete => {
             reuse_pins(open, &dir, asked)?;
             Ok(Prepared {
-                _lock: lock,
                 staging: None,
                 creating: None,
+                _lock: lock,
             })
         }
         PinState::Absent => {
@@ -274,9 +312,9 @@ pub fn prepare_global_maps(open: &mut OpenObject, sizes: Sizes) -> Result<Prepar
                 map.set_pin_path(staging.path().join(&name))?;
             }
             Ok(Prepared {
-                _lock: lock,
                 staging: Some(staging),
                 creating: Some((asked, map_budget::total_bytes(&shapes, asked, cpus))),
+                _lock: lock,
             })
         }
     }
@@ -349,31 +387,30 @@ fn reuse_pins(open: &mut OpenObject, dir: &Path, asked: Asked) -> Result<()> {
     Ok(())
 }
 
-/// The ids of the maps pinned in `dir`, by name.
-fn pinned_ids(dir: &Path) -> HashMap<&'static str, u32> {
-    global_map_names()
-        .into_iter()
-        .filter_map(|name| {
-            let map = MapHandle::from_pinned_path(dir.join(name)).ok()?;
-            Some((name, map.info().ok()?.info.id))
-        })
-        .collect()
-}
-
-/// A program's global maps, by name, if it has all of them (it is a firewall).
-fn firewall_maps_of(program: &ProgramSummary) -> Option<HashMap<String, MapHandle>> {
-    let maps: HashMap<String, MapHandle> = program
-        .map_ids
-        .iter()
-        .filter_map(|&id| MapHandle::from_map_id(id).ok())
-        .map(|map| (map.name().to_string_lossy().into_owned(), map))
-        .filter(|(name, _)| firewall::is_global_map(name))
-        .collect();
-    (maps.len() == global_map_names().len()).then_some(maps)
+/// The ids of the maps pinned in `dir`, by name. A pin that is not there (ENOENT) is left out;
+/// one that is there but will not open is an error: leaving it out could hide the firewall
+/// that uses it.
+fn pinned_ids(dir: &Path) -> Result<HashMap<&'static str, u32>> {
+    let mut ids = HashMap::new();
+    for name in global_map_names() {
+        let path = dir.join(name);
+        let opened = MapHandle::from_pinned_path(&path)
+            .and_then(|map| map.info())
+            .with_context(|| format!("opening the pinned map {}", path.display()));
+        match opened {
+            Ok(info) => {
+                ids.insert(name, info.info.id);
+            }
+            Err(err) if pins::vanished(&err) => {}
+            Err(err) => return Err(err),
+        }
+    }
+    Ok(ids)
 }
 
 /// Re-pins what is missing from the pin set in `dir` from the firewall that runs on it (found
-/// by the ids of the pins that are left, or behind this pin root's pinned links). Returns what
+/// by the ids of the pins that are left, or behind this pin root's pinned links and the links
+/// of its live `xdpctl run`s). Returns what
 /// it did; None when nothing was missing, or the set is absent and no firewall of this pin root
 /// runs (the maps are then created as new). A partial set with no firewall to repair it from is
 /// an error. Takes the creation lock.
@@ -392,28 +429,30 @@ fn repair_locked(dir: &Path) -> Result<Option<String>> {
         PinState::Absent => global_map_names(),
         PinState::Partial(missing) => missing,
     };
-    let pinned = pinned_ids(dir);
+    let pinned = pinned_ids(dir)?;
     let pinned_set: HashSet<u32> = pinned.values().copied().collect();
-    let linked: HashSet<u32> = pinned_links()
-        .into_iter()
-        .map(|(_, link)| link.prog_id)
-        .collect();
+    // This pin root's links: pinned by `load`, or held by a live `xdpctl run`.
+    let linked = map_users::programs_of_this_root()?;
     if pinned_set.is_empty() && linked.is_empty() {
         // Nothing of this pin root left to find a firewall by: a first creation.
         return Ok(None);
     }
-    let mut firewalls: Vec<(ProgramSummary, HashMap<String, MapHandle>)> = loaded_programs()
-        .into_iter()
-        .filter(|program| {
-            linked.contains(&program.id) || program.map_ids.iter().any(|id| pinned_set.contains(id))
-        })
-        .filter_map(|program| firewall_maps_of(&program).map(|maps| (program, maps)))
-        .collect();
+    let mut firewalls: Vec<(ProgramSummary, HashMap<String, MapHandle>)> = Vec::new();
+    for program in map_users::loaded_programs()? {
+        if !linked.contains(&program.id)
+            && !program.map_ids.iter().any(|id| pinned_set.contains(id))
+        {
+            continue;
+        }
+        if let Some(maps) = firewall::global_maps_of(&program)? {
+            firewalls.push((program, maps));
+        }
+    }
     if firewalls.is_empty() {
         if pinned.is_empty() {
             return Ok(None);
         }
-        return Err(incomplete_error(dir, &missing));
+        return Err(unrepairable_error(dir, &missing, &pinned));
     }
     // Every firewall found, and the pins left, must agree on each map: a firewall on other maps
     // is a split the user must resolve, not one to paper over.
@@ -458,36 +497,6 @@ fn repair_locked(dir: &Path) -> Result<Option<String>> {
     )))
 }
 
-/// Removes the pin set (`unload --all`), unless a loaded program still uses its maps: removing
-/// it then would leave that firewall running on maps no xdpctl command can reach. Returns
-/// whether there was a set to remove.
-pub fn remove_global_pins() -> Result<bool> {
-    pins::ensure_bpffs()?;
-    let _lock = lock_creation()?;
-    let root = pins::root();
-    let staged = !remove_stale_staging(&root)?.is_empty();
-    let dir = firewall::rules_dir();
-    if !dir.exists() {
-        let _ = fs::remove_dir(&root);
-        return Ok(staged);
-    }
-    let ids: HashSet<u32> = pinned_ids(&dir).into_values().collect();
-    let deadline = Instant::now() + USERS_GRACE;
-    let users = loop {
-        let users = map_users::users_of(&ids);
-        if users.is_empty() || Instant::now() >= deadline {
-            break users;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    if !users.is_empty() {
-        bail!("{}", map_users::refusal(&dir, &users));
-    }
-    pins::remove_pin_tree(&dir)?;
-    let _ = fs::remove_dir(&root);
-    Ok(true)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -503,8 +512,8 @@ mod tests {
 
     #[test]
     fn a_missing_directory_is_absent_and_a_partial_one_names_what_is_missing() {
-        let dir = std::env::temp_dir().join(format!("xdpctl-pinset-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("rules");
         assert_eq!(state(&dir), PinState::Absent);
         fs::create_dir_all(&dir).unwrap();
         assert_eq!(state(&dir), PinState::Absent);
@@ -516,13 +525,54 @@ mod tests {
         assert!(!missing.contains(&"fw_config"));
         let err = incomplete_error(&dir, &missing).to_string();
         assert!(
-            err.contains("block_v4_lpm") && err.contains("unload --all"),
+            err.contains("block_v4_lpm") && err.contains("retry") && err.contains("xdpctl list"),
+            "{err}"
+        );
+        let remaining = HashMap::from([("fw_config", 41)]);
+        let err = unrepairable_error(&dir, &missing, &remaining).to_string();
+        assert!(
+            err.contains("block_v4_lpm")
+                && err.contains("no loaded firewall uses the remaining maps (ids 41)")
+                && err.contains("unload --all")
+                && !err.contains("xdpctl list"),
             "{err}"
         );
         for name in global_map_names() {
             fs::write(dir.join(name), b"").unwrap();
         }
         assert_eq!(state(&dir), PinState::Complete);
-        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_failed_load_removes_its_staging_before_it_lets_go_of_the_lock() {
+        // /run needs root; CI (XDPCTL_REQUIRE_ROOT) runs this as root.
+        if !nix::unistd::geteuid().is_root() && std::env::var_os("XDPCTL_REQUIRE_ROOT").is_none() {
+            eprintln!("skipped: needs root for /run/xdpctl");
+            return;
+        }
+        let name = format!("test-prepared-{}", std::process::id());
+        let tmp = tempfile::tempdir().unwrap();
+        let staging = Staging::new(&tmp.path().join("rules")).unwrap();
+        // Enough entries that removing them takes far longer than a lock waiter's naps.
+        for n in 0..5000 {
+            fs::write(staging.path().join(format!("pin{n}")), b"").unwrap();
+        }
+        let staged = staging.path().to_path_buf();
+        let prepared = Prepared {
+            staging: Some(staging),
+            creating: None,
+            _lock: locks::lock(&name).unwrap(),
+        };
+        let waiter = std::thread::spawn(move || {
+            let _held = locks::lock(&name).unwrap();
+            staged.exists()
+        });
+        // The waiter is waiting; the failed load ends.
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        drop(prepared);
+        assert!(
+            !waiter.join().unwrap(),
+            "the next load got the lock while the staging directory was still there"
+        );
     }
 }

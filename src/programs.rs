@@ -293,10 +293,12 @@ const COUNTER_MAPS: [&str; 4] = [
 
 /// Makes the new object use the old program's counter maps where name and layout match.
 fn reuse_counter_maps(open: &mut OpenObject, old_prog_id: u32) -> Result<()> {
-    let old_maps: Vec<MapHandle> = attach::program_summary(old_prog_id)?
-        .map_ids
+    // A map that will not open (other than freed meanwhile) is an error, not counters lost.
+    let old_maps: Vec<MapHandle> =
+        crate::map_users::open_each(&attach::program_summary(old_prog_id)?.map_ids, |id| {
+            MapHandle::from_map_id(id).with_context(|| format!("opening BPF map id {id}"))
+        })?
         .into_iter()
-        .filter_map(|id| MapHandle::from_map_id(id).ok())
         .filter(|map| COUNTER_MAPS.iter().any(|name| map.name() == *name))
         .collect();
     for mut map in open.maps_mut() {

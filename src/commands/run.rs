@@ -57,9 +57,10 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
     };
     pins::write_run_record(
         ifname,
-        RunRecord {
+        &RunRecord {
             pid: std::process::id(),
             link_id,
+            pin_root: Some(pins::root()),
         },
     )?;
     let prog_id = loaded.id()?;
