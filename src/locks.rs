@@ -161,7 +161,6 @@ pub fn ensure_state_dir() -> Result<()> {
 /// old one (run records, lab records) when it is root's, and removes the old one with its
 /// lock file.
 fn replace_state_dir(old: &fs::Metadata, verdict: &Verdict) -> Result<()> {
-    use nix::fcntl::{renameat2, RenameFlags};
     let aside = format!("{STATE_DIR}.new-{}", std::process::id());
     // Only root (or a user with capabilities) can write /run: a leftover is a killed run's.
     let _ = fs::remove_dir_all(&aside);
@@ -169,25 +168,12 @@ fn replace_state_dir(old: &fs::Metadata, verdict: &Verdict) -> Result<()> {
         .mode(0o700)
         .create(&aside)
         .with_context(|| format!("creating {aside}"))?;
-    renameat2(
-        None,
-        aside.as_str(),
-        None,
-        STATE_DIR,
-        RenameFlags::RENAME_EXCHANGE,
-    )
-    .with_context(|| format!("swapping {aside} in for {STATE_DIR}"))?;
+    swap_with_state_dir(&aside)?;
     // `aside` is now the old directory, unless another xdpctl replaced it first: then it is
     // that one's new directory, and goes back.
     let swapped_out = fs::symlink_metadata(&aside)?;
     if (swapped_out.dev(), swapped_out.ino()) != (old.dev(), old.ino()) {
-        renameat2(
-            None,
-            aside.as_str(),
-            None,
-            STATE_DIR,
-            RenameFlags::RENAME_EXCHANGE,
-        )?;
+        swap_with_state_dir(&aside)?;
         let _ = fs::remove_dir(&aside);
         return Ok(());
     }
@@ -385,6 +371,13 @@ fn holds(line: &str, inode: &str, start: u64) -> bool {
     });
     fields.get(1) != Some(&"->")
         && matches!((number(at + 1), end), (Some(first), Some(last)) if first <= start && start <= last)
+}
+
+/// Atomically exchanges `dir` and the state directory (both must exist).
+fn swap_with_state_dir(dir: &str) -> Result<()> {
+    use nix::fcntl::{renameat2, RenameFlags};
+    renameat2(None, dir, None, STATE_DIR, RenameFlags::RENAME_EXCHANGE)
+        .with_context(|| format!("swapping {dir} with {STATE_DIR}"))
 }
 
 #[cfg(test)]

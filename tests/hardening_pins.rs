@@ -90,6 +90,30 @@ fn unload_all_from_another_namespace_keeps_the_rules_of_a_running_firewall() {
     assert!(!rules_dir(&fw).exists(), "unload --all left the rules");
 }
 
+/// Removes the whole rules directory while the lab's inner address is blocked by a running
+/// firewall, then blocks `second`: both blocks must reach that firewall, through its maps pinned
+/// again (not an empty set made beside it).
+fn block_after_removing_the_rules(
+    fw: &Instance,
+    lab: &xdpctl::testenv::LabGuard,
+    second: std::net::Ipv4Addr,
+) {
+    std::fs::remove_dir_all(rules_dir(fw)).unwrap();
+    let out = fw.run(&["block", &second.to_string()]);
+    assert!(out.status.success(), "block: {}", stderr(&out));
+    assert!(
+        !ping_from(lab, second.into(), 2),
+        "the new block missed the running firewall (an empty set was made beside it)"
+    );
+    assert!(!ping(lab, 2), "the old block was lost");
+    assert_eq!(fw.blocked().len(), 2, "{:?}", fw.blocked());
+    assert!(
+        stderr(&out).contains("pinned again from the firewall"),
+        "{}",
+        stderr(&out)
+    );
+}
+
 #[test]
 fn removed_pins_are_pinned_again_from_the_running_firewall() {
     if !have_root("removed_pins_are_pinned_again_from_the_running_firewall") {
@@ -123,20 +147,7 @@ fn removed_pins_are_pinned_again_from_the_running_firewall() {
     );
 
     // The whole directory, then a rule edit: it reaches the running firewall.
-    std::fs::remove_dir_all(rules_dir(&fw)).unwrap();
-    let out = fw.run(&["block", &second.to_string()]);
-    assert!(out.status.success(), "block: {}", stderr(&out));
-    assert!(
-        !ping_from(&lab, second.into(), 2),
-        "the new block missed the running firewall"
-    );
-    assert!(!ping(&lab, 2), "the old block was lost");
-    assert_eq!(fw.blocked().len(), 2, "{:?}", fw.blocked());
-    assert!(
-        stderr(&out).contains("pinned again from the firewall"),
-        "{}",
-        stderr(&out)
-    );
+    block_after_removing_the_rules(&fw, &lab, second);
 
     // And the whole directory before a load --force.
     std::fs::remove_dir_all(rules_dir(&fw)).unwrap();
@@ -421,20 +432,7 @@ fn a_firewall_run_in_the_foreground_gets_its_removed_pins_back() {
     fw.ok(&["block", &inner.to_string()]);
     assert!(!ping(&lab, 2), "the block does not apply");
 
-    std::fs::remove_dir_all(rules_dir(&fw)).unwrap();
-    let out = fw.run(&["block", &second.to_string()]);
-    assert!(out.status.success(), "block: {}", stderr(&out));
-    assert!(
-        !ping_from(&lab, second.into(), 2),
-        "the new block missed the running firewall (an empty set was made beside it)"
-    );
-    assert!(!ping(&lab, 2), "the old block was lost");
-    assert_eq!(fw.blocked().len(), 2, "{:?}", fw.blocked());
-    assert!(
-        stderr(&out).contains("pinned again from the firewall"),
-        "{}",
-        stderr(&out)
-    );
+    block_after_removing_the_rules(&fw, &lab, second);
 
     // While it runs, unload --all keeps the rules and says who holds them: even when no pin
     // leads to its maps any more (the set's directory emptied), its record does.
