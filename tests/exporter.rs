@@ -6,14 +6,14 @@
 mod common;
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::{mpsc, Arc, Mutex};
+use std::process::{Command, Stdio};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
+use common::exporter::ExporterProcess;
 use common::*;
 
 /// Scrapes of the leak check, after the warm-up ones.
@@ -26,63 +26,19 @@ const WARM_UP_SCRAPES: usize = 20;
 /// code, which pages in (up to about 1.2 MiB at once, seen here) whenever a path first runs.
 const RSS_GROWTH_LIMIT_KIB: u64 = 1024;
 
-/// A running `xdpctl exporter`, killed when dropped (even on panic).
-struct Exporter {
-    child: Child,
-    port: u16,
-    /// Everything it wrote to stderr so far (drained by a thread, so it never blocks on it).
-    stderr: Arc<Mutex<String>>,
-}
+/// A running `xdpctl exporter` (killed when dropped, even on panic), with the requests these
+/// tests make of it.
+struct Exporter(ExporterProcess);
 
 impl Exporter {
-    /// Starts the exporter of an instance on a loopback port the kernel picks (port 0), and
-    /// waits for its ready line, which names the port it bound.
+    /// Starts the exporter of an instance on a loopback port the kernel picks.
     fn start(fw: &Instance) -> Exporter {
-        let mut child = fw
-            .command()
-            .args(["exporter", "--listen", "127.0.0.1:0"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("xdpctl exporter starts");
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let (ready_tx, ready_rx) = mpsc::channel();
-        let pipe = child.stderr.take().unwrap();
-        let log = stderr.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-                log.lock().unwrap().push_str(&format!("{line}\n"));
-                if let Some(port) = served_port(&line) {
-                    let _ = ready_tx.send(port);
-                }
-            }
-        });
-        let mut exporter = Exporter {
-            child,
-            port: 0,
-            stderr,
-        };
-        match ready_rx.recv_timeout(Duration::from_secs(10)) {
-            Ok(port) => exporter.port = port,
-            Err(_) => panic!(
-                "the exporter did not say where it was serving:\n{}",
-                exporter.stderr()
-            ),
-        }
-        exporter
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    fn stderr(&self) -> String {
-        self.stderr.lock().unwrap().clone()
+        Exporter(ExporterProcess::start(fw, None))
     }
 
     /// One HTTP/1.1 request: (status, headers, body).
     fn request(&self, method: &str, path: &str) -> (u16, String, String) {
-        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).expect("connect");
+        let mut stream = TcpStream::connect(("127.0.0.1", self.0.port())).expect("connect");
         stream
             .set_read_timeout(Some(Duration::from_secs(10)))
             .unwrap();
@@ -105,7 +61,7 @@ impl Exporter {
     /// GET /metrics, which must succeed: the body.
     fn scrape(&self) -> String {
         let (status, _, body) = self.request("GET", "/metrics");
-        assert_eq!(status, 200, "{body}\n{}", self.stderr());
+        assert_eq!(status, 200, "{body}\n{}", self.0.stderr());
         body
     }
 
@@ -114,7 +70,7 @@ impl Exporter {
     /// client saw the answer).
     fn fds_and_rss(&self) -> (usize, u64) {
         let fds = || {
-            std::fs::read_dir(format!("/proc/{}/fd", self.pid()))
+            std::fs::read_dir(format!("/proc/{}/fd", self.0.pid()))
                 .unwrap()
                 .count()
         };
@@ -127,7 +83,7 @@ impl Exporter {
             }
             last = now;
         }
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.0.pid())).unwrap();
         let rss = status
             .lines()
             .find_map(|line| line.strip_prefix("RssAnon:"))
@@ -137,39 +93,8 @@ impl Exporter {
     }
 
     /// Sends SIGTERM and waits for the exit status.
-    fn terminate(mut self) -> (std::process::ExitStatus, String) {
-        let pid = nix::unistd::Pid::from_raw(self.pid() as i32);
-        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                // Let the drain thread take the last lines.
-                sleep(Duration::from_millis(50));
-                return (status, self.stderr());
-            }
-            assert!(
-                Instant::now() < deadline,
-                "SIGTERM did not stop the exporter"
-            );
-            sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-/// The port of the exporter's ready line, `xdpctl exporter: serving
-/// http://127.0.0.1:PORT/metrics`, which names the address it bound.
-fn served_port(line: &str) -> Option<u16> {
-    let address = line
-        .strip_prefix("xdpctl exporter: serving http://")?
-        .strip_suffix("/metrics")?;
-    let address: std::net::SocketAddr = address.parse().ok()?;
-    (address.port() != 0).then_some(address.port())
-}
-
-impl Drop for Exporter {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+    fn terminate(self) -> (std::process::ExitStatus, String) {
+        self.0.terminate()
     }
 }
 

@@ -144,7 +144,7 @@ fn six_hundred_silent_connections_under_a_low_fd_limit_neither_kill_nor_block_it
     // 256 fds: the old server, with two per connection and a thread each, ran out of them at
     // about 120 connections.
     let mut exporter = Exporter::start(&fw, Some(256));
-    let address = std::net::SocketAddr::from(([127, 0, 0, 1], exporter.port));
+    let address = std::net::SocketAddr::from(([127, 0, 0, 1], exporter.port()));
     let mut silent = Vec::new();
     for _ in 0..600 {
         if let Ok(stream) = TcpStream::connect_timeout(&address, Duration::from_millis(500)) {

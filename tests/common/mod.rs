@@ -2,6 +2,7 @@
 //! after themselves, and compiling the user-side test object.
 #![allow(dead_code)]
 
+pub mod exporter;
 pub mod packets;
 
 use std::os::fd::AsFd;

@@ -1,14 +1,13 @@
 //! The exporter as a child process, and the raw TCP clients that attack it.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::os::unix::process::CommandExt;
-use std::process::{Child, Command, Stdio};
-use std::sync::{mpsc, Arc, Mutex};
+use std::ops::Deref;
 use std::thread::{sleep, JoinHandle};
 use std::time::{Duration, Instant};
 
-use crate::common::{xdpctl_path, Instance};
+use crate::common::exporter::ExporterProcess;
+use crate::common::Instance;
 
 /// A normal scrape must be answered this fast while an attack goes on (the median of
 /// PROMPT_TRIES, after a settle of SETTLE). An idle exporter answers in a few ms here.
@@ -26,72 +25,32 @@ pub const RSS_PEAK_TOLERANCE_KIB: u64 = 16 * 1024;
 /// The exporter's connection cap (src/commands/exporter/server.rs, MAX_CONNECTIONS).
 pub const MAX_CONNECTIONS: usize = 64;
 
-/// A running exporter, killed when dropped (even on panic).
+/// A running exporter (killed when dropped, even on panic) and its fds and VmRSS before any
+/// attack. Derefs to the process for port(), pid() and stderr().
 pub struct Exporter {
-    child: Child,
-    pub port: u16,
-    stderr: Arc<Mutex<String>>,
+    process: ExporterProcess,
     /// fds and VmRSS (KiB) after a few scrapes, before any attack.
     pub baseline_fds: usize,
     pub baseline_rss: u64,
 }
 
+impl Deref for Exporter {
+    type Target = ExporterProcess;
+
+    fn deref(&self) -> &ExporterProcess {
+        &self.process
+    }
+}
+
 impl Exporter {
-    /// Starts the exporter of `fw` on a loopback port the kernel picks, optionally with a lower
-    /// RLIMIT_NOFILE, waits for its ready line, and takes the baseline after a few scrapes.
+    /// Starts the exporter of `fw` (see [`ExporterProcess::start`]), optionally with a lower
+    /// RLIMIT_NOFILE, and takes the baseline after a few scrapes.
     pub fn start(fw: &Instance, fd_limit: Option<u64>) -> Exporter {
-        let binary =
-            std::env::var("XDPCTL_EXPORTER_BIN").unwrap_or_else(|_| xdpctl_path().to_owned());
-        let mut command = Command::new(binary);
-        command
-            .env("XDPCTL_PIN_ROOT", &fw.root)
-            .args(["exporter", "--listen", "127.0.0.1:0"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        if let Some(limit) = fd_limit {
-            let rlimit = libc::rlimit {
-                rlim_cur: limit,
-                rlim_max: limit,
-            };
-            // SAFETY: setrlimit is async-signal-safe, and the closure touches nothing else.
-            unsafe {
-                command.pre_exec(move || {
-                    if libc::setrlimit(libc::RLIMIT_NOFILE, &rlimit) == 0 {
-                        Ok(())
-                    } else {
-                        Err(std::io::Error::last_os_error())
-                    }
-                });
-            }
-        }
-        let mut child = command.spawn().expect("xdpctl exporter starts");
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let (ready_tx, ready_rx) = mpsc::channel();
-        let pipe = child.stderr.take().unwrap();
-        let log = stderr.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-                log.lock().unwrap().push_str(&format!("{line}\n"));
-                let port = line
-                    .strip_prefix("xdpctl exporter: serving http://")
-                    .and_then(|rest| rest.strip_suffix("/metrics"))
-                    .and_then(|address| address.parse::<std::net::SocketAddr>().ok())
-                    .map(|address| address.port());
-                if let Some(port) = port {
-                    let _ = ready_tx.send(port);
-                }
-            }
-        });
         let mut exporter = Exporter {
-            child,
-            port: 0,
-            stderr,
+            process: ExporterProcess::start(fw, fd_limit),
             baseline_fds: 0,
             baseline_rss: 0,
         };
-        exporter.port = ready_rx
-            .recv_timeout(Duration::from_secs(10))
-            .unwrap_or_else(|_| panic!("no ready line:\n{}", exporter.stderr()));
         for _ in 0..5 {
             exporter
                 .scrape()
@@ -102,17 +61,9 @@ impl Exporter {
         exporter
     }
 
-    pub fn stderr(&self) -> String {
-        self.stderr.lock().unwrap().clone()
-    }
-
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
     /// Panics, with its stderr, if the exporter is no longer running.
     pub fn assert_alive(&mut self, during: &str) {
-        if let Some(status) = self.child.try_wait().unwrap() {
+        if let Some(status) = self.process.exited() {
             sleep(Duration::from_millis(100));
             panic!(
                 "the exporter exited ({status}) during {during}:\n{}",
@@ -161,7 +112,7 @@ impl Exporter {
     pub fn scrape(&self) -> Result<Duration, String> {
         let started = Instant::now();
         let mut stream = TcpStream::connect_timeout(
-            &std::net::SocketAddr::from(([127, 0, 0, 1], self.port)),
+            &std::net::SocketAddr::from(([127, 0, 0, 1], self.port())),
             SCRAPE_TIMEOUT,
         )
         .map_err(|err| format!("connect: {err}"))?;
@@ -237,37 +188,17 @@ impl Exporter {
     }
 
     /// SIGTERM still stops it cleanly.
-    pub fn terminate(mut self) {
-        let pid = nix::unistd::Pid::from_raw(self.pid() as i32);
-        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                sleep(Duration::from_millis(50));
-                assert!(status.success(), "{status}: {}", self.stderr());
-                assert!(self.stderr().contains("stopped"), "{}", self.stderr());
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "SIGTERM did not stop the exporter"
-            );
-            sleep(Duration::from_millis(20));
-        }
+    pub fn terminate(self) {
+        let (status, stderr) = self.process.terminate();
+        assert!(status.success(), "{status}: {stderr}");
+        assert!(stderr.contains("stopped"), "{stderr}");
     }
 
     pub fn connect(&self) -> TcpStream {
-        let stream = TcpStream::connect(("127.0.0.1", self.port)).expect("connect");
+        let stream = TcpStream::connect(("127.0.0.1", self.port())).expect("connect");
         stream.set_read_timeout(Some(SCRAPE_TIMEOUT)).unwrap();
         stream.set_write_timeout(Some(SCRAPE_TIMEOUT)).unwrap();
         stream
-    }
-}
-
-impl Drop for Exporter {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
