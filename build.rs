@@ -1,5 +1,8 @@
 //! Compiles every `bpf/*.bpf.c` with clang and generates its libbpf-rs skeleton into OUT_DIR.
 //! The object itself also lands in OUT_DIR (`NAME.bpf.o`) so `src/programs.rs` can embed it.
+//! The constants and enums of `include/xdpctl.h` become `OUT_DIR/abi.rs` through bindgen
+//! (`src/abi.rs`), so the Rust side never writes a value of the ABI again; structs come from
+//! the skeletons' BTF.
 
 use std::{env, fs, path::PathBuf};
 
@@ -16,6 +19,7 @@ fn main() {
         .filter(|path| path.to_string_lossy().ends_with(".bpf.c"))
         .collect();
     sources.sort();
+    generate_abi(&out_dir);
 
     for source in sources {
         let file_name = source.file_name().unwrap().to_string_lossy().into_owned();
@@ -29,4 +33,28 @@ fn main() {
             .build_and_generate(out_dir.join(format!("{name}.skel.rs")))
             .unwrap_or_else(|err| panic!("building {}: {err:#}", source.display()));
     }
+}
+
+/// The header's `#define`s and enums as Rust constants, named as in C.
+fn generate_abi(out_dir: &std::path::Path) {
+    // The header relies on the kernel's fixed-width types (vmlinux.h in the BPF programs).
+    let prelude = concat!(
+        "typedef unsigned char __u8;\n",
+        "typedef unsigned short __u16;\n",
+        "typedef unsigned int __u32;\n",
+        "typedef unsigned long long __u64;\n",
+        "#include \"xdpctl.h\"\n",
+    );
+    bindgen::Builder::default()
+        .header_contents("abi.h", prelude)
+        .clang_arg("-Iinclude")
+        .allowlist_var("XDP_ACTION_MAX|XDPCTL_.*|FW_.*")
+        .allowlist_type("history_drop|fw_(proto|drop_reason|exact_state|rule_reason|port_proto|rl_proto|map_bit)")
+        .default_enum_style(bindgen::EnumVariation::Consts)
+        .prepend_enum_name(false)
+        .layout_tests(false)
+        .generate()
+        .unwrap_or_else(|err| panic!("bindgen on include/xdpctl.h: {err}"))
+        .write_to_file(out_dir.join("abi.rs"))
+        .expect("writing OUT_DIR/abi.rs");
 }

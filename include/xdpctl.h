@@ -3,7 +3,7 @@
  * The structs shared by the BPF programs and the Rust side. Every layout here
  * is part of xdpctl's ABI: the Rust side reads and writes these bytes in maps
  * (through the types the skeletons generate from BTF), so change both sides
- * together. Constants are mirrored in src/firewall.rs, whose tests check them.
+ * together. Its constants and enums reach Rust through bindgen (build.rs, src/abi.rs).
  */
 #ifndef XDPCTL_H
 #define XDPCTL_H

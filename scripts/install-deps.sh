@@ -4,7 +4,7 @@
 set -euo pipefail
 
 packages=(
-	clang llvm            # compile bpf/*.bpf.c (CO-RE) and inspect objects
+	clang llvm            # compile bpf/*.bpf.c (CO-RE) and inspect objects; libclang for bindgen
 	libelf-dev zlib1g-dev # libbpf-sys builds the vendored libbpf against these
 	pkg-config make
 	libbpf-dev            # <bpf/bpf_helpers.h> for `make bpf` and user objects

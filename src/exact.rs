@@ -24,16 +24,16 @@ use libbpf_rs::MapHandle;
 use crate::mapping::Mapping;
 
 /// FW_EXACT_LANES: lanes (slots) per bucket.
-pub const LANES: usize = 16;
+pub const LANES: usize = crate::abi::FW_EXACT_LANES as usize;
 /// FW_EXACT_FILTER_WORDS: 64-bit words of the presence filter per bucket, in each half.
-pub const FILTER_WORDS: usize = 2;
+pub const FILTER_WORDS: usize = crate::abi::FW_EXACT_FILTER_WORDS as usize;
 /// EXACT_MAX_SAME_TAG: lanes of one bucket that may share a tag.
 const MAX_SAME_TAG: u32 = 4;
 /// enum fw_exact_state.
-const FREE: u32 = 0;
-const BUSY: u32 = 1;
-const LIVE_V4: u32 = 4;
-const LIVE_V6: u32 = 6;
+const FREE: u32 = crate::abi::FW_EXACT_FREE;
+const BUSY: u32 = crate::abi::FW_EXACT_BUSY;
+const LIVE_V4: u32 = crate::abi::FW_EXACT_LIVE_V4;
+const LIVE_V6: u32 = crate::abi::FW_EXACT_LIVE_V6;
 const K1: u64 = 0x9E37_79B9_7F4A_7C15;
 const K2: u64 = 0xC2B2_AE3D_27D4_EB4F;
 const K3: u64 = 0xFF51_AFD7_ED55_8CCD;

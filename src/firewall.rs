@@ -33,23 +33,26 @@ unsafe impl plain::Plain for SourceIndex {}
 unsafe impl plain::Plain for FwStats {}
 
 /// enum fw_proto: the protocol counters, in order.
-pub const PROTOCOLS: [&str; 5] = ["tcp", "udp", "icmp", "other", "syn"];
+pub const PROTOCOLS: [&str; crate::abi::FW_PROTO_MAX as usize] =
+    ["tcp", "udp", "icmp", "other", "syn"];
 /// enum fw_drop_reason: why packets were dropped, in order.
-pub const DROP_REASONS: [&str; 4] = ["blocklist", "port", "ratelimit", "malformed"];
+pub const DROP_REASONS: [&str; crate::abi::FW_DROP_MAX as usize] =
+    ["blocklist", "port", "ratelimit", "malformed"];
+// The header's values (src/abi.rs), in the types the Rust side uses them in.
 /// enum fw_rule_reason.
-pub const REASON_MANUAL: u32 = 0;
-pub const REASON_RATELIMIT: u32 = 1;
+pub const REASON_MANUAL: u32 = crate::abi::FW_REASON_MANUAL;
+pub const REASON_RATELIMIT: u32 = crate::abi::FW_REASON_RATELIMIT;
 /// enum fw_port_proto and FW_PORT_SLOTS.
-pub const PORT_TCP: u32 = 0;
-pub const PORT_UDP: u32 = 1;
-pub const PORT_SLOTS: u32 = 2 * 65536;
+pub const PORT_TCP: u32 = crate::abi::FW_PORT_TCP;
+pub const PORT_UDP: u32 = crate::abi::FW_PORT_UDP;
+pub const PORT_SLOTS: u32 = crate::abi::FW_PORT_PROTO_MAX * 65536;
 /// FW_TOKEN: nano-tokens per packet.
-pub const TOKEN: u64 = 1_000_000_000;
+pub const TOKEN: u64 = crate::abi::FW_TOKEN as u64;
 /// FW_SOURCE_WAYS: slots per set of the source table.
-pub const SOURCE_WAYS: usize = 4;
+pub const SOURCE_WAYS: usize = crate::abi::FW_SOURCE_WAYS as usize;
 /// FW_VLAN_MAX_DEPTH and FW_IPV6_EXT_MAX.
-pub const VLAN_MAX_DEPTH: usize = 4;
-pub const IPV6_EXT_MAX: usize = 8;
+pub const VLAN_MAX_DEPTH: usize = crate::abi::FW_VLAN_MAX_DEPTH as usize;
+pub const IPV6_EXT_MAX: usize = crate::abi::FW_IPV6_EXT_MAX as usize;
 
 /// What the rate limit counts (enum fw_rl_proto).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
@@ -68,21 +71,23 @@ pub enum RateLimitProto {
 
 impl RateLimitProto {
     pub fn to_abi(self) -> u32 {
+        use crate::abi::*;
         match self {
-            RateLimitProto::All => 0,
-            RateLimitProto::Udp => 1,
-            RateLimitProto::Tcp => 2,
-            RateLimitProto::Icmp => 3,
-            RateLimitProto::Syn => 4,
+            RateLimitProto::All => FW_RL_ALL,
+            RateLimitProto::Udp => FW_RL_UDP,
+            RateLimitProto::Tcp => FW_RL_TCP,
+            RateLimitProto::Icmp => FW_RL_ICMP,
+            RateLimitProto::Syn => FW_RL_SYN,
         }
     }
 
     pub fn from_abi(value: u32) -> RateLimitProto {
+        use crate::abi::*;
         match value {
-            1 => RateLimitProto::Udp,
-            2 => RateLimitProto::Tcp,
-            3 => RateLimitProto::Icmp,
-            4 => RateLimitProto::Syn,
+            FW_RL_UDP => RateLimitProto::Udp,
+            FW_RL_TCP => RateLimitProto::Tcp,
+            FW_RL_ICMP => RateLimitProto::Icmp,
+            FW_RL_SYN => RateLimitProto::Syn,
             _ => RateLimitProto::All,
         }
     }
@@ -565,7 +570,7 @@ mod tests {
 
     #[test]
     fn rule_bits_are_the_programs() {
-        // enum fw_map_bit in include/xdpctl.h.
+        // enum fw_map_bit in include/xdpctl.h, through bindgen.
         let bits = [
             FirewallMaps::rule_bit(List::Allow, None),
             FirewallMaps::rule_bit(List::Allow, Some(false)),
@@ -574,7 +579,18 @@ mod tests {
             FirewallMaps::rule_bit(List::Block, Some(false)),
             FirewallMaps::rule_bit(List::Block, Some(true)),
         ];
-        assert_eq!(bits, [1, 2, 4, 8, 16, 32]);
+        use crate::abi::*;
+        assert_eq!(
+            bits,
+            [
+                FW_ALLOW_EXACT,
+                FW_ALLOW_V4_LPM,
+                FW_ALLOW_V6_LPM,
+                FW_BLOCK_EXACT,
+                FW_BLOCK_V4_LPM,
+                FW_BLOCK_V6_LPM
+            ]
+        );
     }
 
     #[test]

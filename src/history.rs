@@ -16,7 +16,7 @@ use crate::stats::thousands;
 pub const HISTORY_MAP_NAME: &str = "xdp_history";
 
 /// Seconds the ring holds (XDPCTL_HISTORY_SLOTS).
-pub const SLOTS: u64 = 512;
+pub const SLOTS: u64 = crate::abi::XDPCTL_HISTORY_SLOTS as u64;
 
 /// Completed seconds a reader can ask for. Of the ring's slots, one is the second in progress,
 /// and for the settling time after a second ends, the slot of the next one is being reset while
@@ -25,7 +25,7 @@ pub const READABLE: u64 = SLOTS - 2;
 
 /// Why dropped packets were dropped, in the ring's order (enum fw_drop_reason, then
 /// enum history_drop).
-pub const DROP_REASONS: [&str; 6] = [
+pub const DROP_REASONS: [&str; crate::abi::HISTORY_DROP_MAX as usize] = [
     "blocklist",
     "port",
     "ratelimit",

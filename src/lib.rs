@@ -21,6 +21,7 @@
 //! - [`trace`]: XDP exceptions (a tracepoint program and its ring buffer) and bpf_printk lines
 //! - [`commands`]: one module per subcommand
 
+pub mod abi;
 pub mod attach;
 pub mod cli;
 pub mod commands;

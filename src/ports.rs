@@ -12,7 +12,7 @@ use crate::stats::thousands;
 pub const PORT_MAP_NAME: &str = "port_packets";
 
 /// Slots: FW_PORT_TCP/UDP * 65536 + port.
-const SLOTS: u32 = 2 * 65536;
+const SLOTS: u32 = crate::firewall::PORT_SLOTS;
 
 pub fn is_port_map(map: &MapHandle) -> bool {
     map.name() == PORT_MAP_NAME
