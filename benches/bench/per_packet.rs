@@ -1,0 +1,457 @@
+//! Per-packet cost: BPF_PROG_RUN of the firewall at each rule count against the trivial
+//! XDP_DROP floor and xdp-filter, from one source and from random sources.
+
+use std::mem::MaybeUninit;
+use std::net::Ipv4Addr;
+use std::os::fd::{AsFd, AsRawFd};
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
+use xdpctl::firewall::{FirewallMaps, List, RateLimit, RateLimitProto};
+use xdpctl::flood::{self, FloodProto, Generator, Plan, Until};
+use xdpctl::programs::skel::firewall::{FirewallSkel, FirewallSkelBuilder};
+use xdpctl::programs::skel::flood::FloodSkelBuilder;
+use xdpctl::testenv::{unique_name, LabGuard};
+
+use crate::harness::{median, rule_set, run, say, Scale};
+use crate::report::{Report, Table, Target};
+
+/// A 64-byte Ethernet/IPv4/UDP frame from `src`.
+fn udp64(src: Ipv4Addr) -> Vec<u8> {
+    let builder = etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+        .ipv4(src.octets(), [192, 0, 2, 1], 64)
+        .udp(40000, 9);
+    let mut frame = Vec::new();
+    builder.write(&mut frame, &[0x5a; 22]).unwrap();
+    frame
+}
+
+/// Largest power of two not above n: the random block within the exact addresses.
+fn pow2_floor(n: usize) -> u32 {
+    1 << (usize::BITS - 1 - n.leading_zeros())
+}
+
+/// One path through one program: a frame from one source, or frames from random sources.
+enum Probe {
+    Same {
+        fd: i32,
+        frame: Vec<u8>,
+        expect: u32,
+    },
+    Random {
+        generator: Box<Generator>,
+        expect: u32,
+    },
+}
+
+impl Probe {
+    /// The kernel's mean ns per run over one BPF_PROG_RUN of `repeat`.
+    fn once(&self, repeat: u32) -> Result<f64> {
+        let (verdict, ns, expect) = match self {
+            Probe::Same { fd, frame, expect } => {
+                let (v, ns) = flood::test_run(*fd, frame, repeat)?;
+                (v, ns, *expect)
+            }
+            Probe::Random { generator, expect } => {
+                let (v, ns) = generator.spray(repeat)?;
+                (v, ns, *expect)
+            }
+        };
+        if verdict != expect {
+            bail!("verdict {verdict}, expected {expect}");
+        }
+        Ok(ns)
+    }
+}
+
+/// A spray generator: random sources from `source` (a prefix), then a tail call into `target`.
+fn sprayer(source: &str, target: std::os::fd::BorrowedFd<'_>) -> Result<Generator> {
+    let generator = Generator::new(&Plan {
+        ifname: String::new(),
+        ifindex: 0,
+        proto: FloodProto::Udp,
+        source: source.parse()?,
+        destination: "192.0.2.1".parse()?,
+        source_mac: [2, 0, 0, 0, 0, 1],
+        destination_mac: [2, 0, 0, 0, 0, 2],
+        size: 64,
+        pps: None,
+        until: Until::Count(0),
+    })?;
+    generator.set_spray_target(target)?;
+    Ok(generator)
+}
+
+/// A program under test with its four paths: pass and drop, from one source and from random
+/// sources.
+struct Subject {
+    name: String,
+    rules: String,
+    /// Counted in the targets (the realistic mixes of the firewall, and xdp-filter).
+    rule_count: Option<usize>,
+    /// The realistic mix of this many rules, but with a source table that fits in the cache.
+    cached_sources_rules: Option<usize>,
+    /// Emptied once measured, which lets the program go.
+    probes: Vec<Probe>,
+    best: [f64; 4],
+    /// Each load's best, when the configuration was loaded more than once.
+    loads: Vec<[f64; 4]>,
+}
+
+fn subject(
+    name: &str,
+    rules: String,
+    rule_count: Option<usize>,
+    fd: std::os::fd::BorrowedFd<'_>,
+    blocked_block: &str,
+) -> Result<Subject> {
+    let raw = fd.as_raw_fd();
+    Ok(Subject {
+        name: name.to_owned(),
+        rules,
+        rule_count,
+        cached_sources_rules: None,
+        loads: Vec::new(),
+        probes: vec![
+            Probe::Same {
+                fd: raw,
+                frame: udp64(Ipv4Addr::new(10, 0, 0, 1)),
+                expect: 2,
+            },
+            Probe::Same {
+                fd: raw,
+                frame: udp64(Ipv4Addr::new(100, 64, 0, 7)),
+                expect: 1,
+            },
+            Probe::Random {
+                generator: Box::new(sprayer("10.0.0.0/8", fd)?),
+                expect: 2,
+            },
+            Probe::Random {
+                generator: Box::new(sprayer(blocked_block, fd)?),
+                expect: 1,
+            },
+        ],
+        best: [f64::MAX; 4],
+    })
+}
+
+/// The block of exact addresses random drops draw from: a power of two within the list.
+fn exact_block(exact: usize) -> String {
+    format!("100.64.0.0/{}", 32 - pow2_floor(exact).trailing_zeros())
+}
+
+/// The rule mix block lists have.
+const MIXED: &str = "mixed: 99% addresses, 1% ranges";
+/// A source table that fits in the cache (the default holds 262,144 sources, 12 MB).
+const SMALL_SOURCE_TABLE: u32 = 4096;
+
+/// One loaded firewall as a subject of the per-packet table.
+fn firewall_subject(
+    skel: &FirewallSkel<'_>,
+    n: usize,
+    ranges: usize,
+    mix: &str,
+    sources: Option<u32>,
+) -> Result<Subject> {
+    let realistic = mix == MIXED && sources.is_none();
+    let cached_sources = mix == MIXED && sources.is_some();
+    let table = match sources {
+        Some(sources) => format!(
+            ", a source table of {}",
+            xdpctl::stats::thousands(u64::from(sources))
+        ),
+        None => String::new(),
+    };
+    let mut subject = subject(
+        "firewall, rate limit on",
+        format!("{} ({mix}){table}", xdpctl::stats::thousands(n as u64)),
+        realistic.then_some(n),
+        skel.progs.firewall.as_fd(),
+        &exact_block(n - ranges),
+    )?;
+    subject.cached_sources_rules = cached_sources.then_some(n);
+    Ok(subject)
+}
+
+pub fn per_packet(scale: &Scale, report: &mut Report) -> Result<()> {
+    say("per-packet cost (BPF_PROG_RUN)");
+    let drop_storage = Box::leak(Box::new(MaybeUninit::uninit()));
+    // The floor: a bare XDP_DROP (bpf/flood.bpf.c's bare_drop), with no counters at all.
+    let trivial = FloodSkelBuilder::default().open(drop_storage)?.load()?;
+    let trivial_fd = trivial.progs.bare_drop.as_fd();
+    let floor_same = Probe::Same {
+        fd: trivial_fd.as_raw_fd(),
+        frame: udp64(Ipv4Addr::new(10, 0, 0, 1)),
+        expect: 1,
+    };
+    let floor_random = Probe::Random {
+        generator: Box::new(sprayer("10.0.0.0/8", trivial_fd)?),
+        expect: 1,
+    };
+
+    // xdp-filter, as deployed: its libxdp dispatcher on a lab interface, for the whole run.
+    let xdp_filter_lab = LabGuard::setup(&unique_name("bx"))?;
+    let xf_ifname = xdp_filter_lab.outer_ifname().to_owned();
+    let mut keep_fds = Vec::new();
+    let xdp_filter = (|| -> Result<Subject> {
+        run(Command::new("xdp-filter").args(["load", &xf_ifname, "-f", "ipv4,ipv6,tcp,udp"]))?;
+        let block = pow2_floor(scale.xdp_filter_ips);
+        for i in 0..block {
+            let addr = Ipv4Addr::from(0x6440_0000 + i).to_string();
+            run(Command::new("xdp-filter").args(["ip", &addr, "-m", "src"]))?;
+        }
+        run(Command::new("xdp-filter").args(["port", "53", "-p", "udp", "-m", "dst"]))?;
+        let ifindex = xdpctl::attach::ifindex(&xf_ifname)?;
+        let prog_id = xdpctl::attach::query(ifindex)?
+            .first()
+            .context("xdp-filter attached nothing")?
+            .prog_id;
+        let fd = xdpctl::attach::program_fd(prog_id)?;
+        let subject = subject(
+            "xdp-filter (ipv4,ipv6,tcp,udp)",
+            format!("{block} addresses, 1 port"),
+            Some(0),
+            fd.as_fd(),
+            &exact_block(block as usize),
+        )?;
+        keep_fds.push(fd);
+        Ok(subject)
+    })();
+    let mut xdp_filter = match xdp_filter {
+        Ok(s) => Some(s),
+        Err(err) => {
+            report
+                .notes
+                .push(format!("xdp-filter could not be measured: {err:#}"));
+            None
+        }
+    };
+
+    // (rules, of which ranges, the mix, a source table smaller than the default). The small
+    // tables are not targets: they show what the random-source cost is made of.
+    let mut configs: Vec<(usize, usize, &str, Option<u32>)> = scale
+        .rule_counts
+        .iter()
+        .map(|&n| (n, (n / 100).max(1), MIXED, None))
+        .collect();
+    if !scale.quick {
+        configs.push((1_000_000, 500_000, "dense: 50% ranges", None));
+        configs.push((1_000, 10, MIXED, Some(SMALL_SOURCE_TABLE)));
+        configs.push((1_000_000, 10_000, MIXED, Some(SMALL_SOURCE_TABLE)));
+    }
+    // Each load of a firewall configuration is measured in rounds of its own, each running every
+    // path of it, of xdp-filter and of the floor once, so a burst of noise on this machine hits
+    // one round of everything rather than all of one program. A load is unloaded before the
+    // next: a host holds one firewall's maps, and many sets of them at once (18 here, 2.3 GB)
+    // slowed random reads by about 5 ns.
+    let (mut best_floor, mut best_floor_random) = (f64::MAX, f64::MAX);
+    let mut round = |subjects: &mut [&mut Subject]| -> Result<()> {
+        best_floor = best_floor.min(floor_same.once(scale.repeat)?);
+        best_floor_random = best_floor_random.min(floor_random.once(scale.repeat)?);
+        for subject in subjects.iter_mut() {
+            for (best, probe) in subject.best.iter_mut().zip(&subject.probes) {
+                *best = best.min(probe.once(scale.repeat)?);
+            }
+        }
+        Ok(())
+    };
+    let mut subjects = Vec::new();
+    for (n, ranges, mix, sources) in configs {
+        let rules = rule_set(n - ranges, ranges);
+        let mut first: Option<Subject> = None;
+        let mut loads = Vec::new();
+        for load in 0..scale.instances {
+            say(&format!(
+                "firewall with {n} rules ({mix}), load {} of {}: {} rounds",
+                load + 1,
+                scale.instances,
+                scale.runs
+            ));
+            let mut storage = MaybeUninit::uninit();
+            let mut open = FirewallSkelBuilder::default().open(&mut storage)?;
+            if let Some(sources) = sources {
+                xdpctl::firewall::set_source_table_size(open.open_object_mut(), sources)?;
+            }
+            let skel = open.load()?;
+            let maps = FirewallMaps::from_object(skel.object())?;
+            xdpctl::rules::add_prefixes(&maps, List::Block, &rules, 0, 0)?;
+            maps.set_rate_limit(&RateLimit {
+                enabled: true,
+                pps: 1_000_000_000,
+                burst: 1_000_000_000,
+                block_for_ns: 0,
+                proto: RateLimitProto::All,
+            })?;
+            let mut firewall = firewall_subject(&skel, n, ranges, mix, sources)?;
+            for _ in 0..scale.runs {
+                match xdp_filter.as_mut() {
+                    Some(xdp_filter) => round(&mut [xdp_filter, &mut firewall])?,
+                    None => round(&mut [&mut firewall])?,
+                }
+            }
+            firewall.probes.clear();
+            loads.push(firewall.best);
+            first.get_or_insert(firewall);
+        }
+        // The configuration's row: per path, the median load's best round.
+        if let Some(mut firewall) = first {
+            firewall.best =
+                std::array::from_fn(|path| median(loads.iter().map(|best| best[path]).collect()));
+            firewall.loads = loads;
+            subjects.push(firewall);
+        }
+    }
+    let subjects: Vec<Subject> = xdp_filter.into_iter().chain(subjects).collect();
+    let _ = Command::new("xdp-filter")
+        .args(["unload", &xf_ifname])
+        .output();
+    let _ = std::fs::remove_dir("/sys/fs/bpf/xdp");
+    drop(xdp_filter_lab);
+
+    // Program cost: the best measurement minus the best floor of the same kind.
+    let program_cost = |s: &Subject, path: usize| {
+        s.best[path]
+            - if path < 2 {
+                best_floor
+            } else {
+                best_floor_random
+            }
+    };
+    let xf = subjects.iter().find(|s| s.name.starts_with("xdp-filter"));
+    let xf_costs: Option<[f64; 4]> = xf.map(|s| std::array::from_fn(|p| program_cost(s, p)));
+    let mut rows = vec![vec![
+        "trivial XDP_DROP, no counters (the floor)".to_owned(),
+        "-".into(),
+        format!("{best_floor:.0} / {best_floor:.0}"),
+        format!("{best_floor_random:.0} / {best_floor_random:.0}"),
+        "0 / 0".into(),
+        "0 / 0".into(),
+    ]];
+    for s in &subjects {
+        let cost: [f64; 4] = std::array::from_fn(|p| program_cost(s, p));
+        let ratio = |p: usize| match (&xf_costs, s.name.starts_with("xdp-filter")) {
+            (Some(x), false) => format!(" ({:.2}x)", cost[p] / x[p]),
+            _ => String::new(),
+        };
+        rows.push(vec![
+            s.name.clone(),
+            s.rules.clone(),
+            format!("{:.0} / {:.0}", s.best[0], s.best[1]),
+            format!("{:.0} / {:.0}", s.best[2], s.best[3]),
+            format!("{:.0}{} / {:.0}{}", cost[0], ratio(0), cost[1], ratio(1)),
+            format!("{:.0}{} / {:.0}{}", cost[2], ratio(2), cost[3], ratio(3)),
+        ]);
+    }
+    report.tables.push(Table {
+        title: "Per-packet cost".into(),
+        intro: format!(
+            "BPF_PROG_RUN of a 64-byte UDP frame, {} repetitions a run; {} rounds, each running \
+             every path of every program once (and the floor), and the best round counts. Each \
+             firewall configuration is loaded {} times, as a map's pages land elsewhere at each \
+             load and random reads cost what they cost there: its cells are the median load's. \
+             Each cell is *pass / drop* (a clean source / a blocked one) in ns. *Same source*: the \
+             kernel's mean over the repetitions of one frame. *Random sources*: every \
+             repetition first draws a new source (bpf/flood.bpf.c's `spray`, which then \
+             tail-calls the program). *Program cost* = measured minus the floor of the same \
+             kind; in brackets, its ratio to xdp-filter's for the same path. Rules are block \
+             rules; the rate limit is on at a rate no source reaches, so the pass path runs the \
+             whole limiter. xdp-filter holds at most 10,000 addresses (its maps' size).",
+            xdpctl::stats::thousands(scale.repeat as u64),
+            scale.runs,
+            scale.instances
+        ),
+        header: vec![
+            "program",
+            "rules",
+            "ns, same source",
+            "ns, random sources",
+            "program cost, same source",
+            "program cost, random sources",
+        ],
+        rows,
+    });
+
+    let firewall: Vec<&Subject> = subjects
+        .iter()
+        .filter(|s| s.name.starts_with("firewall"))
+        .collect();
+    let realistic = |n: usize| firewall.iter().find(|s| s.rule_count == Some(n));
+    let largest = *scale.rule_counts.iter().max().unwrap();
+    let smallest = *scale.rule_counts.iter().min().unwrap();
+    if let (Some(x), Some(big)) = (&xf_costs, realistic(largest)) {
+        let n = xdpctl::stats::thousands(largest as u64);
+        for (path, what, goal) in [
+            (
+                0,
+                format!("pass path, {n} mixed rules, rate limit on, same source, vs xdp-filter"),
+                0.8,
+            ),
+            (
+                2,
+                format!("pass path, {n} mixed rules, rate limit on, random sources, vs xdp-filter"),
+                0.8,
+            ),
+            (
+                1,
+                format!("drop path (blocked source), {n} mixed rules, same source, vs xdp-filter"),
+                0.5,
+            ),
+        ] {
+            let ours = program_cost(big, path);
+            report.targets.push(Target {
+                what,
+                measured: format!("{ours:.0} ns vs {:.0} ns = {:.2}x", x[path], ours / x[path]),
+                goal: format!("≤ {goal}x"),
+                met: ours / x[path] <= goal,
+            });
+        }
+        if big.loads.len() > 1 {
+            let each: Vec<String> = big
+                .loads
+                .iter()
+                .map(|best| format!("{:.0}", best[2] - best_floor_random))
+                .collect();
+            report.notes.push(format!(
+                "Random sources, pass path, {n} rules: the {} loads measured {} ns (the table \
+                 gives the median).",
+                big.loads.len(),
+                each.join(", ")
+            ));
+        }
+        // What a per-source limiter costs at best: the same rules with every source's state in
+        // the cache.
+        if let Some(cached) = firewall
+            .iter()
+            .find(|s| s.cached_sources_rules == Some(largest))
+        {
+            let cost = program_cost(cached, 2);
+            let budget = 0.8 * x[2];
+            report.notes.push(format!(
+                "Random sources, pass path, {n} rules, with a source table small enough to stay in \
+                 the cache ({}): {cost:.0} ns, against the target's budget of {budget:.0} ns \
+                 (0.8 × xdp-filter's {:.0} ns): {} it, with every per-source access a cache hit.",
+                cached.rules,
+                x[2],
+                if cost > budget { "over" } else { "within" }
+            ));
+        }
+    }
+    if let (Some(small), Some(big)) = (realistic(smallest), realistic(largest)) {
+        if largest != smallest {
+            let (a, b) = (program_cost(small, 0), program_cost(big, 0));
+            report.targets.push(Target {
+                what: format!(
+                    "cost growth from {} to {} rules, pass path, same source",
+                    xdpctl::stats::thousands(smallest as u64),
+                    xdpctl::stats::thousands(largest as u64)
+                ),
+                measured: format!("{a:.0} → {b:.0} ns = {:.2}x", b / a),
+                goal: "≤ 1.3x".into(),
+                met: b / a <= 1.3,
+            });
+        }
+    }
+    Ok(())
+}
