@@ -12,9 +12,7 @@ use serde_json::Value;
 
 #[test]
 fn the_lab_receives_what_the_generator_says_it_sent() {
-    if !have_root("the_lab_receives_what_the_generator_says_it_sent") {
-        return;
-    }
+    require_root!();
     let lab = lab();
     let ifname = lab.outer_ifname();
     xdpctl_ok(&["load", ifname, "-p", "xdp_pass"]);
@@ -45,9 +43,7 @@ fn the_lab_receives_what_the_generator_says_it_sent() {
 
 #[test]
 fn only_a_veth_may_be_flooded() {
-    if !have_root("only_a_veth_may_be_flooded") {
-        return;
-    }
+    require_root!();
     let lab = lab();
     // The lab namespace's own loopback: refused before anything is sent.
     let out = xdpctl(&[
@@ -76,9 +72,7 @@ fn only_a_veth_may_be_flooded() {
 
 #[test]
 fn a_peer_that_takes_no_xdp_frames_is_an_error_that_says_why() {
-    if !have_root("a_peer_that_takes_no_xdp_frames_is_an_error_that_says_why") {
-        return;
-    }
+    require_root!();
     let lab = lab();
     let ifname = lab.outer_ifname();
     // No XDP program on the outer end, and GRO off: veth drops every XDP frame sent to it.
@@ -102,9 +96,7 @@ fn a_peer_that_takes_no_xdp_frames_is_an_error_that_says_why() {
 
 #[test]
 fn random_sources_are_random_and_frames_pass_netfilter() {
-    if !have_root("random_sources_are_random_and_frames_pass_netfilter") {
-        return;
-    }
+    require_root!();
     let lab = lab();
     let ns = lab.outer_ifname().to_owned();
     let exec = |args: &[&str]| {

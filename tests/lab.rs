@@ -18,9 +18,7 @@ use xdpctl::pins;
 
 #[test]
 fn xdp_drop_makes_ping_fail_and_stats_count_the_drops() {
-    if !have_root("xdp_drop_makes_ping_fail_and_stats_count_the_drops") {
-        return;
-    }
+    require_root!();
     let lab = lab();
     let ifname = lab.outer_ifname();
     xdpctl_ok(&["load", ifname, "--program", "xdp_drop"]);
@@ -60,9 +58,7 @@ fn xdp_drop_makes_ping_fail_and_stats_count_the_drops() {
 
 #[test]
 fn xdp_pass_lets_ping_through_and_counts() {
-    if !have_root("xdp_pass_lets_ping_through_and_counts") {
-        return;
-    }
+    require_root!();
     let lab = lab();
     let ifname = lab.outer_ifname();
     let out = xdpctl_ok(&["load", ifname, "--program", "xdp_pass"]);
@@ -95,9 +91,7 @@ fn xdp_pass_lets_ping_through_and_counts() {
 
 #[test]
 fn force_replaces_the_program_atomically_under_traffic() {
-    if !have_root("force_replaces_the_program_atomically_under_traffic") {
-        return;
-    }
+    require_root!();
     let lab = lab();
     let ifname = lab.outer_ifname();
     xdpctl_ok(&["load", ifname, "--program", "xdp_pass"]);
@@ -144,9 +138,7 @@ fn force_replaces_the_program_atomically_under_traffic() {
 
 #[test]
 fn a_second_load_without_force_is_refused_and_changes_nothing() {
-    if !have_root("a_second_load_without_force_is_refused_and_changes_nothing") {
-        return;
-    }
+    require_root!();
     let lab = lab();
     let ifname = lab.outer_ifname();
     xdpctl_ok(&["load", ifname, "--program", "xdp_pass"]);
@@ -165,9 +157,7 @@ fn a_second_load_without_force_is_refused_and_changes_nothing() {
 
 #[test]
 fn unload_leaves_no_pin_and_no_attachment() {
-    if !have_root("unload_leaves_no_pin_and_no_attachment") {
-        return;
-    }
+    require_root!();
     let lab = lab();
     let ifname = lab.outer_ifname();
     xdpctl_ok(&["load", ifname, "--program", "xdp_drop"]);
@@ -186,9 +176,7 @@ fn unload_leaves_no_pin_and_no_attachment() {
 
 #[test]
 fn unload_all_detaches_every_xdpctl_program() {
-    if !have_root("unload_all_detaches_every_xdpctl_program") {
-        return;
-    }
+    require_root!();
     let (a, b) = (lab(), lab());
     let (a, b) = (a.outer_ifname(), b.outer_ifname());
     // A private mount namespace with a bpffs of its own: `--all` must not see (and unload) the
@@ -232,9 +220,7 @@ fn unload_all_detaches_every_xdpctl_program() {
 
 #[test]
 fn run_attaches_until_a_signal_then_detaches_and_leaves_nothing() {
-    if !have_root("run_attaches_until_a_signal_then_detaches_and_leaves_nothing") {
-        return;
-    }
+    require_root!();
     for signal in [Signal::SIGINT, Signal::SIGTERM] {
         let lab = lab();
         let ifname = lab.outer_ifname();
@@ -292,9 +278,7 @@ fn run_attaches_until_a_signal_then_detaches_and_leaves_nothing() {
 
 #[test]
 fn a_users_own_object_loads_through_obj_and_has_stats() {
-    if !have_root("a_users_own_object_loads_through_obj_and_has_stats") {
-        return;
-    }
+    require_root!();
     let object = user_object();
     let object = object.to_str().unwrap();
     let lab = lab();
@@ -364,9 +348,7 @@ fn a_users_own_object_loads_through_obj_and_has_stats() {
 
 #[test]
 fn a_verifier_rejection_shows_the_log_tail_and_leaves_nothing() {
-    if !have_root("a_verifier_rejection_shows_the_log_tail_and_leaves_nothing") {
-        return;
-    }
+    require_root!();
     let object = user_object();
     let lab = lab();
     let ifname = lab.outer_ifname();
@@ -389,9 +371,7 @@ fn a_verifier_rejection_shows_the_log_tail_and_leaves_nothing() {
 
 #[test]
 fn modes_generic_and_auto_and_no_mode_switch_on_replace() {
-    if !have_root("modes_generic_and_auto_and_no_mode_switch_on_replace") {
-        return;
-    }
+    require_root!();
     let lab = lab();
     let ifname = lab.outer_ifname();
     xdpctl_ok(&["load", ifname, "-p", "xdp_pass", "--mode", "generic"]);
@@ -431,9 +411,7 @@ fn modes_generic_and_auto_and_no_mode_switch_on_replace() {
 
 #[test]
 fn another_tools_program_is_named_refused_and_replaced_only_with_force() {
-    if !have_root("another_tools_program_is_named_refused_and_replaced_only_with_force") {
-        return;
-    }
+    require_root!();
     let lab = lab();
     let ifname = lab.outer_ifname();
     let ifindex = xdpctl::attach::ifindex(ifname).unwrap();
@@ -468,9 +446,7 @@ fn another_tools_program_is_named_refused_and_replaced_only_with_force() {
 
 #[test]
 fn a_stale_pin_of_a_deleted_interface_is_cleaned_up() {
-    if !have_root("a_stale_pin_of_a_deleted_interface_is_cleaned_up") {
-        return;
-    }
+    require_root!();
     let name = {
         let lab = lab();
         xdpctl_ok(&["load", lab.outer_ifname(), "-p", "xdp_pass"]);
@@ -495,9 +471,7 @@ fn a_stale_pin_of_a_deleted_interface_is_cleaned_up() {
 
 #[test]
 fn bpffs_is_mounted_when_missing() {
-    if !have_root("bpffs_is_mounted_when_missing") {
-        return;
-    }
+    require_root!();
     let lab = lab();
     let ifname = lab.outer_ifname();
     // In a private mount namespace, so the host's bpffs and other tests' pins are untouched.
@@ -529,9 +503,7 @@ fn bpffs_is_mounted_when_missing() {
 
 #[test]
 fn testenv_cli_sets_up_runs_pings_and_tears_down() {
-    if !have_root("testenv_cli_sets_up_runs_pings_and_tears_down") {
-        return;
-    }
+    require_root!();
     let name = xdpctl::testenv::unique_name("xc");
     let guard = scopeguard(&name);
     let out = xdpctl_ok(&["testenv", "setup", "--name", &name]);
@@ -625,9 +597,7 @@ fn scopeguard(name: &str) -> impl Drop {
 
 #[test]
 fn loads_inside_two_labs_on_same_named_interfaces_do_not_collide() {
-    if !have_root("loads_inside_two_labs_on_same_named_interfaces_do_not_collide") {
-        return;
-    }
+    require_root!();
     let (a, b) = (lab(), lab());
     // Both labs' inner interface is called veth0; each gets its own pins.
     inside(&a, &["load", "veth0", "--program", "xdp_drop"]);
@@ -679,9 +649,7 @@ fn loads_inside_two_labs_on_same_named_interfaces_do_not_collide() {
 
 #[test]
 fn errors_name_the_problem() {
-    if !have_root("errors_name_the_problem") {
-        return;
-    }
+    require_root!();
     let lab = lab();
     let ifname = lab.outer_ifname();
     let err = xdpctl_err(&["load", "nosuchif0"]);

@@ -38,9 +38,7 @@ fn totals(ifname: &str) -> Totals {
 
 #[test]
 fn history_counts_each_second_exactly_and_the_graph_carries_it() {
-    if !have_root("history_counts_each_second_exactly_and_the_graph_carries_it") {
-        return;
-    }
+    require_root!();
     let fw = Instance::new();
     let lab = lab();
     let ifname = lab.outer_ifname();
@@ -195,9 +193,7 @@ fn history_counts_each_second_exactly_and_the_graph_carries_it() {
 
 #[test]
 fn ports_counts_udp_datagrams_per_destination_port() {
-    if !have_root("ports_counts_udp_datagrams_per_destination_port") {
-        return;
-    }
+    require_root!();
     let fw = Instance::new();
     let lab = lab();
     let ifname = lab.outer_ifname();
@@ -241,9 +237,7 @@ fn ports_counts_udp_datagrams_per_destination_port() {
 
 #[test]
 fn history_and_ports_explain_what_they_need() {
-    if !have_root("history_and_ports_explain_what_they_need") {
-        return;
-    }
+    require_root!();
     let lab = lab();
     let ifname = lab.outer_ifname();
     // A user's own program keeps neither.

@@ -222,9 +222,7 @@ fn trace_links() -> HashSet<u32> {
 
 #[test]
 fn an_aborting_program_shows_as_an_exception_on_its_interface() {
-    if !have_root("an_aborting_program_shows_as_an_exception_on_its_interface") {
-        return;
-    }
+    require_root!();
     let _turn = take_turn();
     let lab = lab();
     inside(&lab, &["load", "veth0", "--program", "xdp_abort"]);
@@ -252,9 +250,7 @@ fn an_aborting_program_shows_as_an_exception_on_its_interface() {
 
 #[test]
 fn an_invalid_action_shows_its_number_and_other_namespaces_show_their_inode() {
-    if !have_root("an_invalid_action_shows_its_number_and_other_namespaces_show_their_inode") {
-        return;
-    }
+    require_root!();
     let _turn = take_turn();
     let object = user_object();
     let lab = lab();
@@ -292,9 +288,7 @@ fn an_invalid_action_shows_its_number_and_other_namespaces_show_their_inode() {
 
 #[test]
 fn bpf_printk_lines_show_and_ctrl_c_stops_the_trace_cleanly() {
-    if !have_root("bpf_printk_lines_show_and_ctrl_c_stops_the_trace_cleanly") {
-        return;
-    }
+    require_root!();
     let _turn = take_turn();
     let object = user_object();
     let lab = lab();
@@ -343,9 +337,7 @@ fn bpf_printk_lines_show_and_ctrl_c_stops_the_trace_cleanly() {
 
 #[test]
 fn an_unknown_interface_is_a_clear_error() {
-    if !have_root("an_unknown_interface_is_a_clear_error") {
-        return;
-    }
+    require_root!();
     let err = xdpctl_err(&["trace", "--iface", "nosuch0"]);
     assert!(err.contains("no such interface: 'nosuch0'"), "{err}");
     assert!(err.contains("ip link show"), "{err}");

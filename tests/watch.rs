@@ -312,9 +312,7 @@ fn has_braille(row: &str) -> bool {
 
 #[test]
 fn watch_shows_the_firewall_under_traffic_at_80x24_and_quits_on_q() {
-    if !have_root("watch_shows_the_firewall_under_traffic_at_80x24_and_quits_on_q") {
-        return;
-    }
+    require_root!();
     let fw = Instance::new();
     let lab = lab();
     let ifname = lab.outer_ifname().to_owned();
@@ -419,11 +417,7 @@ fn watch_shows_the_firewall_under_traffic_at_80x24_and_quits_on_q() {
 
 #[test]
 fn watch_follows_the_program_and_quits_on_esc_ctrl_c_and_sigterm_restoring_the_terminal() {
-    if !have_root(
-        "watch_follows_the_program_and_quits_on_esc_ctrl_c_and_sigterm_restoring_the_terminal",
-    ) {
-        return;
-    }
+    require_root!();
     let fw = Instance::new();
     let lab = lab();
     let ifname = lab.outer_ifname().to_owned();
@@ -466,9 +460,7 @@ fn watch_follows_the_program_and_quits_on_esc_ctrl_c_and_sigterm_restoring_the_t
 
 #[test]
 fn watch_refuses_before_touching_the_terminal() {
-    if !have_root("watch_refuses_before_touching_the_terminal") {
-        return;
-    }
+    require_root!();
     let fw = Instance::new();
     let lab = lab();
     let ifname = lab.outer_ifname().to_owned();

@@ -30,6 +30,28 @@ pub fn have_root(test: &str) -> bool {
     false
 }
 
+/// `require_root!();` at the top of a test: [`have_root`] for the enclosing test, which returns
+/// from it when it skips. The test's name comes from the path of a function declared in it, so
+/// it is right however libtest runs the test (and in tests that macros generate).
+macro_rules! require_root {
+    () => {
+        if !$crate::common::have_root($crate::common::test_name({
+            fn here() {}
+            std::any::type_name_of_val(&here)
+        })) {
+            return;
+        }
+    };
+}
+pub(crate) use require_root;
+
+/// The test's path in its crate ("name" or "module::name") from the type name of a function
+/// declared in it ("crate::module::name::here").
+pub fn test_name(here: &'static str) -> &'static str {
+    let in_crate = here.split_once("::").map_or(here, |(_, rest)| rest);
+    in_crate.strip_suffix("::here").unwrap_or(in_crate)
+}
+
 pub fn xdpctl_path() -> &'static str {
     env!("CARGO_BIN_EXE_xdpctl")
 }
