@@ -247,7 +247,7 @@ fn metrics_match_the_kernel_over_many_scrapes_without_leaks() {
         "{body}"
     );
 
-    let status = status_json(&outer);
+    let status = fw.status(&outer);
     let id = status[0]["id"].as_u64().unwrap();
     assert_eq!(
         value(
@@ -528,17 +528,14 @@ fn a_million_rules_scrape_in_well_under_a_second() {
 
 #[test]
 fn a_bad_or_busy_listen_address_is_a_clear_error_that_leaves_nothing() {
+    let fw = Instance::new();
     // A malformed address is a usage error, before anything else.
-    let out = Command::new(xdpctl_path())
-        .args(["exporter", "--listen", "localhost"])
-        .output()
-        .unwrap();
+    let out = fw.run(&["exporter", "--listen", "localhost"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("e.g. 127.0.0.1:9435"), "{stderr}");
 
     require_root!();
-    let fw = Instance::new();
     let busy = TcpListener::bind("127.0.0.1:0").unwrap();
     let address = busy.local_addr().unwrap().to_string();
     let err = fw.err(&["exporter", "--listen", &address]);

@@ -420,25 +420,26 @@ fn every_spelling_of_a_pin_root_takes_the_same_lock() {
 }
 
 /// `xdpctl testenv teardown` of a lab name when dropped: for a test whose lab must not be made.
-struct TeardownOnDrop(String);
+struct TeardownOnDrop<'a>(&'a Instance, String);
 
-impl Drop for TeardownOnDrop {
+impl Drop for TeardownOnDrop<'_> {
     fn drop(&mut self) {
-        let _ = xdpctl(&["testenv", "teardown", "--name", &self.0]);
+        let _ = self.0.run(&["testenv", "teardown", "--name", &self.1]);
     }
 }
 
 #[test]
 fn a_lab_setup_waits_for_the_lab_lock_and_gives_up() {
     require_root!();
-    let name = TeardownOnDrop(xdpctl::testenv::unique_name("hl"));
+    let fw = Instance::new();
+    let name = TeardownOnDrop(&fw, xdpctl::testenv::unique_name("hl"));
     // Other tests' labs wait meanwhile: hold it briefly.
     let held = xdpctl::locks::lock(xdpctl::testenv::LAB_LOCK).unwrap();
-    let out = xdpctl(&[
+    let out = fw.run(&[
         "testenv",
         "setup",
         "--name",
-        &name.0,
+        &name.1,
         "--lock-timeout",
         "1.5",
     ]);
@@ -450,7 +451,7 @@ fn a_lab_setup_waits_for_the_lab_lock_and_gives_up() {
         "{stderr}"
     );
     assert!(stderr.contains("gave up after"), "{stderr}");
-    assert!(nix::net::if_::if_nametoindex(name.0.as_str()).is_err());
+    assert!(nix::net::if_::if_nametoindex(name.1.as_str()).is_err());
 }
 
 /// Runs xdpctl as `nobody` with exactly `caps` (setpriv syntax, e.g. "+sys_admin").

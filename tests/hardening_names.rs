@@ -263,13 +263,14 @@ fn a_huge_argument_is_echoed_cut_short() {
     // Below the kernel's limit for one argument (128 KiB).
     let huge = "x".repeat(100_000);
     let huge_number = "9".repeat(100_000);
+    let fw = Instance::new();
     for args in [
         &["unload", &huge][..],
         &["status", &huge],
         &["testenv", "setup", "--name", &huge],
         &["list", "--lock-timeout", &huge_number],
     ] {
-        let out = Command::new(xdpctl_path()).args(args).output().unwrap();
+        let out = fw.run(args);
         let stderr = stderr_of(&out);
         assert_eq!(
             out.status.code(),

@@ -195,16 +195,17 @@ fn lines_of(stream: impl std::io::Read + Send + 'static) -> Receiver<String> {
 }
 
 /// The id of the program attached to the lab's veth0.
-fn inner_program_id(lab: &LabGuard) -> u64 {
-    let status: Value = serde_json::from_str(&inside(lab, &["status", "veth0", "--json"])).unwrap();
+fn inner_program_id(fw: &Instance, lab: &LabGuard) -> u64 {
+    let status: Value =
+        serde_json::from_str(&fw.inside(lab, &["status", "veth0", "--json"])).unwrap();
     status[0]["id"].as_u64().expect("a program on veth0")
 }
 
 /// `xdpctl trace ARGS` started inside the lab: the trace child itself enters the namespace
 /// (setns, as `testenv exec` does), so there is no `testenv exec` in between that a kill would
 /// miss it behind.
-fn trace_inside(lab: &LabGuard, args: &[&str]) -> TraceChild {
-    let mut command = lab.command(xdpctl_path()).unwrap();
+fn trace_inside(fw: &Instance, lab: &LabGuard, args: &[&str]) -> TraceChild {
+    let mut command = fw.with_root(lab.command(xdpctl_path()).unwrap());
     command.arg("trace").args(args);
     TraceChild::start(command)
 }
@@ -224,11 +225,12 @@ fn trace_links() -> HashSet<u32> {
 fn an_aborting_program_shows_as_an_exception_on_its_interface() {
     require_root!();
     let _turn = take_turn();
+    let fw = Instance::new();
     let lab = lab();
-    inside(&lab, &["load", "veth0", "--program", "xdp_abort"]);
-    let program_id = inner_program_id(&lab);
+    fw.inside(&lab, &["load", "veth0", "--program", "xdp_abort"]);
+    let program_id = inner_program_id(&fw, &lab);
 
-    let mut trace = trace_inside(&lab, &["--iface", "veth0", "--count", "1", "--json"]);
+    let mut trace = trace_inside(&fw, &lab, &["--iface", "veth0", "--count", "1", "--json"]);
     // The replies arrive on veth0, where xdp_abort aborts them.
     assert!(!ping(&lab, 3), "ping got through xdp_abort");
     let status = trace.wait_exit();
@@ -252,9 +254,10 @@ fn an_aborting_program_shows_as_an_exception_on_its_interface() {
 fn an_invalid_action_shows_its_number_and_other_namespaces_show_their_inode() {
     require_root!();
     let _turn = take_turn();
+    let fw = Instance::new();
     let object = user_object();
     let lab = lab();
-    inside(
+    fw.inside(
         &lab,
         &[
             "load",
@@ -265,9 +268,9 @@ fn an_invalid_action_shows_its_number_and_other_namespaces_show_their_inode() {
             "xdp_bad_action",
         ],
     );
-    let program_id = inner_program_id(&lab);
+    let program_id = inner_program_id(&fw, &lab);
     // From the root namespace, without --iface: veth0 of the lab is not ours to name.
-    let mut command = Command::new(xdpctl_path());
+    let mut command = fw.command();
     command.args(["trace", "--json"]);
     let mut trace = TraceChild::start(command);
     assert!(!ping(&lab, 3), "ping got through a program returning 7");
@@ -290,9 +293,10 @@ fn an_invalid_action_shows_its_number_and_other_namespaces_show_their_inode() {
 fn bpf_printk_lines_show_and_ctrl_c_stops_the_trace_cleanly() {
     require_root!();
     let _turn = take_turn();
+    let fw = Instance::new();
     let object = user_object();
     let lab = lab();
-    inside(
+    fw.inside(
         &lab,
         &[
             "load",
@@ -304,7 +308,7 @@ fn bpf_printk_lines_show_and_ctrl_c_stops_the_trace_cleanly() {
         ],
     );
     let links_before = trace_links();
-    let mut trace = trace_inside(&lab, &["--iface", "veth0"]);
+    let mut trace = trace_inside(&fw, &lab, &["--iface", "veth0"]);
     let ours: HashSet<u32> = trace_links().difference(&links_before).copied().collect();
     assert!(!ours.is_empty(), "no tracepoint link while tracing");
     assert!(ping(&lab, 3), "xdp_user_printk passes packets");
@@ -338,7 +342,8 @@ fn bpf_printk_lines_show_and_ctrl_c_stops_the_trace_cleanly() {
 #[test]
 fn an_unknown_interface_is_a_clear_error() {
     require_root!();
-    let err = xdpctl_err(&["trace", "--iface", "nosuch0"]);
+    let fw = Instance::new();
+    let err = fw.err(&["trace", "--iface", "nosuch0"]);
     assert!(err.contains("no such interface: 'nosuch0'"), "{err}");
     assert!(err.contains("ip link show"), "{err}");
 }
