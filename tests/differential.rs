@@ -293,9 +293,7 @@ fn compare_state(
 
 #[test]
 fn firewall_matches_its_model_on_random_and_mutated_packets() {
-    if !common::have_root("firewall_matches_its_model_on_random_and_mutated_packets") {
-        return;
-    }
+    common::require_root!();
     let total: usize = env_or("XDPCTL_DIFF_PACKETS", 40_000);
     let base_seed: u64 = env_or("XDPCTL_DIFF_SEED", rand::random::<u32>() as u64);
     let rule_sets = total.div_ceil(PACKETS_PER_RULE_SET);

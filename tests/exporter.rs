@@ -170,9 +170,7 @@ fn kernel_packets(ifname: &str, action: &str) -> u64 {
 
 #[test]
 fn metrics_match_the_kernel_over_many_scrapes_without_leaks() {
-    if !have_root("metrics_match_the_kernel_over_many_scrapes_without_leaks") {
-        return;
-    }
+    require_root!();
     let fw = Instance::new();
     let lab = lab();
     let outer = lab.outer_ifname().to_owned();
@@ -249,7 +247,7 @@ fn metrics_match_the_kernel_over_many_scrapes_without_leaks() {
         "{body}"
     );
 
-    let status = status_json(&outer);
+    let status = fw.status(&outer);
     let id = status[0]["id"].as_u64().unwrap();
     assert_eq!(
         value(
@@ -338,9 +336,7 @@ fn metrics_match_the_kernel_over_many_scrapes_without_leaks() {
 
 #[test]
 fn rate_limited_auto_blocked_and_expired_rules_are_counted_as_they_are_now() {
-    if !have_root("rate_limited_auto_blocked_and_expired_rules_are_counted_as_they_are_now") {
-        return;
-    }
+    require_root!();
     let fw = Instance::new();
     let lab = lab();
     fw.ok(&["load", lab.outer_ifname()]);
@@ -482,9 +478,7 @@ fn rate_limited_auto_blocked_and_expired_rules_are_counted_as_they_are_now() {
 
 #[test]
 fn a_million_rules_scrape_in_well_under_a_second() {
-    if !have_root("a_million_rules_scrape_in_well_under_a_second") {
-        return;
-    }
+    require_root!();
     let fw = Instance::new();
     let count = 1_000_000u32;
     let path = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
@@ -534,19 +528,14 @@ fn a_million_rules_scrape_in_well_under_a_second() {
 
 #[test]
 fn a_bad_or_busy_listen_address_is_a_clear_error_that_leaves_nothing() {
+    let fw = Instance::new();
     // A malformed address is a usage error, before anything else.
-    let out = Command::new(xdpctl_path())
-        .args(["exporter", "--listen", "localhost"])
-        .output()
-        .unwrap();
+    let out = fw.run(&["exporter", "--listen", "localhost"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("e.g. 127.0.0.1:9435"), "{stderr}");
 
-    if !have_root("a_bad_or_busy_listen_address_is_a_clear_error_that_leaves_nothing") {
-        return;
-    }
-    let fw = Instance::new();
+    require_root!();
     let busy = TcpListener::bind("127.0.0.1:0").unwrap();
     let address = busy.local_addr().unwrap().to_string();
     let err = fw.err(&["exporter", "--listen", &address]);

@@ -456,9 +456,7 @@ fn install(maps: &FirewallMaps) -> Firewall {
 
 #[test]
 fn every_fixture_gets_its_exact_verdict_from_kernel_and_model() {
-    if !common::have_root("every_fixture_gets_its_exact_verdict_from_kernel_and_model") {
-        return;
-    }
+    common::require_root!();
     let (skel, maps) = load_firewall();
     let mut model = install(&maps);
     maps.set_clock(T0).unwrap();
@@ -530,9 +528,7 @@ fn rl(pps: u64, burst: u64, block_for_ns: u64, proto: RateLimitProto) -> RateLim
 
 #[test]
 fn rate_limit_burst_then_drop_then_continuous_refill() {
-    if !common::have_root("rate_limit_burst_then_drop_then_continuous_refill") {
-        return;
-    }
+    common::require_root!();
     let p = udp(CLEAN4, 1000).bytes();
     let ms = 1_000_000;
     sequence(
@@ -558,9 +554,7 @@ fn rate_limit_burst_then_drop_then_continuous_refill() {
 
 #[test]
 fn rate_limit_no_refill_at_a_second_boundary() {
-    if !common::have_root("rate_limit_no_refill_at_a_second_boundary") {
-        return;
-    }
+    common::require_root!();
     // A fixed-window limiter would reset at 6.000 s; a token bucket only counts elapsed time.
     let p = udp(CLEAN4, 1000).bytes();
     let just_before = 5_999_999_000_000u64;
@@ -579,9 +573,7 @@ fn rate_limit_no_refill_at_a_second_boundary() {
 
 #[test]
 fn rate_limit_survives_a_clock_going_backwards() {
-    if !common::have_root("rate_limit_survives_a_clock_going_backwards") {
-        return;
-    }
+    common::require_root!();
     let p = udp(CLEAN4, 1000).bytes();
     sequence(
         rl(1000, 1, 0, RateLimitProto::All),
@@ -599,9 +591,7 @@ fn rate_limit_survives_a_clock_going_backwards() {
 
 #[test]
 fn syn_rate_limit_counts_only_syns_without_ack() {
-    if !common::have_root("syn_rate_limit_counts_only_syns_without_ack") {
-        return;
-    }
+    common::require_root!();
     let syn = tcp(CLEAN4, 80, 0x02).bytes();
     let syn_ack = tcp(CLEAN4, 80, 0x12).bytes();
     let ack = tcp(CLEAN4, 80, 0x10).bytes();
@@ -623,9 +613,7 @@ fn syn_rate_limit_counts_only_syns_without_ack() {
 
 #[test]
 fn a_new_source_with_the_tag_of_a_source_seen_once_takes_its_way() {
-    if !common::have_root("a_new_source_with_the_tag_of_a_source_seen_once_takes_its_way") {
-        return;
-    }
+    common::require_root!();
     let (skel, maps) = load_firewall();
     let config = maps.config().unwrap();
     // Two sources with the same set and tag under this load's seed: a 32-bit hash collision,
@@ -666,9 +654,7 @@ fn a_new_source_with_the_tag_of_a_source_seen_once_takes_its_way() {
 
 #[test]
 fn auto_block_drops_the_flooder_then_expires() {
-    if !common::have_root("auto_block_drops_the_flooder_then_expires") {
-        return;
-    }
+    common::require_root!();
     let flooder = udp(CLEAN4, 1000).bytes();
     let other = udp("192.0.2.2", 1000).bytes();
     let s = 1_000_000_000;
@@ -693,9 +679,7 @@ fn auto_block_drops_the_flooder_then_expires() {
 
 #[test]
 fn ranges_still_match_after_edits_of_their_neighbours() {
-    if !common::have_root("ranges_still_match_after_edits_of_their_neighbours") {
-        return;
-    }
+    common::require_root!();
     let (skel, maps) = load_firewall();
     let nets = |texts: &[&str]| -> Vec<ipnet::IpNet> {
         texts
@@ -766,9 +750,7 @@ fn load_firewall_for(max_rules: u32) -> (FirewallSkel<'static>, FirewallMaps) {
 
 #[test]
 fn exact_addresses_stay_blocked_across_rebuilds_of_the_presence_filter() {
-    if !common::have_root("exact_addresses_stay_blocked_across_rebuilds_of_the_presence_filter") {
-        return;
-    }
+    common::require_root!();
     let (skel, maps) = load_firewall_for(4096);
     let verdict = |src: IpAddr| run(&skel, &Frame::new(src, L4::Udp { dport: 1000 }).bytes());
     let (pass, drop) = (PASS.xdp_action(), BLOCKLIST.xdp_action());

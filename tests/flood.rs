@@ -12,16 +12,15 @@ use serde_json::Value;
 
 #[test]
 fn the_lab_receives_what_the_generator_says_it_sent() {
-    if !have_root("the_lab_receives_what_the_generator_says_it_sent") {
-        return;
-    }
+    require_root!();
+    let fw = Instance::new();
     let lab = lab();
     let ifname = lab.outer_ifname();
-    xdpctl_ok(&["load", ifname, "-p", "xdp_pass"]);
+    fw.ok(&["load", ifname, "-p", "xdp_pass"]);
     let before = counters(ifname).action("XDP_PASS").packets;
     // `--count` counts frames the peer took: any the veth refused (its peer's XDP ring full)
     // are reported, and made again.
-    let report = flood(ifname, &["--count", "200000", "--max"]);
+    let report = fw.flood(ifname, &["--count", "200000", "--max"]);
     assert_eq!(report["packets"], 200_000, "{report}");
     assert_eq!(report["bytes"], 200_000 * 64, "{report}");
     assert!(report["refused"].is_u64(), "{report}");
@@ -34,23 +33,22 @@ fn the_lab_receives_what_the_generator_says_it_sent() {
     );
 
     // Paced: the rate is what was asked for.
-    let report = flood(
+    let report = fw.flood(
         ifname,
         &["--pps", "20000", "--duration", "1", "--proto", "icmp"],
     );
     let pps = report["pps"].as_f64().unwrap();
     assert!((18_000.0..22_000.0).contains(&pps), "{report}");
-    xdpctl_ok(&["unload", ifname]);
+    fw.ok(&["unload", ifname]);
 }
 
 #[test]
 fn only_a_veth_may_be_flooded() {
-    if !have_root("only_a_veth_may_be_flooded") {
-        return;
-    }
+    require_root!();
+    let fw = Instance::new();
     let lab = lab();
     // The lab namespace's own loopback: refused before anything is sent.
-    let out = xdpctl(&[
+    let out = fw.run(&[
         "testenv",
         "exec",
         "--name",
@@ -68,17 +66,16 @@ fn only_a_veth_may_be_flooded() {
         stderr.contains("refusing to flood lo") && stderr.contains("veth"),
         "{stderr}"
     );
-    let err = xdpctl_err(&["flood", "nosuchif0", "--count", "1"]);
+    let err = fw.err(&["flood", "nosuchif0", "--count", "1"]);
     assert!(err.contains("nosuchif0"), "{err}");
-    let err = xdpctl_err(&["flood", lab.outer_ifname(), "--count", "1", "--size", "20"]);
+    let err = fw.err(&["flood", lab.outer_ifname(), "--count", "1", "--size", "20"]);
     assert!(err.contains("too small"), "{err}");
 }
 
 #[test]
 fn a_peer_that_takes_no_xdp_frames_is_an_error_that_says_why() {
-    if !have_root("a_peer_that_takes_no_xdp_frames_is_an_error_that_says_why") {
-        return;
-    }
+    require_root!();
+    let fw = Instance::new();
     let lab = lab();
     let ifname = lab.outer_ifname();
     // No XDP program on the outer end, and GRO off: veth drops every XDP frame sent to it.
@@ -87,7 +84,7 @@ fn a_peer_that_takes_no_xdp_frames_is_an_error_that_says_why() {
         .output()
         .expect("ethtool");
     assert!(ethtool.status.success(), "{ethtool:?}");
-    let out = xdpctl(&inside_args(ifname, &["flood", "veth0", "--count", "1000"]));
+    let out = fw.run(&inside_args(ifname, &["flood", "veth0", "--count", "1000"]));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(
@@ -95,22 +92,21 @@ fn a_peer_that_takes_no_xdp_frames_is_an_error_that_says_why() {
         "{stderr}"
     );
     // With an XDP program, the same flood arrives.
-    xdpctl_ok(&["load", ifname, "-p", "xdp_pass"]);
-    assert_eq!(flood_packets(ifname, &["--count", "1000"]), 1000);
-    xdpctl_ok(&["unload", ifname]);
+    fw.ok(&["load", ifname, "-p", "xdp_pass"]);
+    assert_eq!(fw.flood_packets(ifname, &["--count", "1000"]), 1000);
+    fw.ok(&["unload", ifname]);
 }
 
 #[test]
 fn random_sources_are_random_and_frames_pass_netfilter() {
-    if !have_root("random_sources_are_random_and_frames_pass_netfilter") {
-        return;
-    }
+    require_root!();
+    let fw = Instance::new();
     let lab = lab();
     let ns = lab.outer_ifname().to_owned();
     let exec = |args: &[&str]| {
         let mut full = vec!["testenv", "exec", "--name", ns.as_str(), "--"];
         full.extend_from_slice(args);
-        xdpctl_ok(&full)
+        fw.ok(&full)
     };
     // netfilter inside the lab's namespace (gone with it): it only sees frames with the right
     // MAC and a valid IPv4 header checksum.
@@ -128,7 +124,7 @@ fn random_sources_are_random_and_frames_pass_netfilter() {
         "DROP",
     ]);
     // From the outer end into the lab: random sources in 198.18.0.0/16.
-    let out = xdpctl_ok(&[
+    let out = fw.ok(&[
         "flood",
         lab.outer_ifname(),
         "--dst",
@@ -165,7 +161,6 @@ fn random_sources_are_random_and_frames_pass_netfilter() {
     );
 
     // The firewall's source table, inside the lab: many distinct sources.
-    let fw = Instance::new();
     fw.inside(&lab, &["load", "veth0"]);
     let mut flood = fw
         .command()

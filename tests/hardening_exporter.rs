@@ -22,9 +22,7 @@ use harness::*;
 
 #[test]
 fn a_huge_content_length_is_refused_unread_and_the_exporter_stays_up() {
-    if !have_root("a_huge_content_length_is_refused_unread_and_the_exporter_stays_up") {
-        return;
-    }
+    require_root!();
     let fw = Instance::new();
     let mut exporter = Exporter::start(&fw, None);
     let mut held = Vec::new();
@@ -55,9 +53,7 @@ fn a_huge_content_length_is_refused_unread_and_the_exporter_stays_up() {
 
 #[test]
 fn a_body_announced_and_never_sent_stalls_no_one() {
-    if !have_root("a_body_announced_and_never_sent_stalls_no_one") {
-        return;
-    }
+    require_root!();
     let fw = Instance::new();
     let mut exporter = Exporter::start(&fw, None);
     // Ten clients announce a body and send none of it, and keep their connections open. The
@@ -88,9 +84,7 @@ fn a_body_announced_and_never_sent_stalls_no_one() {
 
 #[test]
 fn thousands_of_pipelined_requests_never_read_hold_nothing_for_long() {
-    if !have_root("thousands_of_pipelined_requests_never_read_hold_nothing_for_long") {
-        return;
-    }
+    require_root!();
     // With a firewall loaded, an answer is about 4 KB, and 3,000 of them overflow the
     // buffers of an unread connection (about 1 KB each, without, would all fit).
     let fw = Instance::new();
@@ -137,9 +131,7 @@ fn thousands_of_pipelined_requests_never_read_hold_nothing_for_long() {
 
 #[test]
 fn six_hundred_silent_connections_under_a_low_fd_limit_neither_kill_nor_block_it() {
-    if !have_root("six_hundred_silent_connections_under_a_low_fd_limit_neither_kill_nor_block_it") {
-        return;
-    }
+    require_root!();
     let fw = Instance::new();
     // 256 fds: the old server, with two per connection and a thread each, ran out of them at
     // about 120 connections.
@@ -176,9 +168,7 @@ fn six_hundred_silent_connections_under_a_low_fd_limit_neither_kill_nor_block_it
 
 #[test]
 fn an_8_mb_request_line_and_100_mib_of_headers_are_cut_short() {
-    if !have_root("an_8_mb_request_line_and_100_mib_of_headers_are_cut_short") {
-        return;
-    }
+    require_root!();
     let fw = Instance::new();
     let mut exporter = Exporter::start(&fw, None);
     let mut writers = Vec::new();
@@ -235,9 +225,7 @@ fn an_8_mb_request_line_and_100_mib_of_headers_are_cut_short() {
 
 #[test]
 fn many_pipelining_connections_cannot_queue_a_scrape_behind_their_collections() {
-    if !have_root("many_pipelining_connections_cannot_queue_a_scrape_behind_their_collections") {
-        return;
-    }
+    require_root!();
     // With the rule maps pinned, a collection takes about 50 ms here (most of it loading the
     // counting program), whatever the number of rules.
     let fw = Instance::new();
@@ -270,9 +258,7 @@ fn many_pipelining_connections_cannot_queue_a_scrape_behind_their_collections() 
 
 #[test]
 fn a_trickled_request_head_and_an_idle_kept_alive_connection_are_closed_in_time() {
-    if !have_root("a_trickled_request_head_and_an_idle_kept_alive_connection_are_closed_in_time") {
-        return;
-    }
+    require_root!();
     let fw = Instance::new();
     let mut exporter = Exporter::start(&fw, None);
     // A kept-alive connection after one scrape, then silent.

@@ -60,9 +60,7 @@ fn usage_error(fw: &Instance, args: &[&str]) -> String {
 
 #[test]
 fn durations_past_ten_years_are_refused_with_the_bound_named() {
-    if !have_root("durations_past_ten_years_are_refused_with_the_bound_named") {
-        return;
-    }
+    require_root!();
     let fw = Instance::new();
     // 2^55 s is 2^64 * 1953125 ns: cast to u64 it was 0 ns, a block that expired at once and
     // an auto-block turned off.
@@ -93,9 +91,7 @@ fn durations_past_ten_years_are_refused_with_the_bound_named() {
 
 #[test]
 fn block_file_dev_zero_fails_fast_with_bounded_memory() {
-    if !have_root("block_file_dev_zero_fails_fast_with_bounded_memory") {
-        return;
-    }
+    require_root!();
     let fw = Instance::new();
     let stderr = TempFile::new("zero-stderr", b"");
     let mut command = fw.command();
@@ -160,9 +156,7 @@ fn block_file_dev_zero_fails_fast_with_bounded_memory() {
 
 #[test]
 fn a_10_mb_bad_line_and_a_100_kb_argument_get_short_errors() {
-    if !have_root("a_10_mb_bad_line_and_a_100_kb_argument_get_short_errors") {
-        return;
-    }
+    require_root!();
     let fw = Instance::new();
     let mut bytes = b"192.0.2.1\n".to_vec();
     bytes.extend(std::iter::repeat_n(b'a', 10 << 20));
@@ -184,9 +178,7 @@ fn a_10_mb_bad_line_and_a_100_kb_argument_get_short_errors() {
 
 #[test]
 fn an_empty_or_comment_only_file_is_refused_and_named() {
-    if !have_root("an_empty_or_comment_only_file_is_refused_and_named") {
-        return;
-    }
+    require_root!();
     let fw = Instance::new();
     for (tag, text) in [
         ("empty", ""),
@@ -216,9 +208,7 @@ fn an_empty_or_comment_only_file_is_refused_and_named() {
 
 #[test]
 fn a_utf8_error_names_its_line_and_a_leading_bom_is_fine() {
-    if !have_root("a_utf8_error_names_its_line_and_a_leading_bom_is_fine") {
-        return;
-    }
+    require_root!();
     let fw = Instance::new();
     let file = TempFile::new(
         "utf8",
@@ -241,9 +231,7 @@ fn a_utf8_error_names_its_line_and_a_leading_bom_is_fine() {
 
 #[test]
 fn ipv4_mapped_addresses_block_the_ipv4_source() {
-    if !have_root("ipv4_mapped_addresses_block_the_ipv4_source") {
-        return;
-    }
+    require_root!();
     let fw = Instance::new();
     let lab = lab();
     fw.ok(&["load", lab.outer_ifname()]);
@@ -274,9 +262,7 @@ fn ipv4_mapped_addresses_block_the_ipv4_source() {
 
 #[test]
 fn a_prefix_shorter_than_8_or_16_needs_force_and_then_applies() {
-    if !have_root("a_prefix_shorter_than_8_or_16_needs_force_and_then_applies") {
-        return;
-    }
+    require_root!();
     let fw = Instance::new();
     let lab = lab();
     fw.ok(&["load", lab.outer_ifname()]);
@@ -311,9 +297,7 @@ fn a_prefix_shorter_than_8_or_16_needs_force_and_then_applies() {
 
 #[test]
 fn rules_older_versions_made_ipv4_mapped_are_marked_and_removed_by_their_name() {
-    if !have_root("rules_older_versions_made_ipv4_mapped_are_marked_and_removed_by_their_name") {
-        return;
-    }
+    require_root!();
     let fw = Instance::new();
     fw.ok(&["list"]);
     // Write what an older version made of `block ::ffff:192.0.2.9` and the like: IPv6 rules
@@ -375,9 +359,7 @@ fn rules_older_versions_made_ipv4_mapped_are_marked_and_removed_by_their_name() 
 
 #[test]
 fn a_range_inside_a_blocked_one_is_not_on_the_list() {
-    if !have_root("a_range_inside_a_blocked_one_is_not_on_the_list") {
-        return;
-    }
+    require_root!();
     let fw = Instance::new();
     fw.ok(&["block", "10.0.0.0/8", "2001:db8::/32", "10.1.2.0/24"]);
     // A trie lookup finds the longest prefix covering the key: 10.0.0.0/8 for 10.1.0.0/16.

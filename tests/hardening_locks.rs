@@ -228,9 +228,7 @@ struct Before {
 
 #[test]
 fn a_lock_file_others_could_open_is_replaced_and_an_fd_kept_on_it_stalls_nothing() {
-    if !have_root("a_lock_file_others_could_open_is_replaced_and_an_fd_kept_on_it_stalls_nothing") {
-        return;
-    }
+    require_root!();
     let cases = [
         Before {
             what: "a lock file open to all (older xdpctl)",
@@ -344,9 +342,7 @@ fn a_lock_file_others_could_open_is_replaced_and_an_fd_kept_on_it_stalls_nothing
 
 #[test]
 fn block_says_what_it_waits_for_and_gives_up_after_the_lock_timeout() {
-    if !have_root("block_says_what_it_waits_for_and_gives_up_after_the_lock_timeout") {
-        return;
-    }
+    require_root!();
     let inst = Instance::new();
     inst.ok(&["block", "192.0.2.1"]);
     // Another process (this one) holds the instance's edit lock.
@@ -386,9 +382,7 @@ fn block_says_what_it_waits_for_and_gives_up_after_the_lock_timeout() {
 
 #[test]
 fn every_spelling_of_a_pin_root_takes_the_same_lock() {
-    if !have_root("every_spelling_of_a_pin_root_takes_the_same_lock") {
-        return;
-    }
+    require_root!();
     let inst = Instance::new();
     inst.ok(&["block", "192.0.2.1"]);
     let root = inst.root.to_str().unwrap().to_owned();
@@ -426,27 +420,26 @@ fn every_spelling_of_a_pin_root_takes_the_same_lock() {
 }
 
 /// `xdpctl testenv teardown` of a lab name when dropped: for a test whose lab must not be made.
-struct TeardownOnDrop(String);
+struct TeardownOnDrop<'a>(&'a Instance, String);
 
-impl Drop for TeardownOnDrop {
+impl Drop for TeardownOnDrop<'_> {
     fn drop(&mut self) {
-        let _ = xdpctl(&["testenv", "teardown", "--name", &self.0]);
+        let _ = self.0.run(&["testenv", "teardown", "--name", &self.1]);
     }
 }
 
 #[test]
 fn a_lab_setup_waits_for_the_lab_lock_and_gives_up() {
-    if !have_root("a_lab_setup_waits_for_the_lab_lock_and_gives_up") {
-        return;
-    }
-    let name = TeardownOnDrop(xdpctl::testenv::unique_name("hl"));
+    require_root!();
+    let fw = Instance::new();
+    let name = TeardownOnDrop(&fw, xdpctl::testenv::unique_name("hl"));
     // Other tests' labs wait meanwhile: hold it briefly.
     let held = xdpctl::locks::lock(xdpctl::testenv::LAB_LOCK).unwrap();
-    let out = xdpctl(&[
+    let out = fw.run(&[
         "testenv",
         "setup",
         "--name",
-        &name.0,
+        &name.1,
         "--lock-timeout",
         "1.5",
     ]);
@@ -458,7 +451,7 @@ fn a_lab_setup_waits_for_the_lab_lock_and_gives_up() {
         "{stderr}"
     );
     assert!(stderr.contains("gave up after"), "{stderr}");
-    assert!(nix::net::if_::if_nametoindex(name.0.as_str()).is_err());
+    assert!(nix::net::if_::if_nametoindex(name.1.as_str()).is_err());
 }
 
 /// Runs xdpctl as `nobody` with exactly `caps` (setpriv syntax, e.g. "+sys_admin").
@@ -480,11 +473,7 @@ fn as_nobody(inst: &Instance, caps: &str, args: &[&str]) -> Output {
 
 #[test]
 fn the_documented_capabilities_suffice_and_fewer_are_refused_with_the_documented_message() {
-    if !have_root(
-        "the_documented_capabilities_suffice_and_fewer_are_refused_with_the_documented_message",
-    ) {
-        return;
-    }
+    require_root!();
     let inst = Instance::new();
     let lab = lab();
     let ifname = lab.outer_ifname();
@@ -533,9 +522,7 @@ fn the_documented_capabilities_suffice_and_fewer_are_refused_with_the_documented
 
 #[test]
 fn a_forced_load_racing_an_unload_says_what_happened() {
-    if !have_root("a_forced_load_racing_an_unload_says_what_happened") {
-        return;
-    }
+    require_root!();
     let inst = Instance::new();
     let lab = lab();
     let ifname = lab.outer_ifname();
@@ -561,9 +548,7 @@ fn a_forced_load_racing_an_unload_says_what_happened() {
 
 #[test]
 fn a_link_detached_behind_unloads_back_is_not_called_a_gone_interface() {
-    if !have_root("a_link_detached_behind_unloads_back_is_not_called_a_gone_interface") {
-        return;
-    }
+    require_root!();
     let inst = Instance::new();
     let lab = lab();
     let ifname = lab.outer_ifname();
@@ -588,9 +573,7 @@ fn an_invisible_character_in_a_rule_is_shown_escaped() {
 
 #[test]
 fn a_bom_inside_a_rule_file_is_named_with_its_line() {
-    if !have_root("a_bom_inside_a_rule_file_is_named_with_its_line") {
-        return;
-    }
+    require_root!();
     let dir = tempfile::Builder::new()
         .prefix("xdpctl-hl-")
         .tempdir()

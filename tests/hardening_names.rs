@@ -133,9 +133,7 @@ fn every_interface_argument_refuses_a_bad_name_and_states_the_rule() {
 
 #[test]
 fn unload_of_a_path_instead_of_a_name_touches_nothing() {
-    if !have_root("unload_of_a_path_instead_of_a_name_touches_nothing") {
-        return;
-    }
+    require_root!();
     // The pin root sits three levels below the temporary directory, so "../../../victim" from
     // its `if/` directory reaches a real directory outside bpffs.
     let fresh = FreshBpffs::new();
@@ -176,9 +174,7 @@ fn unload_of_a_path_instead_of_a_name_touches_nothing() {
 
 #[test]
 fn a_pin_root_outside_bpffs_is_refused_and_left_alone() {
-    if !have_root("a_pin_root_outside_bpffs_is_refused_and_left_alone") {
-        return;
-    }
+    require_root!();
     let plain = temp_dir();
     let plain = plain.path();
     fs::create_dir_all(plain.join("rules")).unwrap();
@@ -216,9 +212,7 @@ fn a_pin_root_outside_bpffs_is_refused_and_left_alone() {
 
 #[test]
 fn a_bpffs_mount_or_another_tools_directory_is_no_pin_root() {
-    if !have_root("a_bpffs_mount_or_another_tools_directory_is_no_pin_root") {
-        return;
-    }
+    require_root!();
     // A bpffs whose top looks like xdpctl's layout (another tool's rules and if/), and a
     // directory in it that holds another tool's pins beside a `rules`.
     let fresh = FreshBpffs::new();
@@ -269,13 +263,14 @@ fn a_huge_argument_is_echoed_cut_short() {
     // Below the kernel's limit for one argument (128 KiB).
     let huge = "x".repeat(100_000);
     let huge_number = "9".repeat(100_000);
+    let fw = Instance::new();
     for args in [
         &["unload", &huge][..],
         &["status", &huge],
         &["testenv", "setup", "--name", &huge],
         &["list", "--lock-timeout", &huge_number],
     ] {
-        let out = Command::new(xdpctl_path()).args(args).output().unwrap();
+        let out = fw.run(args);
         let stderr = stderr_of(&out);
         assert_eq!(
             out.status.code(),
@@ -294,9 +289,7 @@ fn a_huge_argument_is_echoed_cut_short() {
 
 #[test]
 fn a_program_pinned_by_another_instance_is_xdpctls_not_another_tools() {
-    if !have_root("a_program_pinned_by_another_instance_is_xdpctls_not_another_tools") {
-        return;
-    }
+    require_root!();
     let fresh = FreshBpffs::new();
     let here = Instance {
         root: fresh.bpffs().join("r"),
@@ -347,9 +340,7 @@ fn a_program_pinned_by_another_instance_is_xdpctls_not_another_tools() {
 
 #[test]
 fn the_name_rule_is_the_kernels() {
-    if !have_root("the_name_rule_is_the_kernels") {
-        return;
-    }
+    require_root!();
     let lab = lab();
     let mut names: Vec<String> = (1u8..0x80)
         .map(|byte| format!("a{}b", byte as char))
@@ -398,9 +389,7 @@ fn the_name_rule_is_the_kernels() {
 
 #[test]
 fn lab_teardown_deletes_only_a_veth() {
-    if !have_root("lab_teardown_deletes_only_a_veth") {
-        return;
-    }
+    require_root!();
     // A lab record naming a bridge (a stray file in /run/xdpctl/testenv): in a network
     // namespace of this thread's own, so nothing else sees the bridge.
     std::thread::spawn(|| {
@@ -468,9 +457,7 @@ fn more_packets(ifname: &str, action: &str, send: impl FnOnce()) -> u64 {
 
 #[test]
 fn a_vlan_interface_with_a_dot_loads_lists_and_unloads() {
-    if !have_root("a_vlan_interface_with_a_dot_loads_lists_and_unloads") {
-        return;
-    }
+    require_root!();
     let lab = lab();
     let mac = format!("02:58:44:51:{:02x}:07", lab.index);
     let vlan = DottedChild::new(lab.outer_ifname(), &mac);
@@ -562,9 +549,7 @@ fn a_vlan_interface_with_a_dot_loads_lists_and_unloads() {
 
 #[test]
 fn a_pin_root_with_a_dot_is_refused_with_the_fix_before_anything_is_made() {
-    if !have_root("a_pin_root_with_a_dot_is_refused_with_the_fix_before_anything_is_made") {
-        return;
-    }
+    require_root!();
     let lab = lab();
     let plain = Instance::new();
     let dotted = Instance {

@@ -52,9 +52,7 @@ fn pins_in(dir: &Path) -> usize {
 
 #[test]
 fn unload_all_from_another_namespace_keeps_the_rules_of_a_running_firewall() {
-    if !have_root("unload_all_from_another_namespace_keeps_the_rules_of_a_running_firewall") {
-        return;
-    }
+    require_root!();
     let fw = Instance::new();
     let lab = lab();
     let ifname = lab.outer_ifname();
@@ -116,9 +114,7 @@ fn block_after_removing_the_rules(
 
 #[test]
 fn removed_pins_are_pinned_again_from_the_running_firewall() {
-    if !have_root("removed_pins_are_pinned_again_from_the_running_firewall") {
-        return;
-    }
+    require_root!();
     let fw = Instance::new();
     let lab = lab();
     let ifname = lab.outer_ifname();
@@ -177,9 +173,7 @@ fn removed_pins_are_pinned_again_from_the_running_firewall() {
 
 #[test]
 fn size_flags_are_checked_against_their_range_and_the_memory() {
-    if !have_root("size_flags_are_checked_against_their_range_and_the_memory") {
-        return;
-    }
+    require_root!();
     let fw = Instance::new();
     let lab = lab();
     let ifname = lab.outer_ifname();
@@ -277,9 +271,7 @@ fn run_in_memory_cgroup(fw: &Instance, limit: u64, args: &[&str]) -> Output {
 
 #[test]
 fn an_allocation_failure_names_the_size_flags_and_leaves_no_pins() {
-    if !have_root("an_allocation_failure_names_the_size_flags_and_leaves_no_pins") {
-        return;
-    }
+    require_root!();
     let fw = Instance::new();
     let lab = lab();
     // 3 million rules take 330 MiB of maps; the cgroup allows 96 MiB.
@@ -310,9 +302,7 @@ fn staging_with_pins(fw: &Instance) -> Option<PathBuf> {
 
 #[test]
 fn a_first_load_killed_while_it_pins_leaves_no_partial_set() {
-    if !have_root("a_first_load_killed_while_it_pins_leaves_no_partial_set") {
-        return;
-    }
+    require_root!();
     let fw = Instance::new();
     let lab = lab();
     let ifname = lab.outer_ifname();
@@ -373,9 +363,7 @@ fn a_first_load_killed_while_it_pins_leaves_no_partial_set() {
 /// The memory estimate matches what the kernel charges for the maps (its fdinfo memlock).
 #[test]
 fn the_memory_estimate_matches_the_kernels_accounting() {
-    if !have_root("the_memory_estimate_matches_the_kernels_accounting") {
-        return;
-    }
+    require_root!();
     use libbpf_rs::MapCore;
     let fw = Instance::new();
     let lab = lab();
@@ -408,9 +396,7 @@ fn the_memory_estimate_matches_the_kernels_accounting() {
 
 #[test]
 fn a_firewall_run_in_the_foreground_gets_its_removed_pins_back() {
-    if !have_root("a_firewall_run_in_the_foreground_gets_its_removed_pins_back") {
-        return;
-    }
+    require_root!();
     let fw = Instance::new();
     let lab = lab();
     let ifname = lab.outer_ifname();
@@ -470,9 +456,7 @@ fn a_firewall_run_in_the_foreground_gets_its_removed_pins_back() {
 
 #[test]
 fn unload_all_keeps_another_namespaces_pins_while_a_load_makes_them() {
-    if !have_root("unload_all_keeps_another_namespaces_pins_while_a_load_makes_them") {
-        return;
-    }
+    require_root!();
     let fw = Instance::new();
     // What a load in another namespace has made so far: its directory, not yet its link.
     let dir = fw.root.join("if").join("veth-new:ns4026530001");
@@ -495,9 +479,7 @@ fn unload_all_keeps_another_namespaces_pins_while_a_load_makes_them() {
 
 #[test]
 fn unload_all_removes_nothing_when_the_kernel_will_not_say_who_uses_the_maps() {
-    if !have_root("unload_all_removes_nothing_when_the_kernel_will_not_say_who_uses_the_maps") {
-        return;
-    }
+    require_root!();
     let fw = Instance::new();
     let lab = lab();
     let ifname = lab.outer_ifname();
@@ -552,9 +534,7 @@ fn unload_all_removes_nothing_when_the_kernel_will_not_say_who_uses_the_maps() {
 
 #[test]
 fn a_replace_that_cannot_open_the_old_counters_fails_instead_of_resetting_them() {
-    if !have_root("a_replace_that_cannot_open_the_old_counters_fails_instead_of_resetting_them") {
-        return;
-    }
+    require_root!();
     let fw = Instance::new();
     let lab = lab();
     let ifname = lab.outer_ifname();

@@ -38,9 +38,7 @@ fn totals(ifname: &str) -> Totals {
 
 #[test]
 fn history_counts_each_second_exactly_and_the_graph_carries_it() {
-    if !have_root("history_counts_each_second_exactly_and_the_graph_carries_it") {
-        return;
-    }
+    require_root!();
     let fw = Instance::new();
     let lab = lab();
     let ifname = lab.outer_ifname();
@@ -48,8 +46,8 @@ fn history_counts_each_second_exactly_and_the_graph_carries_it() {
     fw.ok(&["block", &lab.second_inner_ipv4().to_string()]);
 
     // 3 s at 20,000 pps from a clean source, then 2 s at 10,000 pps from a blocked one.
-    let passed_sent = flood_packets(ifname, &["--pps", "20000", "--duration", "3"]);
-    let blocked_sent = flood_packets(
+    let passed_sent = fw.flood_packets(ifname, &["--pps", "20000", "--duration", "3"]);
+    let blocked_sent = fw.flood_packets(
         ifname,
         &[
             "--pps",
@@ -195,9 +193,7 @@ fn history_counts_each_second_exactly_and_the_graph_carries_it() {
 
 #[test]
 fn ports_counts_udp_datagrams_per_destination_port() {
-    if !have_root("ports_counts_udp_datagrams_per_destination_port") {
-        return;
-    }
+    require_root!();
     let fw = Instance::new();
     let lab = lab();
     let ifname = lab.outer_ifname();
@@ -241,14 +237,13 @@ fn ports_counts_udp_datagrams_per_destination_port() {
 
 #[test]
 fn history_and_ports_explain_what_they_need() {
-    if !have_root("history_and_ports_explain_what_they_need") {
-        return;
-    }
+    require_root!();
+    let fw = Instance::new();
     let lab = lab();
     let ifname = lab.outer_ifname();
     // A user's own program keeps neither.
     let object = user_object();
-    xdpctl_ok(&[
+    fw.ok(&[
         "load",
         ifname,
         "--obj",
@@ -256,21 +251,21 @@ fn history_and_ports_explain_what_they_need() {
         "--program",
         "xdp_user_count",
     ]);
-    let err = xdpctl_err(&["history", ifname]);
+    let err = fw.err(&["history", ifname]);
     assert!(err.contains("keeps no per-second history"), "{err}");
-    let err = xdpctl_err(&["ports", ifname]);
+    let err = fw.err(&["ports", ifname]);
     assert!(err.contains("keeps no port counters"), "{err}");
-    xdpctl_ok(&["unload", ifname]);
+    fw.ok(&["unload", ifname]);
     // The built-ins keep history but only the firewall counts ports.
-    xdpctl_ok(&["load", ifname, "--program", "xdp_pass"]);
+    fw.ok(&["load", ifname, "--program", "xdp_pass"]);
     assert!(ping(&lab, 2));
-    let err = xdpctl_err(&["ports", ifname]);
+    let err = fw.err(&["ports", ifname]);
     assert!(err.contains("the firewall does"), "{err}");
     sleep(Duration::from_millis(1100));
-    let history: Value = serde_json::from_str(&xdpctl_ok(&["history", ifname, "--json"])).unwrap();
+    let history: Value = serde_json::from_str(&fw.ok(&["history", ifname, "--json"])).unwrap();
     assert!(sum(&history, "passed") >= 2, "{history}");
-    xdpctl_ok(&["unload", ifname]);
+    fw.ok(&["unload", ifname]);
     // A file name that is neither .svg nor .png is refused before anything else.
-    let err = xdpctl_err(&["graph", ifname, "-o", "/tmp/graph.jpg"]);
+    let err = fw.err(&["graph", ifname, "-o", "/tmp/graph.jpg"]);
     assert!(err.contains(".svg or .png"), "{err}");
 }

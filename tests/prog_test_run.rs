@@ -65,9 +65,7 @@ macro_rules! verdict_test {
     ($test:ident, $module:ident, $builder:ident, $prog:ident, $verdict:expr) => {
         #[test]
         fn $test() {
-            if !common::have_root(stringify!($test)) {
-                return;
-            }
+            common::require_root!();
             let mut object = MaybeUninit::uninit();
             let skel = $module::$builder::default()
                 .open(&mut object)
@@ -104,9 +102,7 @@ verdict_test!(
 
 #[test]
 fn stats_map_has_the_tutorial_layout() {
-    if !common::have_root("stats_map_has_the_tutorial_layout") {
-        return;
-    }
+    common::require_root!();
     use libbpf_rs::MapCore;
     let mut object = MaybeUninit::uninit();
     let skel = xdp_pass::XdpPassSkelBuilder::default()

@@ -195,16 +195,17 @@ fn lines_of(stream: impl std::io::Read + Send + 'static) -> Receiver<String> {
 }
 
 /// The id of the program attached to the lab's veth0.
-fn inner_program_id(lab: &LabGuard) -> u64 {
-    let status: Value = serde_json::from_str(&inside(lab, &["status", "veth0", "--json"])).unwrap();
+fn inner_program_id(fw: &Instance, lab: &LabGuard) -> u64 {
+    let status: Value =
+        serde_json::from_str(&fw.inside(lab, &["status", "veth0", "--json"])).unwrap();
     status[0]["id"].as_u64().expect("a program on veth0")
 }
 
 /// `xdpctl trace ARGS` started inside the lab: the trace child itself enters the namespace
 /// (setns, as `testenv exec` does), so there is no `testenv exec` in between that a kill would
 /// miss it behind.
-fn trace_inside(lab: &LabGuard, args: &[&str]) -> TraceChild {
-    let mut command = lab.command(xdpctl_path()).unwrap();
+fn trace_inside(fw: &Instance, lab: &LabGuard, args: &[&str]) -> TraceChild {
+    let mut command = fw.with_root(lab.command(xdpctl_path()).unwrap());
     command.arg("trace").args(args);
     TraceChild::start(command)
 }
@@ -222,15 +223,14 @@ fn trace_links() -> HashSet<u32> {
 
 #[test]
 fn an_aborting_program_shows_as_an_exception_on_its_interface() {
-    if !have_root("an_aborting_program_shows_as_an_exception_on_its_interface") {
-        return;
-    }
+    require_root!();
     let _turn = take_turn();
+    let fw = Instance::new();
     let lab = lab();
-    inside(&lab, &["load", "veth0", "--program", "xdp_abort"]);
-    let program_id = inner_program_id(&lab);
+    fw.inside(&lab, &["load", "veth0", "--program", "xdp_abort"]);
+    let program_id = inner_program_id(&fw, &lab);
 
-    let mut trace = trace_inside(&lab, &["--iface", "veth0", "--count", "1", "--json"]);
+    let mut trace = trace_inside(&fw, &lab, &["--iface", "veth0", "--count", "1", "--json"]);
     // The replies arrive on veth0, where xdp_abort aborts them.
     assert!(!ping(&lab, 3), "ping got through xdp_abort");
     let status = trace.wait_exit();
@@ -252,13 +252,12 @@ fn an_aborting_program_shows_as_an_exception_on_its_interface() {
 
 #[test]
 fn an_invalid_action_shows_its_number_and_other_namespaces_show_their_inode() {
-    if !have_root("an_invalid_action_shows_its_number_and_other_namespaces_show_their_inode") {
-        return;
-    }
+    require_root!();
     let _turn = take_turn();
+    let fw = Instance::new();
     let object = user_object();
     let lab = lab();
-    inside(
+    fw.inside(
         &lab,
         &[
             "load",
@@ -269,9 +268,9 @@ fn an_invalid_action_shows_its_number_and_other_namespaces_show_their_inode() {
             "xdp_bad_action",
         ],
     );
-    let program_id = inner_program_id(&lab);
+    let program_id = inner_program_id(&fw, &lab);
     // From the root namespace, without --iface: veth0 of the lab is not ours to name.
-    let mut command = Command::new(xdpctl_path());
+    let mut command = fw.command();
     command.args(["trace", "--json"]);
     let mut trace = TraceChild::start(command);
     assert!(!ping(&lab, 3), "ping got through a program returning 7");
@@ -292,13 +291,12 @@ fn an_invalid_action_shows_its_number_and_other_namespaces_show_their_inode() {
 
 #[test]
 fn bpf_printk_lines_show_and_ctrl_c_stops_the_trace_cleanly() {
-    if !have_root("bpf_printk_lines_show_and_ctrl_c_stops_the_trace_cleanly") {
-        return;
-    }
+    require_root!();
     let _turn = take_turn();
+    let fw = Instance::new();
     let object = user_object();
     let lab = lab();
-    inside(
+    fw.inside(
         &lab,
         &[
             "load",
@@ -310,7 +308,7 @@ fn bpf_printk_lines_show_and_ctrl_c_stops_the_trace_cleanly() {
         ],
     );
     let links_before = trace_links();
-    let mut trace = trace_inside(&lab, &["--iface", "veth0"]);
+    let mut trace = trace_inside(&fw, &lab, &["--iface", "veth0"]);
     let ours: HashSet<u32> = trace_links().difference(&links_before).copied().collect();
     assert!(!ours.is_empty(), "no tracepoint link while tracing");
     assert!(ping(&lab, 3), "xdp_user_printk passes packets");
@@ -343,10 +341,9 @@ fn bpf_printk_lines_show_and_ctrl_c_stops_the_trace_cleanly() {
 
 #[test]
 fn an_unknown_interface_is_a_clear_error() {
-    if !have_root("an_unknown_interface_is_a_clear_error") {
-        return;
-    }
-    let err = xdpctl_err(&["trace", "--iface", "nosuch0"]);
+    require_root!();
+    let fw = Instance::new();
+    let err = fw.err(&["trace", "--iface", "nosuch0"]);
     assert!(err.contains("no such interface: 'nosuch0'"), "{err}");
     assert!(err.contains("ip link show"), "{err}");
 }

@@ -286,24 +286,24 @@ impl Drop for Terminal {
 
 /// Sends paced packets from inside a lab for `seconds`, from `source` if given; returns how
 /// many were sent.
-fn flood_from(lab: &str, pps: u32, seconds: u32, source: Option<String>) -> u64 {
+fn flood_from(fw: &Instance, lab: &str, pps: u32, seconds: u32, source: Option<&str>) -> u64 {
     let (pps, seconds) = (pps.to_string(), seconds.to_string());
     let mut args = vec!["--pps", &pps, "--duration", &seconds];
-    if let Some(source) = &source {
+    if let Some(source) = source {
         args.extend(["--src", source]);
     }
-    flood_packets(lab, &args)
+    fw.flood_packets(lab, &args)
 }
 
 /// Floods from the lab's clean source and its second (blocked) source at once, 5,000 pps each
 /// for 2 s; returns the packets the blocked source sent.
-fn flood_both(lab: &str, blocked: &str) -> u64 {
-    let floods = [None, Some(blocked.to_owned())].map(|source| {
-        let lab = lab.to_owned();
-        std::thread::spawn(move || flood_from(&lab, 5000, 2, source))
-    });
-    let [_, from_blocked] = floods.map(|flood| flood.join().expect("the flood"));
-    from_blocked
+fn flood_both(fw: &Instance, lab: &str, blocked: &str) -> u64 {
+    std::thread::scope(|scope| {
+        let floods = [None, Some(blocked)]
+            .map(|source| scope.spawn(move || flood_from(fw, lab, 5000, 2, source)));
+        let [_, from_blocked] = floods.map(|flood| flood.join().expect("the flood"));
+        from_blocked
+    })
 }
 
 fn has_braille(row: &str) -> bool {
@@ -312,9 +312,7 @@ fn has_braille(row: &str) -> bool {
 
 #[test]
 fn watch_shows_the_firewall_under_traffic_at_80x24_and_quits_on_q() {
-    if !have_root("watch_shows_the_firewall_under_traffic_at_80x24_and_quits_on_q") {
-        return;
-    }
+    require_root!();
     let fw = Instance::new();
     let lab = lab();
     let ifname = lab.outer_ifname().to_owned();
@@ -328,7 +326,7 @@ fn watch_shows_the_firewall_under_traffic_at_80x24_and_quits_on_q() {
     fw.ok(&["ratelimit", "set", "--pps", "100000", "--block-for", "60s"]);
 
     // Traffic before it starts: the chart shows it at once, from the kernel's history.
-    let mut blocked_sent = flood_both(&ifname, &blocked);
+    let mut blocked_sent = flood_both(&fw, &ifname, &blocked);
     let mut term = Terminal::start(&fw, &["watch", &ifname, "--interval", "0.5"]);
     term.wait_for(
         "the flood on the first frames",
@@ -343,16 +341,15 @@ fn watch_shows_the_firewall_under_traffic_at_80x24_and_quits_on_q() {
 
     // Traffic while it watches: both sources show among the top sources, the blocked one as
     // its rule, and the blocklist's total is exact once the flood is over.
-    let flooding = {
-        let (lab, blocked) = (ifname.clone(), blocked.clone());
-        std::thread::spawn(move || flood_both(&lab, &blocked))
-    };
     let blocked_rule = format!("✕ {blocked}/32");
-    term.wait_for("both sources", Duration::from_secs(8), |rows| {
-        let screen = rows.join("\n");
-        screen.contains(&blocked_rule) && screen.contains(&format!("  {clean} "))
+    blocked_sent += std::thread::scope(|scope| {
+        let flooding = scope.spawn(|| flood_both(&fw, &ifname, &blocked));
+        term.wait_for("both sources", Duration::from_secs(8), |rows| {
+            let screen = rows.join("\n");
+            screen.contains(&blocked_rule) && screen.contains(&format!("  {clean} "))
+        });
+        flooding.join().expect("the flood")
     });
-    blocked_sent += flooding.join().expect("the flood");
     let blocklist_total = xdpctl::stats::thousands(blocked_sent);
     term.wait_for(
         "the blocklist's exact total",
@@ -419,11 +416,7 @@ fn watch_shows_the_firewall_under_traffic_at_80x24_and_quits_on_q() {
 
 #[test]
 fn watch_follows_the_program_and_quits_on_esc_ctrl_c_and_sigterm_restoring_the_terminal() {
-    if !have_root(
-        "watch_follows_the_program_and_quits_on_esc_ctrl_c_and_sigterm_restoring_the_terminal",
-    ) {
-        return;
-    }
+    require_root!();
     let fw = Instance::new();
     let lab = lab();
     let ifname = lab.outer_ifname().to_owned();
@@ -466,9 +459,7 @@ fn watch_follows_the_program_and_quits_on_esc_ctrl_c_and_sigterm_restoring_the_t
 
 #[test]
 fn watch_refuses_before_touching_the_terminal() {
-    if !have_root("watch_refuses_before_touching_the_terminal") {
-        return;
-    }
+    require_root!();
     let fw = Instance::new();
     let lab = lab();
     let ifname = lab.outer_ifname().to_owned();

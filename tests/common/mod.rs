@@ -30,26 +30,33 @@ pub fn have_root(test: &str) -> bool {
     false
 }
 
+/// `require_root!();` at the top of a test: [`have_root`] for the enclosing test, which returns
+/// from it when it skips. The test's name comes from the path of a function declared in it, so
+/// it is right however libtest runs the test (and in tests that macros generate).
+macro_rules! require_root {
+    () => {
+        if !$crate::common::have_root($crate::common::test_name({
+            fn here() {}
+            std::any::type_name_of_val(&here)
+        })) {
+            return;
+        }
+    };
+}
+pub(crate) use require_root;
+
+/// The test's path in its crate ("name" or "module::name") from the type name of a function
+/// declared in it ("crate::module::name::here").
+pub fn test_name(here: &'static str) -> &'static str {
+    let in_crate = here.split_once("::").map_or(here, |(_, rest)| rest);
+    in_crate.strip_suffix("::here").unwrap_or(in_crate)
+}
+
+/// The xdpctl binary. Run it through an [`Instance`] ([`Instance::command`], or
+/// [`Instance::with_root`] for a command that runs it), so that it gets a private pin root:
+/// spawned bare, it uses the global /sys/fs/bpf/xdpctl that other tests and the host share.
 pub fn xdpctl_path() -> &'static str {
     env!("CARGO_BIN_EXE_xdpctl")
-}
-
-/// Runs xdpctl and returns its output (whatever the exit code).
-pub fn xdpctl(args: &[&str]) -> Output {
-    Command::new(xdpctl_path())
-        .args(args)
-        .output()
-        .expect("xdpctl runs")
-}
-
-/// Runs xdpctl and fails the test, with its stderr, unless it succeeds. Returns stdout.
-pub fn xdpctl_ok(args: &[&str]) -> String {
-    succeeded(args, xdpctl(args))
-}
-
-/// Runs xdpctl, expects it to fail with exit code 1, and returns its stderr.
-pub fn xdpctl_err(args: &[&str]) -> String {
-    failed(args, xdpctl(args))
 }
 
 /// Fails the test, with the output, unless xdpctl succeeded. Returns stdout.
@@ -76,12 +83,9 @@ pub fn failed(args: &[&str], out: Output) -> String {
     String::from_utf8(out.stderr).unwrap()
 }
 
-/// `xdpctl status IFACE --json`, parsed.
-pub fn status_json(ifname: &str) -> serde_json::Value {
-    serde_json::from_str(&xdpctl_ok(&["status", ifname, "--json"])).expect("status JSON")
-}
-
-/// A fresh lab with a unique name, torn down (pins included) when dropped, even on panic.
+/// A fresh lab with a unique name, torn down when dropped, even on panic. Its teardown runs in
+/// this process, so it removes pins only under the global root, where tests make none: those
+/// of an [`Instance`] go when the instance is dropped (or with its `testenv teardown`).
 pub fn lab() -> LabGuard {
     LabGuard::setup(&unique_name("xt")).expect("lab setup")
 }
@@ -116,12 +120,6 @@ pub fn attached(ifname: &str) -> Vec<xdpctl::attach::Attachment> {
     xdpctl::attach::query(xdpctl::attach::ifindex(ifname).unwrap()).unwrap()
 }
 
-/// The id of the link pinned for `ifname`.
-pub fn pinned_link_id(ifname: &str) -> u32 {
-    let link = xdpctl::attach::open_pinned(&xdpctl::pins::link_path(ifname).unwrap()).unwrap();
-    xdpctl::attach::link_summary(link.as_fd()).unwrap().id
-}
-
 /// tests/bpf/user_progs.bpf.c compiled with clang, as a user would, once per test binary.
 pub fn user_object() -> PathBuf {
     static OBJECT: OnceLock<PathBuf> = OnceLock::new();
@@ -148,8 +146,10 @@ pub fn user_object() -> PathBuf {
         .clone()
 }
 
-/// A private xdpctl instance: its own pin root (XDPCTL_PIN_ROOT), hence its own rules, so
-/// tests that edit the firewall's global rules run in parallel without seeing each other's.
+/// A private xdpctl instance: its own pin root (XDPCTL_PIN_ROOT), hence its own rules and
+/// interface pins, so tests run in parallel without seeing each other's, and none touches the
+/// global /sys/fs/bpf/xdpctl. Only its children get XDPCTL_PIN_ROOT (the test threads share
+/// one environment): paths in the test itself come from its methods, never from xdpctl::pins.
 /// Dropping it unloads everything it loaded and removes its pins.
 pub struct Instance {
     pub root: PathBuf,
@@ -168,7 +168,11 @@ impl Instance {
     }
 
     pub fn command(&self) -> Command {
-        let mut command = Command::new(xdpctl_path());
+        self.with_root(Command::new(xdpctl_path()))
+    }
+
+    /// `command` (one that runs xdpctl: setpriv, a lab's setns...) with this pin root.
+    pub fn with_root(&self, mut command: Command) -> Command {
         command.env("XDPCTL_PIN_ROOT", &self.root);
         command
     }
@@ -199,10 +203,65 @@ impl Instance {
             .collect()
     }
 
-    /// [`inside`] with this instance's pin root: xdpctl run inside the lab through `testenv
-    /// exec`, which must succeed. Returns stdout.
+    /// `xdpctl status IFACE --json`, parsed.
+    pub fn status(&self, ifname: &str) -> serde_json::Value {
+        self.json(&["status", ifname, "--json"])
+    }
+
+    /// xdpctl run inside the lab through `testenv exec`, which must succeed. Returns stdout.
     pub fn inside(&self, lab: &LabGuard, args: &[&str]) -> String {
         self.ok(&inside_args(lab.outer_ifname(), args))
+    }
+
+    /// Floods the lab's outer interface from veth0 inside it, with `xdpctl flood veth0 --json
+    /// ARGS` (paced or not, as ARGS say), and returns its JSON report once the flood is over.
+    /// `lab` is the lab's name (that of its outer interface), so threads can take it along.
+    pub fn flood(&self, lab: &str, args: &[&str]) -> serde_json::Value {
+        let mut flood_args = vec!["flood", "veth0", "--json"];
+        flood_args.extend_from_slice(args);
+        let out = self.ok(&inside_args(lab, &flood_args));
+        serde_json::from_str(out.trim()).expect("the flood's JSON report")
+    }
+
+    /// [`Instance::flood`], and only the packets it says it sent.
+    pub fn flood_packets(&self, lab: &str, args: &[&str]) -> u64 {
+        let report = self.flood(lab, args);
+        report["packets"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("no packet count in the flood's report: {report}"))
+    }
+
+    /// The pin directory of `ifname` (of the root network namespace, where tests run), as
+    /// xdpctl lays it out under this pin root.
+    pub fn interface_dir(&self, ifname: &str) -> PathBuf {
+        let name = xdpctl::pins::StateName::new(ifname, None).expect("an interface name");
+        self.interfaces_dir().join(name.encoded())
+    }
+
+    /// Where the interfaces' pin directories are.
+    pub fn interfaces_dir(&self) -> PathBuf {
+        self.root.join("if")
+    }
+
+    /// The bpf_link pinned for `ifname`.
+    pub fn link_path(&self, ifname: &str) -> PathBuf {
+        self.interface_dir(ifname).join("link")
+    }
+
+    /// The id of the link pinned for `ifname`.
+    pub fn pinned_link_id(&self, ifname: &str) -> u32 {
+        let link = xdpctl::attach::open_pinned(&self.link_path(ifname)).unwrap();
+        xdpctl::attach::link_summary(link.as_fd()).unwrap().id
+    }
+
+    /// The names of the pin directories of the interfaces, as written (`veth0:ns<inode>` for
+    /// one inside a lab).
+    pub fn pin_dirs(&self) -> Vec<String> {
+        let Ok(dir) = std::fs::read_dir(self.interfaces_dir()) else {
+            return Vec::new();
+        };
+        dir.map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+            .collect()
     }
 }
 
@@ -219,30 +278,6 @@ pub fn inside_args<'a>(lab: &'a str, args: &[&'a str]) -> Vec<&'a str> {
     let mut full = vec!["testenv", "exec", "--name", lab, "--", xdpctl_path()];
     full.extend_from_slice(args);
     full
-}
-
-/// Runs xdpctl inside the lab through `testenv exec` and fails the test, with its stderr,
-/// unless it succeeds. Returns stdout.
-pub fn inside(lab: &LabGuard, args: &[&str]) -> String {
-    xdpctl_ok(&inside_args(lab.outer_ifname(), args))
-}
-
-/// Floods the lab's outer interface from veth0 inside it, with `xdpctl flood veth0 --json
-/// ARGS` (paced or not, as ARGS say), and returns its JSON report once the flood is over.
-/// `lab` is the lab's name (that of its outer interface), so threads can take it along.
-pub fn flood(lab: &str, args: &[&str]) -> serde_json::Value {
-    let mut flood_args = vec!["flood", "veth0", "--json"];
-    flood_args.extend_from_slice(args);
-    let out = xdpctl_ok(&inside_args(lab, &flood_args));
-    serde_json::from_str(out.trim()).expect("the flood's JSON report")
-}
-
-/// [`flood`], and only the packets it says it sent.
-pub fn flood_packets(lab: &str, args: &[&str]) -> u64 {
-    let report = flood(lab, args);
-    report["packets"]
-        .as_u64()
-        .unwrap_or_else(|| panic!("no packet count in the flood's report: {report}"))
 }
 
 /// Runs `f` on a thread inside the lab's network namespace.

@@ -18,19 +18,18 @@ use xdpctl::pins;
 
 #[test]
 fn xdp_drop_makes_ping_fail_and_stats_count_the_drops() {
-    if !have_root("xdp_drop_makes_ping_fail_and_stats_count_the_drops") {
-        return;
-    }
+    require_root!();
+    let fw = Instance::new();
     let lab = lab();
     let ifname = lab.outer_ifname();
-    xdpctl_ok(&["load", ifname, "--program", "xdp_drop"]);
+    fw.ok(&["load", ifname, "--program", "xdp_drop"]);
     assert!(!ping(&lab, 3), "ping went through xdp_drop");
     let counters = counters(ifname);
     assert!(counters.action("XDP_DROP").packets >= 3, "{counters:?}");
     assert_eq!(counters.action("XDP_PASS").packets, 0, "{counters:?}");
 
     // The CLI reports the same through its JSON.
-    let out = xdpctl_ok(&[
+    let out = fw.ok(&[
         "stats",
         ifname,
         "--interval",
@@ -55,28 +54,24 @@ fn xdp_drop_makes_ping_fail_and_stats_count_the_drops() {
         last["actions"]["XDP_DROP"]["bytes"].as_u64().unwrap() >= 3 * 98,
         "{last}"
     );
-    xdpctl_ok(&["unload", ifname]);
+    fw.ok(&["unload", ifname]);
 }
 
 #[test]
 fn xdp_pass_lets_ping_through_and_counts() {
-    if !have_root("xdp_pass_lets_ping_through_and_counts") {
-        return;
-    }
+    require_root!();
+    let fw = Instance::new();
     let lab = lab();
     let ifname = lab.outer_ifname();
-    let out = xdpctl_ok(&["load", ifname, "--program", "xdp_pass"]);
+    let out = fw.ok(&["load", ifname, "--program", "xdp_pass"]);
     assert!(out.contains("native mode"), "{out}");
-    assert!(
-        pins::link_path(ifname).unwrap().exists(),
-        "the link is pinned"
-    );
+    assert!(fw.link_path(ifname).exists(), "the link is pinned");
     assert!(ping(&lab, 3), "ping failed through xdp_pass");
     let counters = counters(ifname);
     assert!(counters.action("XDP_PASS").packets >= 3, "{counters:?}");
     assert_eq!(counters.action("XDP_DROP").packets, 0, "{counters:?}");
 
-    let table = xdpctl_ok(&["stats", ifname, "--interval", "0.1", "--count", "1"]);
+    let table = fw.ok(&["stats", ifname, "--interval", "0.1", "--count", "1"]);
     let lines: Vec<&str> = table.lines().collect();
     assert!(lines[0].starts_with("XDP-action"), "{table}");
     assert!(
@@ -84,24 +79,23 @@ fn xdp_pass_lets_ping_through_and_counts() {
         "{table}"
     );
 
-    let status = status_json(ifname);
+    let status = fw.status(ifname);
     assert_eq!(status.as_array().unwrap().len(), 1, "{status}");
     assert_eq!(status[0]["program"], "xdp_pass");
     assert_eq!(status[0]["mode"], "native");
     assert_eq!(status[0]["owner"], "xdpctl");
     assert_eq!(status[0]["interface"], ifname);
-    xdpctl_ok(&["unload", ifname]);
+    fw.ok(&["unload", ifname]);
 }
 
 #[test]
 fn force_replaces_the_program_atomically_under_traffic() {
-    if !have_root("force_replaces_the_program_atomically_under_traffic") {
-        return;
-    }
+    require_root!();
+    let fw = Instance::new();
     let lab = lab();
     let ifname = lab.outer_ifname();
-    xdpctl_ok(&["load", ifname, "--program", "xdp_pass"]);
-    let link_before = pinned_link_id(ifname);
+    fw.ok(&["load", ifname, "--program", "xdp_pass"]);
+    let link_before = fw.pinned_link_id(ifname);
     let prog_before = attached(ifname)[0].prog_id;
 
     // 300 pings over ~3 s; the replace lands in the middle of them.
@@ -112,13 +106,13 @@ fn force_replaces_the_program_atomically_under_traffic() {
         .spawn()
         .unwrap();
     sleep(Duration::from_millis(700));
-    let out = xdpctl_ok(&["load", ifname, "--program", "xdp_drop", "--force"]);
+    let out = fw.ok(&["load", ifname, "--program", "xdp_drop", "--force"]);
     assert!(out.contains("atomically"), "{out}");
     let ping_out = pinger.wait_with_output().unwrap();
     let summary = String::from_utf8_lossy(&ping_out.stdout);
 
     // The same link now runs a new program: the swap happened in place.
-    assert_eq!(pinned_link_id(ifname), link_before);
+    assert_eq!(fw.pinned_link_id(ifname), link_before);
     let now = attached(ifname);
     assert_eq!(now.len(), 1);
     assert_ne!(now[0].prog_id, prog_before);
@@ -139,19 +133,18 @@ fn force_replaces_the_program_atomically_under_traffic() {
         received > 0 && received < 300,
         "{received} of 300 replies: {summary}"
     );
-    xdpctl_ok(&["unload", ifname]);
+    fw.ok(&["unload", ifname]);
 }
 
 #[test]
 fn a_second_load_without_force_is_refused_and_changes_nothing() {
-    if !have_root("a_second_load_without_force_is_refused_and_changes_nothing") {
-        return;
-    }
+    require_root!();
+    let fw = Instance::new();
     let lab = lab();
     let ifname = lab.outer_ifname();
-    xdpctl_ok(&["load", ifname, "--program", "xdp_pass"]);
+    fw.ok(&["load", ifname, "--program", "xdp_pass"]);
     let prog = attached(ifname)[0].prog_id;
-    let err = xdpctl_err(&["load", ifname, "--program", "xdp_drop"]);
+    let err = fw.err(&["load", ifname, "--program", "xdp_drop"]);
     assert!(err.contains("already has xdpctl's XDP program"), "{err}");
     assert!(
         err.contains(&format!("id {prog}")) && err.contains("xdp_pass"),
@@ -160,39 +153,35 @@ fn a_second_load_without_force_is_refused_and_changes_nothing() {
     assert!(err.contains("--force"), "{err}");
     assert_eq!(attached(ifname)[0].prog_id, prog);
     assert!(ping(&lab, 1));
-    xdpctl_ok(&["unload", ifname]);
+    fw.ok(&["unload", ifname]);
 }
 
 #[test]
 fn unload_leaves_no_pin_and_no_attachment() {
-    if !have_root("unload_leaves_no_pin_and_no_attachment") {
-        return;
-    }
+    require_root!();
+    let fw = Instance::new();
     let lab = lab();
     let ifname = lab.outer_ifname();
-    xdpctl_ok(&["load", ifname, "--program", "xdp_drop"]);
-    assert!(pins::interface_dir(ifname).unwrap().exists());
-    let out = xdpctl_ok(&["unload", ifname]);
+    fw.ok(&["load", ifname, "--program", "xdp_drop"]);
+    assert!(fw.interface_dir(ifname).exists());
+    let out = fw.ok(&["unload", ifname]);
     assert!(out.contains("Unloaded"), "{out}");
-    assert!(
-        !pins::interface_dir(ifname).unwrap().exists(),
-        "pins left behind"
-    );
+    assert!(!fw.interface_dir(ifname).exists(), "pins left behind");
     assert!(attached(ifname).is_empty(), "still attached");
     assert!(ping(&lab, 1), "traffic flows again");
-    let err = xdpctl_err(&["unload", ifname]);
+    let err = fw.err(&["unload", ifname]);
     assert!(err.contains("no XDP program"), "{err}");
 }
 
 #[test]
 fn unload_all_detaches_every_xdpctl_program() {
-    if !have_root("unload_all_detaches_every_xdpctl_program") {
-        return;
-    }
+    require_root!();
     let (a, b) = (lab(), lab());
     let (a, b) = (a.outer_ifname(), b.outer_ifname());
     // A private mount namespace with a bpffs of its own: `--all` must not see (and unload) the
-    // programs of the tests running beside this one.
+    // programs of the tests running beside this one. No Instance on purpose: this and
+    // bpffs_is_mounted_when_missing are the tests of the default pin root, /sys/fs/bpf/xdpctl,
+    // which is private here (in a bpffs that dies with the namespace).
     let script = format!(
         "set -e; umount /sys/fs/bpf 2>/dev/null || true; umount /sys/fs/bpf 2>/dev/null || true; \
          x={x}; $x load {a} --program xdp_drop; $x load {b} -p xdp_pass --mode generic; \
@@ -232,13 +221,13 @@ fn unload_all_detaches_every_xdpctl_program() {
 
 #[test]
 fn run_attaches_until_a_signal_then_detaches_and_leaves_nothing() {
-    if !have_root("run_attaches_until_a_signal_then_detaches_and_leaves_nothing") {
-        return;
-    }
+    require_root!();
+    let fw = Instance::new();
     for signal in [Signal::SIGINT, Signal::SIGTERM] {
         let lab = lab();
         let ifname = lab.outer_ifname();
-        let child = Command::new(xdpctl_path())
+        let child = fw
+            .command()
             .args([
                 "run",
                 ifname,
@@ -257,16 +246,13 @@ fn run_attaches_until_a_signal_then_detaches_and_leaves_nothing() {
             assert!(Instant::now() < deadline, "run never attached");
             sleep(Duration::from_millis(50));
         }
-        let status = status_json(ifname);
+        let status = fw.status(ifname);
         assert_eq!(status[0]["owner"], "xdpctl", "{status}");
-        assert!(
-            !pins::interface_dir(ifname).unwrap().exists(),
-            "run must not pin"
-        );
+        assert!(!fw.interface_dir(ifname).exists(), "run must not pin");
         assert!(ping(&lab, 3));
         sleep(Duration::from_millis(500));
         // A load over it is refused and names the run.
-        let err = xdpctl_err(&["load", ifname, "--force"]);
+        let err = fw.err(&["load", ifname, "--force"]);
         assert!(err.contains("xdpctl run"), "{err}");
 
         kill(Pid::from_raw(child.id() as i32), signal).unwrap();
@@ -292,25 +278,24 @@ fn run_attaches_until_a_signal_then_detaches_and_leaves_nothing() {
 
 #[test]
 fn a_users_own_object_loads_through_obj_and_has_stats() {
-    if !have_root("a_users_own_object_loads_through_obj_and_has_stats") {
-        return;
-    }
+    require_root!();
+    let fw = Instance::new();
     let object = user_object();
     let object = object.to_str().unwrap();
     let lab = lab();
     let ifname = lab.outer_ifname();
 
     // Several XDP programs in the object: the user must choose.
-    let err = xdpctl_err(&["load", ifname, "--obj", object]);
+    let err = fw.err(&["load", ifname, "--obj", object]);
     assert!(
         err.contains("several XDP programs") && err.contains("xdp_user_count"),
         "{err}"
     );
-    let err = xdpctl_err(&["load", ifname, "--obj", object, "--program", "nope"]);
+    let err = fw.err(&["load", ifname, "--obj", object, "--program", "nope"]);
     assert!(err.contains("no program named 'nope'"), "{err}");
 
     // The unverifiable program in the same object does not stop the good one from loading.
-    xdpctl_ok(&[
+    fw.ok(&[
         "load",
         ifname,
         "--obj",
@@ -318,10 +303,10 @@ fn a_users_own_object_loads_through_obj_and_has_stats() {
         "--program",
         "xdp_user_count",
     ]);
-    let status = status_json(ifname);
+    let status = fw.status(ifname);
     assert_eq!(status[0]["program"], "xdp_user_count", "{status}");
     // A name longer than the kernel's 15 characters shows whole (from the program's BTF).
-    xdpctl_ok(&[
+    fw.ok(&[
         "load",
         ifname,
         "--obj",
@@ -330,12 +315,12 @@ fn a_users_own_object_loads_through_obj_and_has_stats() {
         "xdp_user_with_a_long_name",
         "--force",
     ]);
-    let status = status_json(ifname);
+    let status = fw.status(ifname);
     assert_eq!(
         status[0]["program"], "xdp_user_with_a_long_name",
         "{status}"
     );
-    xdpctl_ok(&[
+    fw.ok(&[
         "load",
         ifname,
         "--obj",
@@ -348,7 +333,7 @@ fn a_users_own_object_loads_through_obj_and_has_stats() {
     assert!(counters(ifname).action("XDP_PASS").packets >= 3);
 
     // A program without an xdp_stats_map: stats says why there is nothing to show.
-    xdpctl_ok(&[
+    fw.ok(&[
         "load",
         ifname,
         "--obj",
@@ -357,20 +342,19 @@ fn a_users_own_object_loads_through_obj_and_has_stats() {
         "xdp_user_plain",
         "--force",
     ]);
-    let err = xdpctl_err(&["stats", ifname, "--count", "1"]);
+    let err = fw.err(&["stats", ifname, "--count", "1"]);
     assert!(err.contains("no xdp_stats_map"), "{err}");
-    xdpctl_ok(&["unload", ifname]);
+    fw.ok(&["unload", ifname]);
 }
 
 #[test]
 fn a_verifier_rejection_shows_the_log_tail_and_leaves_nothing() {
-    if !have_root("a_verifier_rejection_shows_the_log_tail_and_leaves_nothing") {
-        return;
-    }
+    require_root!();
+    let fw = Instance::new();
     let object = user_object();
     let lab = lab();
     let ifname = lab.outer_ifname();
-    let err = xdpctl_err(&[
+    let err = fw.err(&[
         "load",
         ifname,
         "--obj",
@@ -384,20 +368,19 @@ fn a_verifier_rejection_shows_the_log_tail_and_leaves_nothing() {
     );
     assert!(err.contains("invalid access to packet"), "{err}");
     assert!(attached(ifname).is_empty());
-    assert!(!pins::interface_dir(ifname).unwrap().exists());
+    assert!(!fw.interface_dir(ifname).exists());
 }
 
 #[test]
 fn modes_generic_and_auto_and_no_mode_switch_on_replace() {
-    if !have_root("modes_generic_and_auto_and_no_mode_switch_on_replace") {
-        return;
-    }
+    require_root!();
+    let fw = Instance::new();
     let lab = lab();
     let ifname = lab.outer_ifname();
-    xdpctl_ok(&["load", ifname, "-p", "xdp_pass", "--mode", "generic"]);
+    fw.ok(&["load", ifname, "-p", "xdp_pass", "--mode", "generic"]);
     assert_eq!(attached(ifname)[0].mode, AttachedMode::Generic);
     assert!(ping(&lab, 1));
-    let err = xdpctl_err(&[
+    let err = fw.err(&[
         "load",
         ifname,
         "--program",
@@ -411,7 +394,7 @@ fn modes_generic_and_auto_and_no_mode_switch_on_replace() {
         "{err}"
     );
     // auto is satisfied by the generic link: replaced in place.
-    xdpctl_ok(&[
+    fw.ok(&[
         "load",
         ifname,
         "--program",
@@ -422,18 +405,17 @@ fn modes_generic_and_auto_and_no_mode_switch_on_replace() {
     ]);
     assert_eq!(attached(ifname)[0].mode, AttachedMode::Generic);
     assert!(!ping(&lab, 1));
-    xdpctl_ok(&["unload", ifname]);
+    fw.ok(&["unload", ifname]);
     // veth supports native XDP, so auto picks native.
-    xdpctl_ok(&["load", ifname, "-p", "xdp_pass", "--mode", "auto"]);
+    fw.ok(&["load", ifname, "-p", "xdp_pass", "--mode", "auto"]);
     assert_eq!(attached(ifname)[0].mode, AttachedMode::Native);
-    xdpctl_ok(&["unload", ifname]);
+    fw.ok(&["unload", ifname]);
 }
 
 #[test]
 fn another_tools_program_is_named_refused_and_replaced_only_with_force() {
-    if !have_root("another_tools_program_is_named_refused_and_replaced_only_with_force") {
-        return;
-    }
+    require_root!();
+    let fw = Instance::new();
     let lab = lab();
     let ifname = lab.outer_ifname();
     let ifindex = xdpctl::attach::ifindex(ifname).unwrap();
@@ -446,61 +428,59 @@ fn another_tools_program_is_named_refused_and_replaced_only_with_force() {
     let their_id = theirs.id().unwrap();
     drop(theirs);
 
-    let status = status_json(ifname);
+    let status = fw.status(ifname);
     assert_eq!(status[0]["owner"], "other", "{status}");
     assert_eq!(status[0]["id"], their_id);
-    let err = xdpctl_err(&["load", ifname]);
+    let err = fw.err(&["load", ifname]);
     assert!(
         err.contains("another tool") && err.contains(&format!("id {their_id}")),
         "{err}"
     );
-    let err = xdpctl_err(&["unload", ifname]);
+    let err = fw.err(&["unload", ifname]);
     assert!(err.contains("not loaded by xdpctl"), "{err}");
 
-    xdpctl_ok(&["load", ifname, "--program", "xdp_drop", "--force"]);
-    let status = status_json(ifname);
+    fw.ok(&["load", ifname, "--program", "xdp_drop", "--force"]);
+    let status = fw.status(ifname);
     assert_eq!(status[0]["owner"], "xdpctl", "{status}");
     assert_eq!(status[0]["program"], "xdp_drop");
     assert!(!ping(&lab, 1));
-    xdpctl_ok(&["unload", ifname]);
+    fw.ok(&["unload", ifname]);
     assert!(attached(ifname).is_empty());
 }
 
 #[test]
 fn a_stale_pin_of_a_deleted_interface_is_cleaned_up() {
-    if !have_root("a_stale_pin_of_a_deleted_interface_is_cleaned_up") {
-        return;
-    }
+    require_root!();
+    let fw = Instance::new();
     let name = {
         let lab = lab();
-        xdpctl_ok(&["load", lab.outer_ifname(), "-p", "xdp_pass"]);
+        fw.ok(&["load", lab.outer_ifname(), "-p", "xdp_pass"]);
         // Delete the interface behind xdpctl's back; the pinned link becomes defunct.
         let status = Command::new("ip")
             .args(["link", "del", "dev", lab.outer_ifname()])
             .status()
             .unwrap();
         assert!(status.success());
-        let link =
-            xdpctl::attach::open_pinned(&pins::link_path(lab.outer_ifname()).unwrap()).unwrap();
+        let link = xdpctl::attach::open_pinned(&fw.link_path(lab.outer_ifname())).unwrap();
         assert_eq!(
             xdpctl::attach::link_summary(link.as_fd()).unwrap().ifindex,
             0
         );
-        let out = xdpctl_ok(&["unload", lab.outer_ifname()]);
+        let out = fw.ok(&["unload", lab.outer_ifname()]);
         assert!(out.contains("no longer exists"), "{out}");
         lab.outer_ifname().to_owned()
     };
-    assert!(!pins::interface_dir(&name).unwrap().exists());
+    assert!(!fw.interface_dir(&name).exists());
 }
 
 #[test]
 fn bpffs_is_mounted_when_missing() {
-    if !have_root("bpffs_is_mounted_when_missing") {
-        return;
-    }
+    require_root!();
     let lab = lab();
     let ifname = lab.outer_ifname();
     // In a private mount namespace, so the host's bpffs and other tests' pins are untouched.
+    // No Instance on purpose: the default pin root, in a bpffs of its own (see
+    // unload_all_detaches_every_xdpctl_program).
     let script = format!(
         "umount /sys/fs/bpf 2>/dev/null; umount /sys/fs/bpf 2>/dev/null; \
          if grep -q ' /sys/fs/bpf bpf ' /proc/mounts; then echo still-mounted; exit 3; fi; \
@@ -529,41 +509,41 @@ fn bpffs_is_mounted_when_missing() {
 
 #[test]
 fn testenv_cli_sets_up_runs_pings_and_tears_down() {
-    if !have_root("testenv_cli_sets_up_runs_pings_and_tears_down") {
-        return;
-    }
+    require_root!();
+    let fw = Instance::new();
     let name = xdpctl::testenv::unique_name("xc");
     let guard = scopeguard(&name);
-    let out = xdpctl_ok(&["testenv", "setup", "--name", &name]);
+    let out = fw.ok(&["testenv", "setup", "--name", &name]);
     assert!(out.contains("[up]") && out.contains("10.11."), "{out}");
-    let err = xdpctl_err(&["testenv", "setup", "--name", &name]);
+    let err = fw.err(&["testenv", "setup", "--name", &name]);
     assert!(err.contains("already exists"), "{err}");
 
-    let addrs = xdpctl_ok(&[
+    let addrs = fw.ok(&[
         "testenv", "exec", "--name", &name, "--", "ip", "-br", "addr", "show", "dev", "veth0",
     ]);
     let lab = xdpctl::testenv::Lab::open(&name).unwrap();
     assert!(addrs.contains(&lab.inner_ipv4().to_string()), "{addrs}");
     // exec passes the exit code on.
-    let out = xdpctl(&[
+    let out = fw.run(&[
         "testenv", "exec", "--name", &name, "--", "sh", "-c", "exit 7",
     ]);
     assert_eq!(out.status.code(), Some(7));
     // bpffs pins stay visible inside (setns, not `ip netns exec`).
-    xdpctl_ok(&["load", &name, "-p", "xdp_pass"]);
-    let out = xdpctl_ok(&[
+    fw.ok(&["load", &name, "-p", "xdp_pass"]);
+    let out = fw.ok(&[
         "testenv",
         "exec",
         "--name",
         &name,
         "--",
         "ls",
-        &pins::interface_dir(&name).unwrap().to_string_lossy(),
+        &fw.interface_dir(&name).to_string_lossy(),
     ]);
     assert!(out.contains("link"), "{out}");
 
     // enter: a shell inside the lab, here fed from a pipe.
-    let mut shell = Command::new(xdpctl_path())
+    let mut shell = fw
+        .command()
         .args(["testenv", "enter", "--name", &name])
         .env("SHELL", "/bin/sh")
         .stdin(Stdio::piped())
@@ -583,12 +563,12 @@ fn testenv_cli_sets_up_runs_pings_and_tears_down() {
         "{text}"
     );
 
-    xdpctl_ok(&["testenv", "ping", "--name", &name, "--count", "2"]);
-    xdpctl_ok(&["testenv", "ping", "--name", &name, "--count", "2", "-6"]);
-    let status = xdpctl_ok(&["testenv", "status", "--name", &name]);
+    fw.ok(&["testenv", "ping", "--name", &name, "--count", "2"]);
+    fw.ok(&["testenv", "ping", "--name", &name, "--count", "2", "-6"]);
+    let status = fw.ok(&["testenv", "status", "--name", &name]);
     assert!(status.contains("xdp_pass"), "{status}");
 
-    xdpctl_ok(&["testenv", "teardown", "--name", &name]);
+    fw.ok(&["testenv", "teardown", "--name", &name]);
     assert!(
         nix::net::if_::if_nametoindex(name.as_str()).is_err(),
         "veth left behind"
@@ -597,11 +577,8 @@ fn testenv_cli_sets_up_runs_pings_and_tears_down() {
         !std::path::Path::new("/run/netns").join(&name).exists(),
         "netns left behind"
     );
-    assert!(
-        !pins::interface_dir(&name).unwrap().exists(),
-        "pins left behind"
-    );
-    let err = xdpctl_err(&["testenv", "ping", "--name", &name]);
+    assert!(!fw.interface_dir(&name).exists(), "pins left behind");
+    let err = fw.err(&["testenv", "ping", "--name", &name]);
     assert!(err.contains("no lab named"), "{err}");
     drop(guard);
 }
@@ -625,15 +602,14 @@ fn scopeguard(name: &str) -> impl Drop {
 
 #[test]
 fn loads_inside_two_labs_on_same_named_interfaces_do_not_collide() {
-    if !have_root("loads_inside_two_labs_on_same_named_interfaces_do_not_collide") {
-        return;
-    }
+    require_root!();
+    let fw = Instance::new();
     let (a, b) = (lab(), lab());
     // Both labs' inner interface is called veth0; each gets its own pins.
-    inside(&a, &["load", "veth0", "--program", "xdp_drop"]);
-    inside(&b, &["load", "veth0", "--program", "xdp_drop"]);
+    fw.inside(&a, &["load", "veth0", "--program", "xdp_drop"]);
+    fw.inside(&b, &["load", "veth0", "--program", "xdp_drop"]);
     for lab in [&a, &b] {
-        let status = inside(lab, &["status", "veth0", "--json"]);
+        let status = fw.inside(lab, &["status", "veth0", "--json"]);
         let status: Value = serde_json::from_str(&status).unwrap();
         assert_eq!(status[0]["owner"], "xdpctl", "{status}");
         assert_eq!(status[0]["program"], "xdp_drop", "{status}");
@@ -651,52 +627,54 @@ fn loads_inside_two_labs_on_same_named_interfaces_do_not_collide() {
         );
     }
     // The root namespace sees none of them as its own.
-    assert!(!pins::pinned_interfaces()
-        .unwrap()
-        .contains(&"veth0".to_owned()));
-    let out = inside(&a, &["unload", "veth0"]);
+    assert!(
+        !fw.pin_dirs().contains(&"veth0".to_owned()),
+        "{:?}",
+        fw.pin_dirs()
+    );
+    let out = fw.inside(&a, &["unload", "veth0"]);
     assert!(out.contains("Unloaded"), "{out}");
-    let status: Value = serde_json::from_str(&inside(&b, &["status", "veth0", "--json"])).unwrap();
+    let status: Value =
+        serde_json::from_str(&fw.inside(&b, &["status", "veth0", "--json"])).unwrap();
     assert_eq!(
         status[0]["program"], "xdp_drop",
         "unloading lab a touched lab b: {status}"
     );
-    // Tearing lab b down removes the pins made inside it.
+    // Tearing lab b down removes the pins made inside it. With `testenv teardown` of this
+    // instance: the guard's own teardown, in this process, knows only the global pin root.
     let netns_inode =
         std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(b.netns_path()).unwrap());
+    let made_inside = format!("veth0:ns{netns_inode}");
+    assert!(fw.pin_dirs().contains(&made_inside), "{:?}", fw.pin_dirs());
+    fw.ok(&["testenv", "teardown", "--name", b.outer_ifname()]);
     drop(b);
-    let leftover = std::fs::read_dir(pins::root().join("if"))
-        .map(|dir| {
-            dir.filter_map(|e| e.ok()).any(|e| {
-                e.file_name()
-                    .to_string_lossy()
-                    .ends_with(&format!(":ns{netns_inode}"))
-            })
-        })
-        .unwrap_or(false);
-    assert!(!leftover, "lab teardown left the pins made inside it");
+    assert!(
+        !fw.pin_dirs().contains(&made_inside),
+        "lab teardown left the pins made inside it: {:?}",
+        fw.pin_dirs()
+    );
 }
 
 #[test]
 fn errors_name_the_problem() {
-    if !have_root("errors_name_the_problem") {
-        return;
-    }
+    require_root!();
+    let fw = Instance::new();
     let lab = lab();
     let ifname = lab.outer_ifname();
-    let err = xdpctl_err(&["load", "nosuchif0"]);
+    let err = fw.err(&["load", "nosuchif0"]);
     assert!(err.contains("no such interface: 'nosuchif0'"), "{err}");
-    let err = xdpctl_err(&["stats", "nosuchif0"]);
+    let err = fw.err(&["stats", "nosuchif0"]);
     assert!(err.contains("nosuchif0"), "{err}");
-    let err = xdpctl_err(&["load", ifname, "--program", "xdp_bogus"]);
+    let err = fw.err(&["load", ifname, "--program", "xdp_bogus"]);
     assert!(err.contains("unknown program 'xdp_bogus'"), "{err}");
-    let err = xdpctl_err(&["load", ifname, "--obj", "/nonexistent/prog.o"]);
+    let err = fw.err(&["load", ifname, "--obj", "/nonexistent/prog.o"]);
     assert!(err.contains("no such BPF object file"), "{err}");
     assert!(attached(ifname).is_empty());
-    assert!(!pins::interface_dir(ifname).unwrap().exists());
+    assert!(!fw.interface_dir(ifname).exists());
 
     // Without privileges: one clear message naming the capabilities.
-    let out = Command::new("setpriv")
+    let out = fw
+        .with_root(Command::new("setpriv"))
         .args([
             "--reuid=65534",
             "--regid=65534",
