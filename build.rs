@@ -1,4 +1,6 @@
 //! Compiles every `bpf/*.bpf.c` with clang and generates its libbpf-rs skeleton into OUT_DIR.
+//! Only the programs sit in bpf/; their headers are in bpf/lib/ and bpf/firewall/, included as
+//! "lib/NAME.h" and "firewall/NAME.h" through -Ibpf.
 //! The object itself also lands in OUT_DIR (`NAME.bpf.o`) so `src/programs.rs` can embed it.
 //! The constants and enums of `include/xdpctl.h` become `OUT_DIR/abi.rs` through bindgen
 //! (`src/abi.rs`), so the Rust side never writes a value of the ABI again; structs come from
@@ -24,7 +26,7 @@ fn main() {
     for source in sources {
         let file_name = source.file_name().unwrap().to_string_lossy().into_owned();
         let name = file_name.trim_end_matches(".bpf.c");
-        // -mcpu=v3: compare-and-swap, which the exact tables' writers use (bpf/exact.h).
+        // -mcpu=v3: compare-and-swap, which the exact tables' writers use (bpf/firewall/exact.h).
         SkeletonBuilder::new()
             .source(&source)
             .obj(out_dir.join(format!("{name}.bpf.o")))
