@@ -51,7 +51,7 @@ fn generate_abi(out_dir: &std::path::Path) {
         .header_contents("abi.h", prelude)
         .clang_arg("-Iinclude")
         .allowlist_var("XDP_ACTION_MAX|XDPCTL_.*|FW_.*")
-        .allowlist_type("history_drop|fw_(proto|drop_reason|exact_state|rule_reason|port_proto|rl_proto|map_bit)")
+        .allowlist_type("history_drop|fw_(proto|drop_reason|exact_state|rule_reason|port_proto|rl_proto|map_bit|list)")
         .default_enum_style(bindgen::EnumVariation::Consts)
         .prepend_enum_name(false)
         .layout_tests(false)

@@ -30,6 +30,9 @@
 #include "firewall/lists.h"
 #include "firewall/ratelimit.h"
 
+/* count()'s drop reason for a packet that is not dropped: no enum fw_drop_reason. */
+#define FW_NOT_DROPPED (-1)
+
 static __always_inline __u32 count(struct xdp_md *ctx, struct clock_cache *clock, int proto,
 				   int syn, int drop_reason, __u64 len)
 {
@@ -47,8 +50,8 @@ static __always_inline __u32 count(struct xdp_md *ctx, struct clock_cache *clock
 			stats->drop_bytes[drop_reason] += len;
 		}
 	}
-	return xdp_stats_record_verdict(ctx, clock, drop_reason >= 0 ? XDP_DROP : XDP_PASS,
-					drop_reason);
+	return xdp_stats_record_verdict(
+	    ctx, clock, drop_reason != FW_NOT_DROPPED ? XDP_DROP : XDP_PASS, drop_reason);
 }
 
 SEC("xdp")
@@ -74,25 +77,25 @@ int firewall(struct xdp_md *ctx)
 	if (eth_type < 0)
 		return count(ctx, clk.cache, FW_PROTO_OTHER, 0, FW_DROP_MALFORMED, len);
 	if (eth_type != bpf_htons(ETH_P_IP) && eth_type != bpf_htons(ETH_P_IPV6))
-		return count(ctx, clk.cache, FW_PROTO_OTHER, 0, -1, len);
+		return count(ctx, clk.cache, FW_PROTO_OTHER, 0, FW_NOT_DROPPED, len);
 	if (parse_ip(&nh, data_end, eth_type, &p))
 		return count(ctx, clk.cache, FW_PROTO_OTHER, 0, FW_DROP_MALFORMED, len);
 	proto = proto_counter(&p);
 	if (p.has_ports) {
 		__u64 *port_count;
 
-		slot = (p.l4proto == IPPROTO_TCP ? FW_PORT_TCP : FW_PORT_UDP) * 65536 + p.dport;
+		slot = (p.l4proto == IPPROTO_TCP ? FW_PROTO_TCP : FW_PROTO_UDP) * 65536 + p.dport;
 		port_count = bpf_map_lookup_elem(&port_packets, &slot);
 		if (port_count)
 			(*port_count)++;
 	}
 
-	hits = match_list(0, &p, &clk);
+	hits = match_list(FW_LIST_ALLOW, &p, &clk);
 	if (hits) {
 		__sync_fetch_and_add(hits, 1);
-		return count(ctx, clk.cache, proto, p.syn, -1, len);
+		return count(ctx, clk.cache, proto, p.syn, FW_NOT_DROPPED, len);
 	}
-	hits = match_list(1, &p, &clk);
+	hits = match_list(FW_LIST_BLOCK, &p, &clk);
 	if (hits) {
 		__sync_fetch_and_add(hits, 1);
 		return count(ctx, clk.cache, proto, p.syn, FW_DROP_BLOCKLIST, len);
@@ -113,7 +116,7 @@ int firewall(struct xdp_md *ctx)
 		auto_block(&clk, &p);
 		return count(ctx, clk.cache, proto, p.syn, FW_DROP_RATELIMIT, len);
 	}
-	return count(ctx, clk.cache, proto, p.syn, -1, len);
+	return count(ctx, clk.cache, proto, p.syn, FW_NOT_DROPPED, len);
 }
 
 char LICENSE[] SEC("license") = "GPL";

@@ -17,7 +17,7 @@
 
 /* The exact rule of an address, if it has not expired. */
 static __always_inline struct fw_exact_slot *live_exact(void *tags, void *slots, void *filter,
-							__u32 list, struct exact_key *key,
+							enum fw_list list, struct exact_key *key,
 							struct clock *clk)
 {
 	struct fw_exact_memo *memo = bpf_map_lookup_elem(&exact_memo, &list);
@@ -107,10 +107,11 @@ static __always_inline struct fw_rule *live_lpm(enum trie_index trie, struct fw_
 
 /* The hit counter of the list's live rule for the packet's source, or NULL: the exact table
  * first, then the trie, each only if it may hold entries (maps_in_use), and the trie only if the
- * range filter says a range may cover the source. `block`: the block list, else the allow list
- * (a constant where this is inlined, so the maps below are too). */
-static __always_inline __u64 *match_list(int block, struct pkt *p, struct clock *clk)
+ * range filter says a range may cover the source. `list` is a constant where this is inlined, so
+ * the maps below are too. */
+static __always_inline __u64 *match_list(enum fw_list list, struct pkt *p, struct clock *clk)
 {
+	int block = list == FW_LIST_BLOCK;
 	__u32 in_use = clk->cfg->maps_in_use;
 	enum trie_index trie = (block ? BLOCK_V4_TRIE : ALLOW_V4_TRIE) + p->is_v6;
 	__u32 lpm_bit = (block ? FW_BLOCK_V4_LPM : FW_ALLOW_V4_LPM) << p->is_v6;
@@ -124,8 +125,8 @@ static __always_inline __u64 *match_list(int block, struct pkt *p, struct clock 
 		key = p->is_v6 ? exact_key_v6(&p->saddr6) : exact_key_v4(p->saddr4);
 		slot = live_exact(block ? (void *)&block_tags : (void *)&allow_tags,
 				  block ? (void *)&block_slots : (void *)&allow_slots,
-				  block ? (void *)&block_filter : (void *)&allow_filter, block,
-				  &key, clk);
+				  block ? (void *)&block_filter : (void *)&allow_filter, list, &key,
+				  clk);
 		if (slot)
 			return &slot->hits;
 	}

@@ -74,7 +74,7 @@ struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__type(key, __u32);
 	__type(value, struct fw_exact_memo);
-	__uint(max_entries, 2);
+	__uint(max_entries, FW_LIST_MAX);
 } exact_memo SEC(".maps");
 
 struct {
@@ -107,7 +107,7 @@ struct {
 	__uint(max_entries, FW_DEFAULT_MAX_SOURCES / FW_SOURCE_WAYS);
 } source_index SEC(".maps");
 
-/* Per interface (not pinned): packets per destination port, slot FW_PORT_TCP/UDP * 65536 + port,
+/* Per interface (not pinned): packets per destination port, slot FW_PROTO_TCP/UDP * 65536 + port,
  * counted whatever the verdict (`xdpctl ports`). */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);

@@ -12,12 +12,16 @@
 #include "xdpctl.h"
 #include "lib/parsing.h"
 
+/* struct pkt's l4proto until the IP header (options, extension chain) parsed; the parsers of
+ * lib/parsing.h fail with this same value, so a failed parse leaves it unknown. */
+#define PKT_L4_UNKNOWN (-1)
+
 /* What parsing found out about a packet. */
 struct pkt {
 	int is_v6;
 	__u32 saddr4;
 	struct fw_v6_addr saddr6; /* IPv6 only */
-	int l4proto;		  /* -1 until the IP header (options, extension chain) parsed */
+	int l4proto;		  /* an IPPROTO_*, or PKT_L4_UNKNOWN */
 	int malformed;		  /* something after the fixed IP header is truncated or invalid */
 	int has_ports;		  /* TCP/UDP header parsed: dport is valid */
 	__u16 dport;
@@ -62,7 +66,7 @@ static __always_inline int parse_ip(struct hdr_cursor *nh, void *data_end, int e
 	struct iphdr *iph;
 	int nonfirst_frag = 0;
 
-	p->l4proto = -1;
+	p->l4proto = PKT_L4_UNKNOWN;
 	if (eth_type == bpf_htons(ETH_P_IP)) {
 		if (parse_iphdr_fixed(nh, data_end, &iph))
 			return -1;
