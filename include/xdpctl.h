@@ -107,7 +107,7 @@ struct fw_v6_addr {
 /* Exact addresses (/32, /128) of a list, both families: a hash table in two arrays that
  * userspace maps into its own memory (BPF_F_MMAPABLE), so a lookup is a few inlined loads
  * instead of a call into the kernel's hash map, and a million rules load without a syscall
- * each. bpf/exact.h has the program's side, src/exact.rs userspace's.
+ * each. bpf/firewall/exact.h has the program's side, src/exact.rs userspace's.
  *
  * An address hashes to two buckets of FW_EXACT_LANES lanes; it lives in a lane of one of them.
  * A bucket is half a cache line of 16-bit tags (a hash of the address; 0 = free lane), so looking
@@ -282,7 +282,7 @@ struct fw_source_index {
 #define FW_SOURCE_INDEX_MAX_PACKETS 65535
 
 /* Per CPU and list: the last address found in the list's exact table, and its slot
- * (exact_lookup in bpf/exact.h). */
+ * (exact_lookup in bpf/firewall/exact.h). */
 struct fw_exact_memo {
 	__u64 lo;
 	__u64 hi;

@@ -12,7 +12,7 @@
 #include "lib/clock.h"
 
 /* The clock: CLOCK_MONOTONIC_COARSE as of this jiffy, from the per-CPU cache the history is
- * keyed by (history.h). Tick resolution (1-4 ms) is plenty for expiries and token buckets, and
+ * keyed by (lib/clock.h). Tick resolution (1-4 ms) is plenty for expiries and token buckets, and
  * a cached read costs nothing, where bpf_ktime_get_ns costs 30 ns in a VM and even the coarse
  * helper 13 ns (measured). Tests set now_override_ns to drive it. */
 struct clock {

@@ -32,8 +32,8 @@ RANGE_TRIE(allow_v6_lpm, struct fw_lpm_v6_key);
 RANGE_TRIE(block_v4_lpm, struct fw_lpm_v4_key);
 RANGE_TRIE(block_v6_lpm, struct fw_lpm_v6_key);
 
-/* Each list's exact addresses (bpf/exact.h): buckets of tags, the slots they lead to, and the
- * presence filter in front of them (two halves). */
+/* Each list's exact addresses (bpf/firewall/exact.h): buckets of tags, the slots they lead to, and
+ * the presence filter in front of them (two halves). */
 #define EXACT_TABLE(_list)                                                                         \
 	struct {                                                                                   \
 		__uint(type, BPF_MAP_TYPE_ARRAY);                                                  \
