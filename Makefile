@@ -8,9 +8,9 @@ ARCH      := $(shell uname -m | sed -e 's/x86_64/x86/' -e 's/aarch64/arm64/')
 
 BPF_SRC   := $(wildcard bpf/*.bpf.c)
 BPF_OBJ   := $(patsubst bpf/%.bpf.c,build/%.bpf.o,$(BPF_SRC))
-BPF_HDR   := $(wildcard bpf/*.h) include/xdpctl.h include/vmlinux.h
+BPF_HDR   := $(wildcard bpf/*/*.h) include/xdpctl.h include/vmlinux.h
 BPF_FLAGS := -O2 -g -target bpf -mcpu=v3 -D__TARGET_ARCH_$(ARCH) -Iinclude -Ibpf -Wall -Werror
-C_FILES   := $(wildcard bpf/*.c bpf/*.h tests/bpf/*.c) include/xdpctl.h
+C_FILES   := $(wildcard bpf/*.c bpf/*/*.h tests/bpf/*.c) include/xdpctl.h
 
 .PHONY: all deps bpf vmlinux test difftest bench demo check clean
 

@@ -1,4 +1,6 @@
 //! Compiles every `bpf/*.bpf.c` with clang and generates its libbpf-rs skeleton into OUT_DIR.
+//! Only the programs sit in bpf/; their headers are in bpf/lib/ and bpf/firewall/, included as
+//! "lib/NAME.h" and "firewall/NAME.h" through -Ibpf.
 //! The object itself also lands in OUT_DIR (`NAME.bpf.o`) so `src/programs.rs` can embed it.
 //! The constants and enums of `include/xdpctl.h` become `OUT_DIR/abi.rs` through bindgen
 //! (`src/abi.rs`), so the Rust side never writes a value of the ABI again; structs come from
@@ -24,7 +26,7 @@ fn main() {
     for source in sources {
         let file_name = source.file_name().unwrap().to_string_lossy().into_owned();
         let name = file_name.trim_end_matches(".bpf.c");
-        // -mcpu=v3: compare-and-swap, which the exact tables' writers use (bpf/exact.h).
+        // -mcpu=v3: compare-and-swap, which the exact tables' writers use (bpf/firewall/exact.h).
         SkeletonBuilder::new()
             .source(&source)
             .obj(out_dir.join(format!("{name}.bpf.o")))
@@ -49,7 +51,7 @@ fn generate_abi(out_dir: &std::path::Path) {
         .header_contents("abi.h", prelude)
         .clang_arg("-Iinclude")
         .allowlist_var("XDP_ACTION_MAX|XDPCTL_.*|FW_.*")
-        .allowlist_type("history_drop|fw_(proto|drop_reason|exact_state|rule_reason|port_proto|rl_proto|map_bit)")
+        .allowlist_type("history_drop|fw_(proto|drop_reason|exact_state|rule_reason|port_proto|rl_proto|map_bit|list)")
         .default_enum_style(bindgen::EnumVariation::Consts)
         .prepend_enum_name(false)
         .layout_tests(false)

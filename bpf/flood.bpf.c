@@ -20,7 +20,7 @@
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
-#include "parsing.h"
+#include "lib/parsing.h"
 
 /* Set by userspace before load (the template's layout). */
 const volatile __u32 rand_mask4 = 0; /* IPv4 source bits to randomize (network order) */

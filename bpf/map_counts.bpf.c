@@ -52,7 +52,7 @@ static long count_port(struct bpf_map *map, __u32 *slot, struct fw_port_rule *ru
 {
 	if (!rule->enabled)
 		return 0;
-	if (*slot / 65536 == FW_PORT_TCP)
+	if (*slot / 65536 == FW_PROTO_TCP)
 		tally->tcp++;
 	else
 		tally->udp++;

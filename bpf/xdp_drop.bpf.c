@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
 /* xdp_drop: returns XDP_DROP for every packet and counts it in xdp_stats_map. */
-#include "xdp_stats.h"
+#include "lib/xdp_stats.h"
 
 SEC("xdp")
 int xdp_drop(struct xdp_md *ctx)

@@ -107,7 +107,7 @@ struct fw_v6_addr {
 /* Exact addresses (/32, /128) of a list, both families: a hash table in two arrays that
  * userspace maps into its own memory (BPF_F_MMAPABLE), so a lookup is a few inlined loads
  * instead of a call into the kernel's hash map, and a million rules load without a syscall
- * each. bpf/exact.h has the program's side, src/exact.rs userspace's.
+ * each. bpf/firewall/exact.h has the program's side, src/exact.rs userspace's.
  *
  * An address hashes to two buckets of FW_EXACT_LANES lanes; it lives in a lane of one of them.
  * A bucket is half a cache line of 16-bit tags (a hash of the address; 0 = free lane), so looking
@@ -169,11 +169,16 @@ struct fw_rule {
 	__u32 prefixlen;
 };
 
-/* Port rules: an array indexed by proto * 65536 + destination port. */
+/* Port rules: an array indexed by proto * 65536 + destination port, where proto is
+ * FW_PROTO_TCP or FW_PROTO_UDP of enum fw_proto, the one TCP/UDP protocol enum. The rows take
+ * fw_proto's first two values, so fw_proto must keep TCP and UDP there. */
+_Static_assert(FW_PROTO_TCP == 0 && FW_PROTO_UDP == 1, "port rows are fw_proto's TCP and UDP");
+/* The same rows under the names src/firewall.rs still reads; drop them once it reads
+ * FW_PROTO_TCP/UDP. No value is written here: they are fw_proto's. */
 enum fw_port_proto {
-	FW_PORT_TCP = 0,
-	FW_PORT_UDP = 1,
-	FW_PORT_PROTO_MAX = 2,
+	FW_PORT_TCP = FW_PROTO_TCP,
+	FW_PORT_UDP = FW_PROTO_UDP,
+	FW_PORT_PROTO_MAX = FW_PROTO_UDP + 1,
 };
 #define FW_PORT_SLOTS (FW_PORT_PROTO_MAX * 65536)
 
@@ -183,13 +188,23 @@ struct fw_port_rule {
 	__u32 _pad;
 };
 
-/* What the rate limit counts. */
+/* What the rate limit counts (fw_config.rl_proto): a selector, not a protocol (ALL and SYN
+ * are none). Its values predate fw_proto and differ from it (UDP 1, TCP 2); they are stored in
+ * the pinned fw_config, so they stay, and rl_applies() maps each to its test. */
 enum fw_rl_proto {
 	FW_RL_ALL = 0,
 	FW_RL_UDP = 1,
 	FW_RL_TCP = 2,
 	FW_RL_ICMP = 3,
 	FW_RL_SYN = 4,
+};
+
+/* The two address lists, by index: exact_memo's element, the bit of fw_config.exact_filter_half
+ * (1 << list), the element of fw_config.exact_filter_stale. */
+enum fw_list {
+	FW_LIST_ALLOW = 0,
+	FW_LIST_BLOCK = 1,
+	FW_LIST_MAX = 2,
 };
 
 /* Tokens are kept in nano-tokens: one packet costs FW_TOKEN. */
@@ -231,8 +246,8 @@ struct fw_config {
 	__u32 exact_buckets;   /* buckets of each list's exact table */
 	__u64 exact_seed; /* keys the exact tables' hash, so rules cannot be aimed at a bucket */
 	__u32 exact_filter_half; /* bit 1 << list: the half of a list's filter that is read */
-	__u32
-	    exact_filter_stale[2]; /* per list (allow, block): removals since its filter's build */
+	/* per enum fw_list: removals since its filter's build */
+	__u32 exact_filter_stale[FW_LIST_MAX];
 	__u32 exact_filter_pad;
 };
 
@@ -267,7 +282,7 @@ struct fw_source_index {
 #define FW_SOURCE_INDEX_MAX_PACKETS 65535
 
 /* Per CPU and list: the last address found in the list's exact table, and its slot
- * (exact_lookup in bpf/exact.h). */
+ * (exact_lookup in bpf/firewall/exact.h). */
 struct fw_exact_memo {
 	__u64 lo;
 	__u64 hi;

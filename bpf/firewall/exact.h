@@ -196,8 +196,8 @@ static __always_inline __u64 *exact_filter_word(void *filter, struct fw_config *
 
 /* Whether the list's filter (the half being read) may hold the key: 0 only if it is not in the
  * table. */
-static __always_inline int exact_filter_may_hold(void *filter, struct fw_config *cfg, __u32 list,
-						 struct exact_place *place)
+static __always_inline int exact_filter_may_hold(void *filter, struct fw_config *cfg,
+						 enum fw_list list, struct exact_place *place)
 {
 	__u64 *bits = exact_filter_word(filter, cfg, place, (cfg->exact_filter_half >> list) & 1);
 
@@ -221,10 +221,9 @@ static __always_inline void exact_filter_add(void *filter, struct fw_config *cfg
  * where. A flood from one source then finds its rule with a few loads, without the hash and the
  * tag search. The slot is checked each time, so a rule removed or moved is never trusted. Then
  * the filter, which rules out most absent keys without reading the tags. */
-static __always_inline struct fw_exact_slot *exact_lookup(void *tags, void *slots, void *filter,
-							  __u32 list, struct fw_exact_memo *memo,
-							  struct fw_config *cfg,
-							  struct exact_key *key)
+static __always_inline struct fw_exact_slot *
+exact_lookup(void *tags, void *slots, void *filter, enum fw_list list, struct fw_exact_memo *memo,
+	     struct fw_config *cfg, struct exact_key *key)
 {
 	struct exact_place place;
 	struct fw_exact_slot *slot;

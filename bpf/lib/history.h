@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
- * The per-second history ring and the per-CPU clock it is keyed by.
+ * The per-second history ring, keyed by the per-CPU clock (clock.h).
  *
  * Each CPU counts into the slot of the current second (per-CPU, so no atomics), and resets a
  * slot the first time it enters a new second. Userspace sums the CPUs' slots whose `second`
@@ -13,8 +13,7 @@
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include "xdpctl.h"
-
-#define NSEC_PER_SEC 1000000000ULL
+#include "lib/clock.h"
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -22,35 +21,6 @@ struct {
 	__type(value, struct history_second);
 	__uint(max_entries, XDPCTL_HISTORY_SLOTS);
 } xdp_history SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__type(key, __u32);
-	__type(value, struct clock_cache);
-	__uint(max_entries, 1);
-} clock_cache SEC(".maps");
-
-/* This CPU's clock, refreshed once per jiffy: the coarse clock only moves on a tick anyway. The
- * division into seconds happens once per second. */
-static __always_inline struct clock_cache *clock_now(void)
-{
-	__u64 jiffies = bpf_jiffies64();
-	struct clock_cache *clock;
-	__u32 zero = 0;
-
-	clock = bpf_map_lookup_elem(&clock_cache, &zero);
-	if (!clock)
-		return NULL;
-	if (clock->jiffies != jiffies) {
-		clock->jiffies = jiffies;
-		clock->now_ns = bpf_ktime_get_coarse_ns();
-		if (clock->now_ns >= clock->second_end_ns) {
-			clock->second = clock->now_ns / NSEC_PER_SEC;
-			clock->second_end_ns = (clock->second + 1) * NSEC_PER_SEC;
-		}
-	}
-	return clock;
-}
 
 /* Counts a packet of `len` bytes with its verdict into the current second. `drop` is an enum
  * fw_drop_reason / history_drop for dropped packets, ignored otherwise. */

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
  * Per-action packet and byte counters in the xdp-tutorial's xdp_stats_map
- * layout, and the per-second history (history.h). Per-CPU, so the hot path
+ * layout, and the per-second history (lib/history.h). Per-CPU, so the hot path
  * needs no atomics; userspace sums the CPUs.
  */
 #ifndef XDPCTL_XDP_STATS_H
@@ -10,7 +10,7 @@
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include "xdpctl.h"
-#include "history.h"
+#include "lib/history.h"
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);

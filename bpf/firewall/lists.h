@@ -1,0 +1,150 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * The allow and block lists: whether a packet's source has a live rule in a list, by the
+ * list's exact table (exact.h) and then its range trie, behind the range filter.
+ */
+#ifndef XDPCTL_FIREWALL_LISTS_H
+#define XDPCTL_FIREWALL_LISTS_H
+
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+#include "xdpctl.h"
+#include "firewall/maps.h"
+#include "firewall/clock.h"
+#include "firewall/exact.h"
+#include "firewall/packet.h"
+
+/* The exact rule of an address, if it has not expired. */
+static __always_inline struct fw_exact_slot *live_exact(void *tags, void *slots, void *filter,
+							enum fw_list list, struct exact_key *key,
+							struct clock *clk)
+{
+	struct fw_exact_memo *memo = bpf_map_lookup_elem(&exact_memo, &list);
+	struct fw_exact_slot *slot = exact_lookup(tags, slots, filter, list, memo, clk->cfg, key);
+
+	if (slot && slot->expires_ns && now_ns(clk) >= slot->expires_ns)
+		return NULL;
+	return slot;
+}
+
+/* The range tries, by index, for the bpf_loop callback below (it cannot take a map pointer). */
+enum trie_index { ALLOW_V4_TRIE, ALLOW_V6_TRIE, BLOCK_V4_TRIE, BLOCK_V6_TRIE };
+
+static __always_inline void *trie_of(enum trie_index trie)
+{
+	switch (trie) {
+	case ALLOW_V4_TRIE:
+		return &allow_v4_lpm;
+	case ALLOW_V6_TRIE:
+		return &allow_v6_lpm;
+	case BLOCK_V4_TRIE:
+		return &block_v4_lpm;
+	default:
+		return &block_v6_lpm;
+	}
+}
+
+/* Whether a range of a trie may cover an address whose first 16 bits are `top` (the range
+ * filter): if not, the trie's lookup is not worth its call. */
+static __always_inline int range_may_match(enum trie_index trie, __u32 top)
+{
+	__u32 word = trie * FW_RANGE_WORDS + (top >> 6);
+	__u64 *bits = bpf_map_lookup_elem(&range_bits, &word);
+
+	return bits && (*bits >> (top & 63)) & 1;
+}
+
+/* A search for the longest live prefix below an expired one. `key` is a trie key (the IPv4
+ * trie reads its first 8 bytes); `live` is set when a live prefix is found at key.prefixlen. */
+struct below_expired {
+	struct fw_lpm_v6_key key;
+	__u64 now;
+	enum trie_index trie;
+	int live;
+};
+
+static long look_below(__u32 i, struct below_expired *search)
+{
+	struct fw_rule *rule = bpf_map_lookup_elem(trie_of(search->trie), &search->key);
+
+	if (!rule)
+		return 1;
+	if (!rule->expires_ns || search->now < rule->expires_ns) {
+		search->live = 1;
+		search->key.prefixlen = rule->prefixlen;
+		return 1;
+	}
+	if (rule->prefixlen == 0 || rule->prefixlen > search->key.prefixlen)
+		return 1;
+	search->key.prefixlen = rule->prefixlen - 1;
+	return 0;
+}
+
+/* The longest live prefix in a trie. A lookup finds the longest match no longer than the key's
+ * prefixlen, so past an expired match, look again below its length. (Userspace sweeps expired
+ * ranges; the program cannot delete them, not knowing which prefix matched.) That rare search
+ * runs in bpf_loop, so the verifier checks it once instead of on every path that gets here. */
+static __always_inline struct fw_rule *live_lpm(enum trie_index trie, struct fw_lpm_v6_key *key,
+						struct clock *clk)
+{
+	void *map = trie_of(trie);
+	struct fw_rule *rule = bpf_map_lookup_elem(map, key);
+	struct below_expired search = {.now = now_ns(clk), .trie = trie};
+
+	if (!rule || !expired(rule, clk))
+		return rule;
+	if (rule->prefixlen == 0 || rule->prefixlen > key->prefixlen)
+		return NULL;
+	search.key = *key;
+	search.key.prefixlen = rule->prefixlen - 1;
+	bpf_loop(129, look_below, &search, 0);
+	if (!search.live)
+		return NULL;
+	key->prefixlen = search.key.prefixlen;
+	return bpf_map_lookup_elem(map, key);
+}
+
+/* The hit counter of the list's live rule for the packet's source, or NULL: the exact table
+ * first, then the trie, each only if it may hold entries (maps_in_use), and the trie only if the
+ * range filter says a range may cover the source. `list` is a constant where this is inlined, so
+ * the maps below are too. */
+static __always_inline __u64 *match_list(enum fw_list list, struct pkt *p, struct clock *clk)
+{
+	int block = list == FW_LIST_BLOCK;
+	__u32 in_use = clk->cfg->maps_in_use;
+	enum trie_index trie = (block ? BLOCK_V4_TRIE : ALLOW_V4_TRIE) + p->is_v6;
+	__u32 lpm_bit = (block ? FW_BLOCK_V4_LPM : FW_ALLOW_V4_LPM) << p->is_v6;
+	struct fw_lpm_v6_key lpm_key = {}; /* the IPv4 trie reads it as a struct fw_lpm_v4_key */
+	struct fw_exact_slot *slot;
+	struct exact_key key;
+	struct fw_rule *rule;
+	__u32 top;
+
+	if (in_use & (block ? FW_BLOCK_EXACT : FW_ALLOW_EXACT)) {
+		key = p->is_v6 ? exact_key_v6(&p->saddr6) : exact_key_v4(p->saddr4);
+		slot = live_exact(block ? (void *)&block_tags : (void *)&allow_tags,
+				  block ? (void *)&block_slots : (void *)&allow_slots,
+				  block ? (void *)&block_filter : (void *)&allow_filter, list, &key,
+				  clk);
+		if (slot)
+			return &slot->hits;
+	}
+	if (!(in_use & lpm_bit))
+		return NULL;
+	if (p->is_v6) {
+		lpm_key.prefixlen = 128;
+		__builtin_memcpy(lpm_key.addr, p->saddr6.addr, 16);
+		top = (__u32)p->saddr6.addr[0] << 8 | p->saddr6.addr[1];
+	} else {
+		lpm_key.prefixlen = 32;
+		__builtin_memcpy(lpm_key.addr, &p->saddr4, 4);
+		top = bpf_ntohl(p->saddr4) >> 16;
+	}
+	if (!range_may_match(trie, top))
+		return NULL;
+	rule = live_lpm(trie, &lpm_key, clk);
+	return rule ? &rule->hits : NULL;
+}
+
+#endif /* XDPCTL_FIREWALL_LISTS_H */

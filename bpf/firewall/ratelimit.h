@@ -1,0 +1,204 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * The per-source table (struct fw_source_set, struct fw_source_index): top-talker counts and
+ * the rate limit's token buckets, and the auto-block of a source over the limit.
+ */
+#ifndef XDPCTL_FIREWALL_RATELIMIT_H
+#define XDPCTL_FIREWALL_RATELIMIT_H
+
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include "xdpctl.h"
+#include "firewall/maps.h"
+#include "firewall/clock.h"
+#include "firewall/exact.h"
+#include "firewall/packet.h"
+
+static __always_inline int rl_applies(struct fw_config *cfg, struct pkt *p)
+{
+	switch (cfg->rl_proto) {
+	case FW_RL_UDP:
+		return p->l4proto == IPPROTO_UDP;
+	case FW_RL_TCP:
+		return p->l4proto == IPPROTO_TCP;
+	case FW_RL_ICMP:
+		return proto_counter(p) == FW_PROTO_ICMP;
+	case FW_RL_SYN:
+		return p->syn;
+	default:
+		return 1;
+	}
+}
+
+/* A keyed multiplicative hash of a source's four 32-bit words: its low bits pick the set, its
+ * high 16 bits are the source's tag in the index. Mirrored by src/model.rs (source_hash). */
+static __always_inline __u32 source_hash(struct fw_config *cfg, struct fw_v6_addr *addr)
+{
+	__u32 w[4], h;
+
+	__builtin_memcpy(w, addr->addr, 16);
+	h = cfg->source_seed;
+	h = (h ^ w[0]) * 0x9E3779B1;
+	h = (h ^ w[1]) * 0x9E3779B1;
+	h = (h ^ w[2]) * 0x9E3779B1;
+	h = (h ^ w[3]) * 0x9E3779B1;
+	return h ^ (h >> 15);
+}
+
+/* Where a source lives in the table: its set, its tag and its key (an IPv6 source as it is, an
+ * IPv4 one in its IPv4-mapped form). */
+struct source_loc {
+	__u64 want[2];
+	__u32 set;
+	__u16 tag;
+};
+
+/* Finds the source's set and tag. */
+static __always_inline void source_locate(struct fw_config *cfg, struct pkt *p,
+					  struct source_loc *loc)
+{
+	struct fw_v6_addr key;
+	__u32 hash;
+
+	if (p->is_v6) {
+		key = p->saddr6;
+	} else {
+		__builtin_memset(key.addr, 0, 10);
+		key.addr[10] = 0xff;
+		key.addr[11] = 0xff;
+		__builtin_memcpy(&key.addr[12], &p->saddr4, 4);
+	}
+	hash = source_hash(cfg, &key);
+	loc->set = hash & cfg->source_set_mask;
+	loc->tag = hash >> 16;
+	__builtin_memcpy(loc->want, key.addr, 16);
+}
+
+/* Whether a slot holds the source's address. */
+static __always_inline int source_holds(struct fw_source *slot, struct source_loc *loc)
+{
+	__u64 have[2];
+
+	__builtin_memcpy(have, slot->addr, 16);
+	return have[0] == loc->want[0] && have[1] == loc->want[1];
+}
+
+/* A source's place in the table: its slot (NULL: none, or its first packet), and its packet
+ * count in the index (NULL: no set). */
+struct source_ref {
+	struct fw_source *slot;
+	__u16 *packets;
+};
+
+/* Finds the source in its set, by the index (struct fw_source_index). A way with one packet is
+ * a source seen once, known by its tag alone: its slot is written only at its second packet, so
+ * a flood of one-off sources costs a read and a write in the index per packet and nothing in
+ * the (much larger) slots. A new source takes the way with the fewest packets. */
+static __always_inline struct source_ref source_slot(struct clock *clk, struct source_loc *loc,
+						     __u64 cap)
+{
+	struct fw_source_index *index = bpf_map_lookup_elem(&source_index, &loc->set);
+	struct fw_source_set *set = bpf_map_lookup_elem(&sources, &loc->set);
+	struct source_ref ref = {};
+	struct fw_config *cfg = clk->cfg;
+	struct fw_source *slot;
+	int i, seen_once, victim = 0;
+	__u32 fewest = ~0U;
+
+	if (!index || !set)
+		return ref;
+#pragma unroll
+	for (i = 0; i < FW_SOURCE_WAYS; i++) {
+		seen_once = index->packets[i] == 1;
+		slot = &set->way[i];
+		/* A way seen once is this source's by its tag alone: its slot holds nothing yet. */
+		if (index->packets[i] && index->tag[i] == loc->tag &&
+		    (seen_once || source_holds(slot, loc))) {
+			if (seen_once) {
+				/* Its second packet: the slot starts now, the first counted. */
+				__builtin_memcpy(slot->addr, loc->want, 16);
+				slot->tokens = cfg->rl_enabled ? cap : 0;
+				slot->last_ns = now_ns(clk);
+				slot->packets = 1;
+				slot->bytes = 0;
+			}
+			ref.slot = slot;
+			ref.packets = &index->packets[i];
+			return ref;
+		}
+		if (index->packets[i] < fewest) {
+			fewest = index->packets[i];
+			victim = i;
+		}
+	}
+	victim &= FW_SOURCE_WAYS - 1;
+	/* A slot in use is emptied for readers of the table (top talkers, the exporter). */
+	if (index->packets[victim] > 1)
+		set->way[victim].packets = 0;
+	index->tag[victim] = loc->tag;
+	index->packets[victim] = 0;
+	ref.packets = &index->packets[victim];
+	return ref;
+}
+
+/* Counts the source (top talkers) and runs its token bucket. Returns 1 if over the limit. A
+ * source's first packet is only counted in the index: its bucket starts at its second. */
+static __always_inline int over_rate_limit(struct clock *clk, struct pkt *p, struct source_loc *loc,
+					   __u64 len)
+{
+	struct fw_config *cfg = clk->cfg;
+	__u64 cap = cfg->rl_burst * FW_TOKEN;
+	struct source_ref ref = source_slot(clk, loc, cap);
+	struct fw_source *src = ref.slot;
+	__u64 tokens, elapsed, now;
+
+	if (!ref.packets)
+		return 0;
+	if (*ref.packets < FW_SOURCE_INDEX_MAX_PACKETS)
+		(*ref.packets)++;
+	if (!src)
+		return 0;
+	/* Top-talker counters: plain adds, as the bucket below; a race between CPUs on one
+	 * source can lose an increment, which costs less than two atomics on every packet. */
+	src->packets++;
+	src->bytes += len;
+	if (!cfg->rl_enabled || !cfg->rl_pps || !rl_applies(cfg, p))
+		return 0;
+
+	/* Continuous refill from the last update: no windows, so no refill at a boundary.
+	 * A clock that reads earlier than last_ns refills nothing instead of underflowing.
+	 * rl_full_ns (userspace divides once) is when an empty bucket is full again. */
+	now = now_ns(clk);
+	tokens = src->tokens;
+	if (now > src->last_ns) {
+		elapsed = now - src->last_ns;
+		if (elapsed >= cfg->rl_full_ns)
+			tokens = cap;
+		else
+			tokens += elapsed * cfg->rl_pps;
+		src->last_ns = now;
+	}
+	if (tokens > cap)
+		tokens = cap;
+	if (tokens >= FW_TOKEN) {
+		src->tokens = tokens - FW_TOKEN;
+		return 0;
+	}
+	src->tokens = tokens;
+	return 1;
+}
+
+static __always_inline void auto_block(struct clock *clk, struct pkt *p)
+{
+	struct fw_config *cfg = clk->cfg;
+	struct exact_key key = p->is_v6 ? exact_key_v6(&p->saddr6) : exact_key_v4(p->saddr4);
+	__u64 now = now_ns(clk);
+
+	if (!cfg->rl_block_for_ns)
+		return;
+	/* A full table refuses the entry: the source is still dropped by its bucket. */
+	exact_insert(&block_tags, &block_slots, &block_filter, cfg, &key, now,
+		     now + cfg->rl_block_for_ns, FW_REASON_RATELIMIT);
+}
+
+#endif /* XDPCTL_FIREWALL_RATELIMIT_H */
