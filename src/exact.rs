@@ -1,4 +1,4 @@
-//! The exact-address tables (include/xdpctl.h, bpf/exact.h): userspace's side. Each list keeps
+//! The exact-address tables (include/xdpctl.h, bpf/firewall/exact.h): userspace's side. Each list keeps
 //! its /32 and /128 rules in two BPF arrays made `BPF_F_MMAPABLE`: buckets of 16-bit tags, and
 //! the slots they lead to. xdpctl maps both into its memory and reads and writes them there,
 //! with the program's hash and the same claim-and-publish protocol, so a lookup in the program
@@ -59,7 +59,7 @@ pub fn array_entries(rules: u32) -> [u32; 3] {
     ]
 }
 
-/// An address as the tables key it (struct exact_key in bpf/exact.h): its bytes as two native
+/// An address as the tables key it (struct exact_key in bpf/firewall/exact.h): its bytes as two native
 /// words, and the live state of its family.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Key {
@@ -101,7 +101,7 @@ impl Key {
 }
 
 /// Where a key may live: its two buckets, and its tag; and its word (in a half) and bits in the
-/// presence filter (exact_place in bpf/exact.h).
+/// presence filter (exact_place in bpf/firewall/exact.h).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Place {
     pub buckets: [u32; 2],
@@ -268,7 +268,7 @@ impl Table {
     }
 
     /// The lanes of a bucket whose tag is `tag` (0: the free lanes), as a bit set: four lanes a
-    /// word, as the program compares them (exact_lanes in bpf/exact.h).
+    /// word, as the program compares them (exact_lanes in bpf/firewall/exact.h).
     fn lanes_with(&self, bucket: u32, tag: u16) -> u16 {
         const HIGHS: u64 = 0x8000_8000_8000_8000;
         let first = bucket as usize * LANES;
@@ -576,7 +576,7 @@ mod tests {
 
     #[test]
     fn the_default_size_is_the_programs() {
-        // FW_DEFAULT_EXACT_BUCKETS in bpf/firewall.bpf.c.
+        // FW_DEFAULT_EXACT_BUCKETS in bpf/firewall/maps.h.
         assert_eq!(buckets_for(crate::firewall::DEFAULT_MAX_RULES), 81_920);
     }
 

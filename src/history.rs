@@ -1,4 +1,4 @@
-//! The per-second history every built-in program keeps (bpf/history.h): reading the per-CPU ring,
+//! The per-second history every built-in program keeps (bpf/lib/history.h): reading the per-CPU ring,
 //! summing the CPUs' counts of each completed second, and printing them as a table, JSON or CSV.
 
 use std::time::{SystemTime, UNIX_EPOCH};

@@ -136,7 +136,7 @@ and with `perf record -e cpu-clock` during floods:
   speculative-return-stack mitigation \"Safe RET\": every return goes through a thunk. A lookup
   in the kernel's hash map is a call (and a memcmp call inside it): in a program of its own,
   17 ns over the floor for an absent key, 24 ns for a present one. The firewall's exact
-  addresses therefore live in a table of its own (bpf/exact.h): two mmapable arrays per list,
+  addresses therefore live in a table of its own (bpf/firewall/exact.h): two mmapable arrays per list,
   buckets of sixteen 16-bit tags and a slot per lane, looked up with inlined loads and
   arithmetic, no branch per lane. The range tries are still kernel calls, made only while a
   trie holds rules.
