@@ -192,22 +192,28 @@ fn a_pin_root_outside_bpffs_is_refused_and_left_alone() {
             &["block", "192.0.2.1"],
             &["load", lab.outer_ifname()],
         ] {
-            let out = Command::new(xdpctl_path())
-                .args(args)
-                .env("XDPCTL_PIN_ROOT", root)
-                .current_dir(plain)
-                .output()
-                .unwrap();
-            let stderr = stderr_of(&out);
-            assert_eq!(out.status.code(), Some(1), "{root} {args:?}: {stderr}");
-            assert!(
-                stderr.contains(&format!("XDPCTL_PIN_ROOT={root} {why}")),
-                "{root} {args:?}: {stderr}"
-            );
+            assert_pin_root_refused(root, why, args, plain);
             assert!(plain.join("rules/keep").exists(), "{args:?} removed it");
         }
     }
     assert!(attached(lab.outer_ifname()).is_empty());
+}
+
+/// Runs xdpctl with `XDPCTL_PIN_ROOT=root` from `cwd`: it must fail with exit 1, saying why the
+/// root was refused.
+fn assert_pin_root_refused(root: &str, why: &str, args: &[&str], cwd: &Path) {
+    let out = Command::new(xdpctl_path())
+        .args(args)
+        .env("XDPCTL_PIN_ROOT", root)
+        .current_dir(cwd)
+        .output()
+        .unwrap();
+    let stderr = stderr_of(&out);
+    assert_eq!(out.status.code(), Some(1), "{root} {args:?}: {stderr}");
+    assert!(
+        stderr.contains(&format!("XDPCTL_PIN_ROOT={root} {why}")),
+        "{root} {args:?}: {stderr}"
+    );
 }
 
 #[test]
@@ -237,17 +243,7 @@ fn a_bpffs_mount_or_another_tools_directory_is_no_pin_root() {
         ),
     ] {
         for args in [&["unload", "--all"][..], &["block", "192.0.2.1"]] {
-            let out = Command::new(xdpctl_path())
-                .args(args)
-                .env("XDPCTL_PIN_ROOT", root)
-                .output()
-                .unwrap();
-            let stderr = stderr_of(&out);
-            assert_eq!(out.status.code(), Some(1), "{root} {args:?}: {stderr}");
-            assert!(
-                stderr.contains(&format!("XDPCTL_PIN_ROOT={root} {why}")),
-                "{root} {args:?}: {stderr}"
-            );
+            assert_pin_root_refused(root, why, args, &std::env::current_dir().unwrap());
             for dir in &theirs {
                 assert!(dir.is_dir(), "{root} {args:?} removed {dir:?}");
             }
