@@ -4,8 +4,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::attach::RequestedMode;
-use crate::testenv::DEFAULT_NAME;
+use crate::lab::testenv::DEFAULT_NAME;
+use crate::sys::attach::RequestedMode;
 pub use parsers::parse;
 use parsers::*;
 
@@ -129,13 +129,13 @@ pub struct LoadArgs {
     /// Entries per rule map when the firewall's maps are first created (1..=1073741824, and
     /// what fits in a quarter of the memory; default 1048576).
     #[arg(long, value_name = "N")]
-    #[arg(value_parser = clap::value_parser!(u32).range(1..=crate::map_budget::MAX_RULES as i64))]
+    #[arg(value_parser = clap::value_parser!(u32).range(1..=crate::firewall::map_budget::MAX_RULES as i64))]
     pub max_rules: Option<u32>,
 
     /// Sources the rate limiter tracks when its map is first created (1..=2147483648, and what
     /// fits in a quarter of the memory; default 262144).
     #[arg(long, value_name = "N")]
-    #[arg(value_parser = clap::value_parser!(u32).range(1..=crate::map_budget::MAX_SOURCES as i64))]
+    #[arg(value_parser = clap::value_parser!(u32).range(1..=crate::firewall::map_budget::MAX_SOURCES as i64))]
     pub max_sources: Option<u32>,
 }
 
@@ -457,8 +457,8 @@ pub struct FloodArgs {
     pub count: Option<u64>,
 
     /// What to send.
-    #[arg(long, value_enum, default_value_t = crate::flood::FloodProto::Udp)]
-    pub proto: crate::flood::FloodProto,
+    #[arg(long, value_enum, default_value_t = crate::lab::flood::FloodProto::Udp)]
+    pub proto: crate::lab::flood::FloodProto,
 
     /// Source address, or a prefix to draw a random source from for every packet
     /// (default: the interface's address).

@@ -5,8 +5,8 @@ use xdpctl::commands;
 
 fn main() -> ExitCode {
     let cli = cli::parse();
-    xdpctl::libbpf_log::install(cli.verbose);
-    xdpctl::locks::set_timeout(std::time::Duration::from_secs_f64(cli.lock_timeout));
+    xdpctl::sys::libbpf_log::install(cli.verbose);
+    xdpctl::sys::locks::set_timeout(std::time::Duration::from_secs_f64(cli.lock_timeout));
     let result = match &cli.command {
         Command::Load(args) => commands::load::run(args),
         Command::Unload(args) => commands::unload::run(args),

@@ -19,12 +19,12 @@ use libbpf_rs::ProgramInput;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
+use xdpctl::counters::stats;
+use xdpctl::firewall::model::{self, Firewall, RateLimit, RuleState, Verdict};
+use xdpctl::firewall::rules;
 use xdpctl::firewall::{self, FirewallMaps, List, RateLimitProto};
 use xdpctl::input::{PortProto, PortSpec};
-use xdpctl::model::{self, Firewall, RateLimit, RuleState, Verdict};
-use xdpctl::programs::skel::firewall::FirewallSkelBuilder;
-use xdpctl::rules;
-use xdpctl::stats;
+use xdpctl::skel::firewall::FirewallSkelBuilder;
 
 const PACKETS_PER_RULE_SET: usize = 20_000;
 const CHECKPOINT: usize = 2_500;
@@ -158,7 +158,7 @@ fn install_rules(
 /// Compares every piece of state; returns the differences.
 fn compare_state(
     maps: &FirewallMaps,
-    skel: &xdpctl::programs::skel::firewall::FirewallSkel,
+    skel: &xdpctl::skel::firewall::FirewallSkel,
     rs: &mut RuleSet,
 ) -> Vec<String> {
     let mut diffs = Vec::new();

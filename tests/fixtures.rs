@@ -13,11 +13,11 @@ use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
 use libbpf_rs::ProgramInput;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use xdpctl::firewall::model::{DropReason, Firewall, RateLimit, RuleState, Verdict};
+use xdpctl::firewall::rules;
 use xdpctl::firewall::{self, FirewallMaps, List, RateLimitProto};
 use xdpctl::input::{PortProto, PortSpec};
-use xdpctl::model::{DropReason, Firewall, RateLimit, RuleState, Verdict};
-use xdpctl::programs::skel::firewall::{FirewallSkel, FirewallSkelBuilder};
-use xdpctl::rules;
+use xdpctl::skel::firewall::{FirewallSkel, FirewallSkelBuilder};
 
 const PASS: Verdict = Verdict::Pass;
 const BLOCKLIST: Verdict = Verdict::Drop(DropReason::Blocklist);
@@ -476,12 +476,12 @@ fn every_fixture_gets_its_exact_verdict_from_kernel_and_model() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
     // The counters agree too.
-    let fw = xdpctl::stats::read_fw_counters(&skel.maps.fw_stats).unwrap();
+    let fw = xdpctl::counters::stats::read_fw_counters(&skel.maps.fw_stats).unwrap();
     assert_eq!(fw.drop_packets, model.counters.drop_packets);
     assert_eq!(fw.proto_packets, model.counters.proto_packets);
     assert_eq!(fw.drop_bytes, model.counters.drop_bytes);
     // Bytes in all: per action, in xdp_stats_map.
-    let actions = xdpctl::stats::read_counters(&skel.maps.xdp_stats_map).unwrap();
+    let actions = xdpctl::counters::stats::read_counters(&skel.maps.xdp_stats_map).unwrap();
     let kernel_actions: Vec<(u64, u64)> = actions.0.iter().map(|a| (a.packets, a.bytes)).collect();
     assert_eq!(kernel_actions, model.counters.actions);
 }
@@ -625,9 +625,13 @@ fn a_new_source_with_the_tag_of_a_source_seen_once_takes_its_way() {
     let (a, b) = (0..1 << 24)
         .map(|_| std::net::Ipv6Addr::from(0x2001_0db8_u128 << 96 | rng.gen::<u64>() as u128))
         .find_map(|addr| {
-            let key = xdpctl::model::source_key(addr.into());
-            let set = xdpctl::model::source_set(config.source_seed, config.source_set_mask, &key);
-            let tag = xdpctl::model::source_tag(config.source_seed, &key);
+            let key = xdpctl::firewall::model::source_key(addr.into());
+            let set = xdpctl::firewall::model::source_set(
+                config.source_seed,
+                config.source_set_mask,
+                &key,
+            );
+            let tag = xdpctl::firewall::model::source_tag(config.source_seed, &key);
             seen.insert((set, tag), addr).map(|earlier| (earlier, addr))
         })
         .expect("a colliding pair of sources");
@@ -754,7 +758,7 @@ fn exact_addresses_stay_blocked_across_rebuilds_of_the_presence_filter() {
     let (skel, maps) = load_firewall_for(4096);
     let verdict = |src: IpAddr| run(&skel, &Frame::new(src, L4::Udp { dport: 1000 }).bytes());
     let (pass, drop) = (PASS.xdp_action(), BLOCKLIST.xdp_action());
-    let key = |addr: IpAddr| xdpctl::exact::Key::of(addr);
+    let key = |addr: IpAddr| xdpctl::firewall::exact::Key::of(addr);
     // 3,000 IPv4 and 1,000 IPv6 addresses.
     let addrs: Vec<IpAddr> = (0..3000u32)
         .map(|i| IpAddr::from(std::net::Ipv4Addr::from(0x0a00_0000 + i * 7)))

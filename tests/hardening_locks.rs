@@ -271,7 +271,7 @@ fn a_lock_file_others_could_open_is_replaced_and_an_fd_kept_on_it_stalls_nothing
             private.path("/run/xdpctl"),
             private.path("/run/xdpctl/locks"),
         );
-        let slot = xdpctl::locks::slot(&format!("edit{}", inst.root.display()));
+        let slot = xdpctl::sys::locks::slot(&format!("edit{}", inst.root.display()));
         let mut holder = None;
         if let Some((mode, owner)) = before.file {
             fs::create_dir_all(dir.join("run")).unwrap();
@@ -346,7 +346,7 @@ fn block_says_what_it_waits_for_and_gives_up_after_the_lock_timeout() {
     let inst = Instance::new();
     inst.ok(&["block", "192.0.2.1"]);
     // Another process (this one) holds the instance's edit lock.
-    let held = xdpctl::locks::lock(&format!("edit{}", inst.root.display())).unwrap();
+    let held = xdpctl::sys::locks::lock(&format!("edit{}", inst.root.display())).unwrap();
     let mut block =
         Running::spawn(
             inst.command()
@@ -386,7 +386,7 @@ fn every_spelling_of_a_pin_root_takes_the_same_lock() {
     let inst = Instance::new();
     inst.ok(&["block", "192.0.2.1"]);
     let root = inst.root.to_str().unwrap().to_owned();
-    let held = xdpctl::locks::lock(&format!("edit{root}")).unwrap();
+    let held = xdpctl::sys::locks::lock(&format!("edit{root}")).unwrap();
     let spellings = [
         format!("{root}/"),
         format!("/{root}"),
@@ -432,9 +432,9 @@ impl Drop for TeardownOnDrop<'_> {
 fn a_lab_setup_waits_for_the_lab_lock_and_gives_up() {
     require_root!();
     let fw = Instance::new();
-    let name = TeardownOnDrop(&fw, xdpctl::testenv::unique_name("hl"));
+    let name = TeardownOnDrop(&fw, xdpctl::lab::testenv::unique_name("hl"));
     // Other tests' labs wait meanwhile: hold it briefly.
-    let held = xdpctl::locks::lock(xdpctl::testenv::LAB_LOCK).unwrap();
+    let held = xdpctl::sys::locks::lock(xdpctl::lab::testenv::LAB_LOCK).unwrap();
     let out = fw.run(&[
         "testenv",
         "setup",
@@ -510,7 +510,7 @@ fn the_documented_capabilities_suffice_and_fewer_are_refused_with_the_documented
             let stderr = stderr_of(&out);
             assert_eq!(out.status.code(), Some(1), "{fewer} {args:?}: {stderr}");
             assert!(
-                stderr.contains(xdpctl::privileges::NEEDED),
+                stderr.contains(xdpctl::sys::privileges::NEEDED),
                 "{fewer} {args:?}: {stderr}"
             );
         }
@@ -529,7 +529,7 @@ fn a_forced_load_racing_an_unload_says_what_happened() {
     inst.ok(&["load", ifname]);
     // Stall `load --force` after it has found xdpctl's link and before it swaps the program:
     // the firewall's load waits for the map-creation lock, which this process holds.
-    let held = xdpctl::locks::lock(&format!("maps{}", inst.root.display())).unwrap();
+    let held = xdpctl::sys::locks::lock(&format!("maps{}", inst.root.display())).unwrap();
     let mut load = Running::spawn(inst.command().args(["load", ifname, "--force"]));
     let (_, line) = load.line_with("waiting for", Duration::from_secs(10));
     assert!(line.contains("waiting for the 'maps' lock"), "{line}");
@@ -555,8 +555,8 @@ fn a_link_detached_behind_unloads_back_is_not_called_a_gone_interface() {
     inst.ok(&["load", ifname, "-p", "xdp_pass"]);
     // What a concurrent unload does first.
     let pin = inst.root.join("if").join(ifname).join("link");
-    let link = xdpctl::attach::open_pinned(&pin).unwrap();
-    xdpctl::attach::detach_link(std::os::fd::AsFd::as_fd(&link)).unwrap();
+    let link = xdpctl::sys::attach::open_pinned(&pin).unwrap();
+    xdpctl::sys::attach::detach_link(std::os::fd::AsFd::as_fd(&link)).unwrap();
     let out = inst.ok(&["unload", ifname]);
     assert!(out.contains("had already been detached"), "{out}");
     assert!(!out.contains("no longer exists"), "{out}");

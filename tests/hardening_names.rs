@@ -376,7 +376,7 @@ fn the_name_rule_is_the_kernels() {
         if made {
             ip(&["link", "del", "hnpeer"]);
         }
-        if exists != xdpctl::ifname::check(name).is_ok() {
+        if exists != xdpctl::sys::ifname::check(name).is_ok() {
             disagree.push(format!("{name:?}: kernel {exists}"));
         }
     }
@@ -396,7 +396,7 @@ fn lab_teardown_deletes_only_a_veth() {
             .status()
             .unwrap();
         assert!(made.success());
-        let lab = xdpctl::testenv::Lab {
+        let lab = xdpctl::lab::testenv::Lab {
             name: name.clone(),
             index: 250,
         };

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant, SystemTime};
 use common::*;
 use nix::sys::signal::{kill, Signal};
 use processes::{deny_bpf_command, freeze, Reaped};
-use xdpctl::pinset::{self, PinState};
+use xdpctl::firewall::pinset::{self, PinState};
 
 fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
@@ -93,7 +93,7 @@ fn unload_all_from_another_namespace_keeps_the_rules_of_a_running_firewall() {
 /// again (not an empty set made beside it).
 fn block_after_removing_the_rules(
     fw: &Instance,
-    lab: &xdpctl::testenv::LabGuard,
+    lab: &xdpctl::lab::testenv::LabGuard,
     second: std::net::Ipv4Addr,
 ) {
     std::fs::remove_dir_all(rules_dir(fw)).unwrap();
@@ -231,7 +231,7 @@ impl Drop for Cgroup {
 /// Runs xdpctl in a memory cgroup of `limit` bytes (v2, or v1's memory controller), which the
 /// maps it creates are charged to, and removes the cgroup after.
 fn run_in_memory_cgroup(fw: &Instance, limit: u64, args: &[&str]) -> Output {
-    let name = format!("xdpctl-test-{}", xdpctl::testenv::unique_name("cg"));
+    let name = format!("xdpctl-test-{}", xdpctl::lab::testenv::unique_name("cg"));
     let (dir, limit_file) = if Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
         (PathBuf::from("/sys/fs/cgroup").join(&name), "memory.max")
     } else {
@@ -373,7 +373,7 @@ fn the_memory_estimate_matches_the_kernels_accounting() {
         let map = libbpf_rs::MapHandle::from_pinned_path(rules_dir(&fw).join(name)).unwrap();
         let info = map.query_fdinfo().unwrap();
         charged += info.memlock.expect("memlock in fdinfo");
-        shapes.push(xdpctl::map_budget::MapShape {
+        shapes.push(xdpctl::firewall::map_budget::MapShape {
             name: name.to_string(),
             map_type: map.map_type(),
             key_size: map.key_size(),
@@ -382,11 +382,11 @@ fn the_memory_estimate_matches_the_kernels_accounting() {
             entries: map.max_entries(),
         });
     }
-    let asked = xdpctl::map_budget::Asked {
+    let asked = xdpctl::firewall::map_budget::Asked {
         max_rules: Some(200_000),
         max_sources: None,
     };
-    let estimate = xdpctl::map_budget::total_bytes(&shapes, asked, 1);
+    let estimate = xdpctl::firewall::map_budget::total_bytes(&shapes, asked, 1);
     // The kernel adds its headers (and the empty tries a little); the arrays are the bulk.
     assert!(
         estimate <= charged && charged - estimate < charged / 20,
@@ -410,7 +410,7 @@ fn a_firewall_run_in_the_foreground_gets_its_removed_pins_back() {
     );
     // `run` pins no link: its record (written once it is attached) is all that leads to it.
     let deadline = Instant::now() + Duration::from_secs(60);
-    while xdpctl::pins::read_run_record(ifname).map(|r| r.pid) != Some(run.0.id()) {
+    while xdpctl::sys::pins::read_run_record(ifname).map(|r| r.pid) != Some(run.0.id()) {
         assert!(!run.exited(), "xdpctl run ended");
         assert!(Instant::now() < deadline, "xdpctl run never attached");
         sleep(Duration::from_millis(20));

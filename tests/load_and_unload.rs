@@ -13,8 +13,8 @@ use common::*;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use serde_json::Value;
-use xdpctl::attach::AttachedMode;
-use xdpctl::pins;
+use xdpctl::sys::attach::AttachedMode;
+use xdpctl::sys::pins;
 
 #[test]
 fn xdp_drop_makes_ping_fail_and_stats_count_the_drops() {
@@ -418,10 +418,10 @@ fn another_tools_program_is_named_refused_and_replaced_only_with_force() {
     let fw = Instance::new();
     let lab = lab();
     let ifname = lab.outer_ifname();
-    let ifindex = xdpctl::attach::ifindex(ifname).unwrap();
+    let ifindex = xdpctl::sys::attach::ifindex(ifname).unwrap();
     // Another tool: a netlink attachment, as `ip link set dev X xdp ...` makes.
-    let source = xdpctl::programs::Source::from_args(Some("xdp_pass"), None).unwrap();
-    let theirs = xdpctl::programs::load(&source, None).unwrap();
+    let source = xdpctl::sys::programs::Source::from_args(Some("xdp_pass"), None).unwrap();
+    let theirs = xdpctl::sys::programs::load(&source, None).unwrap();
     libbpf_rs::Xdp::new(theirs.fd())
         .attach(ifindex as i32, libbpf_rs::XdpFlags::DRV_MODE)
         .unwrap();
@@ -461,9 +461,11 @@ fn a_stale_pin_of_a_deleted_interface_is_cleaned_up() {
             .status()
             .unwrap();
         assert!(status.success());
-        let link = xdpctl::attach::open_pinned(&fw.link_path(lab.outer_ifname())).unwrap();
+        let link = xdpctl::sys::attach::open_pinned(&fw.link_path(lab.outer_ifname())).unwrap();
         assert_eq!(
-            xdpctl::attach::link_summary(link.as_fd()).unwrap().ifindex,
+            xdpctl::sys::attach::link_summary(link.as_fd())
+                .unwrap()
+                .ifindex,
             0
         );
         let out = fw.ok(&["unload", lab.outer_ifname()]);
@@ -511,7 +513,7 @@ fn bpffs_is_mounted_when_missing() {
 fn testenv_cli_sets_up_runs_pings_and_tears_down() {
     require_root!();
     let fw = Instance::new();
-    let name = xdpctl::testenv::unique_name("xc");
+    let name = xdpctl::lab::testenv::unique_name("xc");
     let guard = scopeguard(&name);
     let out = fw.ok(&["testenv", "setup", "--name", &name]);
     assert!(out.contains("[up]") && out.contains("10.11."), "{out}");
@@ -521,7 +523,7 @@ fn testenv_cli_sets_up_runs_pings_and_tears_down() {
     let addrs = fw.ok(&[
         "testenv", "exec", "--name", &name, "--", "ip", "-br", "addr", "show", "dev", "veth0",
     ]);
-    let lab = xdpctl::testenv::Lab::open(&name).unwrap();
+    let lab = xdpctl::lab::testenv::Lab::open(&name).unwrap();
     assert!(addrs.contains(&lab.inner_ipv4().to_string()), "{addrs}");
     // exec passes the exit code on.
     let out = fw.run(&[
@@ -588,7 +590,7 @@ fn scopeguard(name: &str) -> impl Drop {
     struct Teardown(String);
     impl Drop for Teardown {
         fn drop(&mut self) {
-            if let Some(lab) = xdpctl::testenv::Lab::list()
+            if let Some(lab) = xdpctl::lab::testenv::Lab::list()
                 .unwrap_or_default()
                 .into_iter()
                 .find(|lab| lab.name == self.0)

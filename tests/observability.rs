@@ -142,9 +142,9 @@ fn history_counts_each_second_exactly_and_the_graph_carries_it() {
     );
     assert!(svg.trim_end().ends_with("</svg>"), "SVG not closed");
     for (name, color) in [
-        ("received", xdpctl::graph::RECEIVED),
-        ("passed", xdpctl::graph::PASSED),
-        ("dropped", xdpctl::graph::DROPPED),
+        ("received", xdpctl::output::graph::RECEIVED),
+        ("passed", xdpctl::output::graph::PASSED),
+        ("dropped", xdpctl::output::graph::DROPPED),
     ] {
         // The series' line: the polyline in its colour with a point per second.
         let stroke = format!("stroke=\"#{:02X}{:02X}{:02X}\"", color.0, color.1, color.2);
@@ -178,9 +178,9 @@ fn history_counts_each_second_exactly_and_the_graph_carries_it() {
     let png = image::open(&png_path).unwrap().to_rgb8();
     assert_eq!(png.dimensions(), (1000, 520));
     for (name, color) in [
-        ("received", xdpctl::graph::RECEIVED),
-        ("passed", xdpctl::graph::PASSED),
-        ("dropped", xdpctl::graph::DROPPED),
+        ("received", xdpctl::output::graph::RECEIVED),
+        ("passed", xdpctl::output::graph::PASSED),
+        ("dropped", xdpctl::output::graph::DROPPED),
     ] {
         let pixels = png
             .pixels()

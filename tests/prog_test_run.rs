@@ -8,8 +8,8 @@ use std::mem::MaybeUninit;
 use etherparse::PacketBuilder;
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 use libbpf_rs::ProgramInput;
-use xdpctl::programs::skel::{xdp_abort, xdp_drop, xdp_pass};
-use xdpctl::stats::{read_counters, Counter, Counters};
+use xdpctl::counters::stats::{read_counters, Counter, Counters};
+use xdpctl::skel::{xdp_abort, xdp_drop, xdp_pass};
 
 const XDP_ABORTED: u32 = 0;
 const XDP_DROP: u32 = 1;

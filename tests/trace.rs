@@ -14,7 +14,7 @@ use common::*;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use serde_json::Value;
-use xdpctl::testenv::LabGuard;
+use xdpctl::lab::testenv::LabGuard;
 
 /// trace_pipe is one stream for the whole machine, and reading it consumes it: two traces at
 /// once would split its lines between them. The tests that run a trace take turns.
@@ -214,7 +214,7 @@ fn trace_inside(fw: &Instance, lab: &LabGuard, args: &[&str]) -> TraceChild {
 fn trace_links() -> HashSet<u32> {
     libbpf_rs::query::LinkInfoIter::default()
         .filter(|link| {
-            xdpctl::attach::program_summary(link.prog_id)
+            xdpctl::sys::attach::program_summary(link.prog_id)
                 .is_ok_and(|prog| prog.name.starts_with("trace_xdp_exc"))
         })
         .map(|link| link.id)

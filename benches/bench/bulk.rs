@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-use xdpctl::testenv::{unique_name, LabGuard};
+use xdpctl::lab::testenv::{unique_name, LabGuard};
 
 use crate::harness::{in_lab, median, rule_set, run, say, Scale, XDPCTL};
 use crate::report::{Report, Table, Target};
@@ -122,7 +122,7 @@ pub fn bulk_and_memory(scale: &Scale, report: &mut Report) -> Result<()> {
         std::fs::remove_file(file)?;
     }
     let (load, unload) = (median(loads), median(unloads));
-    let n_text = xdpctl::stats::thousands(n as u64);
+    let n_text = xdpctl::counters::stats::thousands(n as u64);
     // The two ipset set-ups, each a table row and a target.
     let ipsets = [
         ("default hashsize", "as commonly set up", median(ipsets)),
@@ -199,13 +199,13 @@ pub fn bulk_and_memory(scale: &Scale, report: &mut Report) -> Result<()> {
 
 /// The summed memlock of the maps of the XDP program on `ifname`.
 fn memlock(ifname: &str) -> Result<u64> {
-    let ifindex = xdpctl::attach::ifindex(ifname)?;
-    let prog = xdpctl::attach::query(ifindex)?
+    let ifindex = xdpctl::sys::attach::ifindex(ifname)?;
+    let prog = xdpctl::sys::attach::query(ifindex)?
         .first()
         .context("nothing attached")?
         .prog_id;
     let mut total = 0;
-    for id in xdpctl::attach::program_summary(prog)?.map_ids {
+    for id in xdpctl::sys::attach::program_summary(prog)?.map_ids {
         let out = run(Command::new("bpftool").args(["-j", "map", "show", "id", &id.to_string()]))?;
         let map: serde_json::Value = serde_json::from_str(&out)?;
         total += map["bytes_memlock"].as_u64().unwrap_or(0);

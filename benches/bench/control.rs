@@ -5,7 +5,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
-use xdpctl::testenv::{unique_name, LabGuard};
+use xdpctl::lab::testenv::{unique_name, LabGuard};
 
 use crate::harness::{median, say, xdpctl, Scale, XDPCTL};
 use crate::report::{Report, Table, Target};

@@ -7,8 +7,8 @@ use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use xdpctl::flood::{self, FloodProto, Plan, Until};
-use xdpctl::testenv::{unique_name, LabGuard};
+use xdpctl::lab::flood::{self, FloodProto, Plan, Until};
+use xdpctl::lab::testenv::{unique_name, LabGuard};
 
 use crate::harness::{in_lab, median, say, Scale, XDPCTL};
 use crate::report::{Report, Table, Target};
@@ -28,9 +28,9 @@ fn xdp_drops(lab: &LabGuard) -> Result<u64> {
     let id = status[0]["id"]
         .as_u64()
         .context("no XDP program on veth0")? as u32;
-    let program = xdpctl::attach::program_summary(id)?;
-    let maps = xdpctl::stats::StatsMaps::of_program(&program).context("no stats map")?;
-    Ok(xdpctl::stats::read_counters(&maps.actions)?
+    let program = xdpctl::sys::attach::program_summary(id)?;
+    let maps = xdpctl::counters::stats::StatsMaps::of_program(&program).context("no stats map")?;
+    Ok(xdpctl::counters::stats::read_counters(&maps.actions)?
         .action("XDP_DROP")
         .packets)
 }
@@ -223,7 +223,7 @@ pub fn end_to_end(scale: &Scale, report: &mut Report) -> Result<()> {
             }
             let plan = |seconds: f64| Plan {
                 ifname: lab.outer_ifname().to_owned(),
-                ifindex: xdpctl::attach::ifindex(lab.outer_ifname()).unwrap(),
+                ifindex: xdpctl::sys::attach::ifindex(lab.outer_ifname()).unwrap(),
                 proto: FloodProto::Udp,
                 source: if receiver.random_sources {
                     "198.18.0.0/16"

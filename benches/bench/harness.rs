@@ -7,7 +7,7 @@ use std::process::Command;
 use anyhow::{bail, Context, Result};
 use ipnet::IpNet;
 use rand::{Rng, SeedableRng};
-use xdpctl::testenv::LabGuard;
+use xdpctl::lab::testenv::LabGuard;
 
 pub const XDPCTL: &str = env!("CARGO_BIN_EXE_xdpctl");
 

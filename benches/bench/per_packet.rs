@@ -9,10 +9,10 @@ use std::process::Command;
 use anyhow::{bail, Context, Result};
 use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
 use xdpctl::firewall::{FirewallMaps, List, RateLimit, RateLimitProto};
-use xdpctl::flood::{self, FloodProto, Generator, Plan, Until};
-use xdpctl::programs::skel::firewall::{FirewallSkel, FirewallSkelBuilder};
-use xdpctl::programs::skel::flood::FloodSkelBuilder;
-use xdpctl::testenv::{unique_name, LabGuard};
+use xdpctl::lab::flood::{self, FloodProto, Generator, Plan, Until};
+use xdpctl::lab::testenv::{unique_name, LabGuard};
+use xdpctl::skel::firewall::{FirewallSkel, FirewallSkelBuilder};
+use xdpctl::skel::flood::FloodSkelBuilder;
 
 use crate::harness::{median, rule_set, run, say, Scale};
 use crate::report::{Report, Table, Target};
@@ -160,13 +160,16 @@ fn firewall_subject(
     let table = match sources {
         Some(sources) => format!(
             ", a source table of {}",
-            xdpctl::stats::thousands(u64::from(sources))
+            xdpctl::counters::stats::thousands(u64::from(sources))
         ),
         None => String::new(),
     };
     let mut subject = subject(
         "firewall, rate limit on",
-        format!("{} ({mix}){table}", xdpctl::stats::thousands(n as u64)),
+        format!(
+            "{} ({mix}){table}",
+            xdpctl::counters::stats::thousands(n as u64)
+        ),
         realistic.then_some(n),
         skel.progs.firewall.as_fd(),
         &exact_block(n - ranges),
@@ -203,12 +206,12 @@ pub fn per_packet(scale: &Scale, report: &mut Report) -> Result<()> {
             run(Command::new("xdp-filter").args(["ip", &addr, "-m", "src"]))?;
         }
         run(Command::new("xdp-filter").args(["port", "53", "-p", "udp", "-m", "dst"]))?;
-        let ifindex = xdpctl::attach::ifindex(&xf_ifname)?;
-        let prog_id = xdpctl::attach::query(ifindex)?
+        let ifindex = xdpctl::sys::attach::ifindex(&xf_ifname)?;
+        let prog_id = xdpctl::sys::attach::query(ifindex)?
             .first()
             .context("xdp-filter attached nothing")?
             .prog_id;
-        let fd = xdpctl::attach::program_fd(prog_id)?;
+        let fd = xdpctl::sys::attach::program_fd(prog_id)?;
         let subject = subject(
             "xdp-filter (ipv4,ipv6,tcp,udp)",
             format!("{block} addresses, 1 port"),
@@ -276,7 +279,7 @@ pub fn per_packet(scale: &Scale, report: &mut Report) -> Result<()> {
             }
             let skel = open.load()?;
             let maps = FirewallMaps::from_object(skel.object())?;
-            xdpctl::rules::add_prefixes(&maps, List::Block, &rules, 0, 0)?;
+            xdpctl::firewall::rules::add_prefixes(&maps, List::Block, &rules, 0, 0)?;
             maps.set_rate_limit(&RateLimit {
                 enabled: true,
                 pps: 1_000_000_000,
@@ -358,7 +361,7 @@ pub fn per_packet(scale: &Scale, report: &mut Report) -> Result<()> {
              kind; in brackets, its ratio to xdp-filter's for the same path. Rules are block \
              rules; the rate limit is on at a rate no source reaches, so the pass path runs the \
              whole limiter. xdp-filter holds at most 10,000 addresses (its maps' size).",
-            xdpctl::stats::thousands(scale.repeat as u64),
+            xdpctl::counters::stats::thousands(scale.repeat as u64),
             scale.runs,
             scale.instances
         ),
@@ -381,7 +384,7 @@ pub fn per_packet(scale: &Scale, report: &mut Report) -> Result<()> {
     let largest = *scale.rule_counts.iter().max().unwrap();
     let smallest = *scale.rule_counts.iter().min().unwrap();
     if let (Some(x), Some(big)) = (&xf_costs, realistic(largest)) {
-        let n = xdpctl::stats::thousands(largest as u64);
+        let n = xdpctl::counters::stats::thousands(largest as u64);
         for (path, what, goal) in [
             (
                 0,
@@ -444,8 +447,8 @@ pub fn per_packet(scale: &Scale, report: &mut Report) -> Result<()> {
             report.targets.push(Target {
                 what: format!(
                     "cost growth from {} to {} rules, pass path, same source",
-                    xdpctl::stats::thousands(smallest as u64),
-                    xdpctl::stats::thousands(largest as u64)
+                    xdpctl::counters::stats::thousands(smallest as u64),
+                    xdpctl::counters::stats::thousands(largest as u64)
                 ),
                 measured: format!("{a:.0} → {b:.0} ns = {:.2}x", b / a),
                 goal: "≤ 1.3x".into(),

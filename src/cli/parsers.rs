@@ -54,11 +54,11 @@ fn cut_arguments(message: &str, args: &[OsString]) -> String {
 
 /// An interface name the kernel would accept: xdpctl makes pin paths from it.
 pub(super) fn interface_name(text: &str) -> Result<String, String> {
-    crate::ifname::check(text).map(|()| text.to_owned())
+    crate::sys::ifname::check(text).map(|()| text.to_owned())
 }
 
 pub(super) fn lab_name(text: &str) -> Result<String, String> {
-    crate::testenv::validate_name(text)
+    crate::lab::testenv::validate_name(text)
         .map(|()| text.to_owned())
         .map_err(|err| err.to_string())
 }
@@ -76,7 +76,7 @@ pub(super) fn flood_source(text: &str) -> Result<ipnet::IpNet, String> {
 }
 
 pub(super) fn mac(text: &str) -> Result<[u8; 6], String> {
-    crate::flood::parse_mac(text)
+    crate::lab::flood::parse_mac(text)
         .ok_or_else(|| format!("{} is not a MAC address (02:00:00:00:00:01)", shown(text)))
 }
 

@@ -5,9 +5,9 @@ use std::process::ExitCode;
 use anyhow::{bail, Result};
 
 use crate::cli::{AllowArgs, DisallowArgs};
+use crate::firewall::rules;
 use crate::firewall::{FirewallMaps, List, REASON_MANUAL};
-use crate::privileges;
-use crate::rules;
+use crate::sys::privileges;
 
 pub fn allow(args: &AllowArgs) -> Result<ExitCode> {
     privileges::require("allow")?;

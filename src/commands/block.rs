@@ -6,11 +6,11 @@ use anyhow::{bail, Result};
 use ipnet::IpNet;
 
 use crate::cli::{BlockArgs, UnblockArgs};
+use crate::firewall::rules;
 use crate::firewall::{FirewallMaps, List, REASON_MANUAL};
 use crate::input;
 use crate::input::PortSpec;
-use crate::privileges;
-use crate::rules;
+use crate::sys::privileges;
 
 pub fn block(args: &BlockArgs) -> Result<ExitCode> {
     privileges::require("block")?;

@@ -10,16 +10,16 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
-use crate::attach::RequestedMode;
 use crate::cli::DemoArgs;
 use crate::commands::{load, unload};
+use crate::counters::stats::{self, Sample};
+use crate::firewall::rules;
+use crate::firewall::talkers::{self, SourceSample};
 use crate::firewall::{self, FirewallMaps};
-use crate::programs::Source;
-use crate::rules;
-use crate::stats::{self, Sample};
-use crate::testenv::{unique_name, Lab, LabGuard};
-use crate::top::{self, SourceSample};
-use crate::{graph, history, privileges};
+use crate::lab::testenv::{unique_name, Lab, LabGuard};
+use crate::sys::attach::RequestedMode;
+use crate::sys::programs::Source;
+use crate::{counters::history, output::graph, sys::privileges};
 
 const LIMIT_PPS: u64 = 1000;
 /// The flood: paced, so the graph shows a steady rate on any machine.
@@ -97,7 +97,7 @@ fn tour(graph_path: &Path) -> Result<()> {
         "The good host pings {} {pings} times (10/s); after {QUIET_SECONDS} s the flooder sends \
          {} UDP packets/s for {FLOOD_SECONDS} s",
         lab.outer_ipv4(),
-        crate::stats::thousands(FLOOD_PPS)
+        crate::counters::stats::thousands(FLOOD_PPS)
     ));
     let good = lab
         .ping_command_from(
@@ -123,13 +123,14 @@ fn tour(graph_path: &Path) -> Result<()> {
 
     step("xdpctl top   # over the flood");
     // Rates over the flood alone: the samples also span the good host's ping around it.
-    let talkers = top::talkers_over(&sources_before, &SourceSample::take(&maps)?, flood_seconds);
+    let talkers =
+        talkers::talkers_over(&sources_before, &SourceSample::take(&maps)?, flood_seconds);
     for t in talkers.iter().take(3) {
         let note = if t.blocked { "  (blocked)" } else { "" };
         println!(
             "{:<24} {:>10} pps{note}",
             t.source,
-            crate::stats::thousands(t.pps.round() as u64)
+            crate::counters::stats::thousands(t.pps.round() as u64)
         );
     }
 
@@ -139,7 +140,7 @@ fn tour(graph_path: &Path) -> Result<()> {
         println!(
             "{:<20} hits {:>10}  expires in {:>3.0}s  reason {}",
             entry.prefix.to_string(),
-            crate::stats::thousands(entry.hits),
+            crate::counters::stats::thousands(entry.hits),
             entry.expires_in.unwrap_or(0.0),
             if entry.reason == firewall::REASON_RATELIMIT {
                 "ratelimit"

@@ -15,8 +15,8 @@ use hyper::header::{HeaderValue, ALLOW, CONNECTION, CONTENT_TYPE};
 use hyper::{Method, Response, StatusCode};
 
 use crate::cli::ExporterArgs;
-use crate::metrics;
-use crate::privileges;
+use crate::counters::metrics;
+use crate::sys::privileges;
 
 const INDEX_PAGE: &str = "<html><head><title>xdpctl exporter</title></head><body>\n\
     <h1>xdpctl exporter</h1>\n<p><a href=\"/metrics\">Metrics</a></p>\n</body></html>\n";

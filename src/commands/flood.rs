@@ -7,14 +7,14 @@ use anyhow::Result;
 use serde_json::json;
 
 use crate::cli::FloodArgs;
-use crate::flood::{self, Plan, Until};
-use crate::privileges;
-use crate::stats::thousands;
+use crate::counters::stats::thousands;
+use crate::lab::flood::{self, Plan, Until};
+use crate::sys::privileges;
 
 pub fn run(args: &FloodArgs) -> Result<ExitCode> {
     privileges::require("flood")?;
     flood::require_veth(&args.interface)?;
-    let ifindex = crate::attach::ifindex(&args.interface)?;
+    let ifindex = crate::sys::attach::ifindex(&args.interface)?;
     let (source, destination, source_mac, destination_mac) =
         flood::resolve(&args.interface, args.src, args.dst, args.dst_mac)?;
     let plan = Plan {

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 
 use crate::cli::GraphArgs;
-use crate::{graph, history, privileges};
+use crate::{counters::history, output::graph, sys::privileges};
 
 pub fn run(args: &GraphArgs) -> Result<ExitCode> {
     // Check the file name before touching the kernel: a typo costs nothing.

@@ -7,8 +7,8 @@ use anyhow::Result;
 use libbpf_rs::MapHandle;
 
 use crate::cli::HistoryArgs;
-use crate::stats;
-use crate::{history, privileges};
+use crate::counters::stats;
+use crate::{counters::history, sys::privileges};
 
 pub fn run(args: &HistoryArgs) -> Result<ExitCode> {
     privileges::require("history")?;

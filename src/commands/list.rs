@@ -7,10 +7,10 @@ use anyhow::Result;
 use serde_json::{json, Value};
 
 use crate::cli::ListArgs;
+use crate::firewall::rules::{self, PrefixEntry};
 use crate::firewall::{FirewallMaps, List, REASON_RATELIMIT};
 use crate::input;
-use crate::privileges;
-use crate::rules::{self, PrefixEntry};
+use crate::sys::privileges;
 
 pub fn run(args: &ListArgs) -> Result<ExitCode> {
     privileges::require("list")?;
@@ -46,7 +46,7 @@ pub fn run(args: &ListArgs) -> Result<ExitCode> {
             out,
             "{:<43} {:>14}  {:>9}  {}{}",
             entry.prefix.to_string(),
-            crate::stats::thousands(entry.hits),
+            crate::counters::stats::thousands(entry.hits),
             expires,
             reason(entry),
             mapped_note(entry, "unblock").map_or(String::new(), |n| format!("; {n}"))
@@ -58,7 +58,7 @@ pub fn run(args: &ListArgs) -> Result<ExitCode> {
             out,
             "{:<43} {:>14}{}",
             entry.prefix.to_string(),
-            crate::stats::thousands(entry.hits),
+            crate::counters::stats::thousands(entry.hits),
             mapped_note(entry, "disallow").map_or(String::new(), |n| format!("  {n}"))
         )?;
     }
@@ -68,7 +68,7 @@ pub fn run(args: &ListArgs) -> Result<ExitCode> {
             out,
             "{:<43} {:>14}",
             port.to_string(),
-            crate::stats::thousands(*hits)
+            crate::counters::stats::thousands(*hits)
         )?;
     }
     writeln!(

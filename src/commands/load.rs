@@ -5,12 +5,12 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 
-use crate::attach::{self, Attachment, RequestedMode};
 use crate::cli::LoadArgs;
 use crate::firewall::Sizes;
-use crate::pins::{self, Owner};
-use crate::privileges;
-use crate::programs::{self, Loaded, Source};
+use crate::sys::attach::{self, Attachment, RequestedMode};
+use crate::sys::pins::{self, Owner};
+use crate::sys::privileges;
+use crate::sys::programs::{self, Loaded, Source};
 
 pub fn run(args: &LoadArgs) -> Result<ExitCode> {
     privileges::require("load")?;

@@ -55,11 +55,11 @@ pub fn sleep_unless_stopped(duration: Duration) -> bool {
 /// Rules do nothing until some interface runs the firewall: say so instead of letting a user
 /// believe they are protected. Only this instance's interfaces (its pin root) count.
 pub fn note_if_firewall_not_loaded() {
-    let loaded = crate::pins::pinned_interfaces()
+    let loaded = crate::sys::pins::pinned_interfaces()
         .unwrap_or_default()
         .iter()
         .any(|ifname| {
-            crate::pins::attached_programs(Some(ifname))
+            crate::sys::pins::attached_programs(Some(ifname))
                 .map(|rows| {
                     rows.iter()
                         .any(|r| r.program == "firewall" && r.owner == "xdpctl")

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 
 use crate::cli::PortsArgs;
-use crate::{ports, privileges, stats};
+use crate::{counters::ports, counters::stats, sys::privileges};
 
 pub fn run(args: &PortsArgs) -> Result<ExitCode> {
     privileges::require("ports")?;

@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 
 use crate::cli::{RatelimitArgs, RatelimitCommand};
 use crate::firewall::{Config, FirewallMaps, RateLimit, RateLimitProto};
-use crate::privileges;
+use crate::sys::privileges;
 
 pub fn run(args: &RatelimitArgs) -> Result<ExitCode> {
     privileges::require("ratelimit")?;
@@ -67,8 +67,8 @@ pub fn describe(config: &Config) -> String {
         .unwrap_or_default();
     format!(
         "{} packets/s per source, burst {}, counting {proto} packets; {block}",
-        crate::stats::thousands(config.rl_pps),
-        crate::stats::thousands(config.rl_burst)
+        crate::counters::stats::thousands(config.rl_pps),
+        crate::counters::stats::thousands(config.rl_burst)
     )
 }
 

@@ -7,12 +7,12 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Result};
 
-use crate::attach;
 use crate::cli::RunArgs;
-use crate::pins::{self, RunRecord};
-use crate::privileges;
-use crate::programs::{self, Source};
-use crate::stats;
+use crate::counters::stats;
+use crate::sys::attach;
+use crate::sys::pins::{self, RunRecord};
+use crate::sys::privileges;
+use crate::sys::programs::{self, Source};
 
 /// Detaches and forgets the run record however `run` ends.
 struct Attached {
@@ -69,7 +69,7 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
          Ctrl-C detaches it.",
         loaded.name()
     );
-    match stats::StatsMaps::of_program(&crate::attach::program_summary(prog_id)?) {
+    match stats::StatsMaps::of_program(&crate::sys::attach::program_summary(prog_id)?) {
         Some(maps) => {
             let title = format!("{ifname} (program '{}', id {prog_id})", loaded.name());
             super::stats::print_samples(&maps, ifname, &title, &args.sampling)?;

@@ -7,8 +7,8 @@ use std::time::Duration;
 use anyhow::Result;
 
 use crate::cli::{SamplingArgs, StatsArgs};
-use crate::privileges;
-use crate::stats::{self, Sample, StatsMaps};
+use crate::counters::stats::{self, Sample, StatsMaps};
+use crate::sys::privileges;
 
 pub fn run(args: &StatsArgs) -> Result<ExitCode> {
     privileges::require("stats")?;

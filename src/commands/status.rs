@@ -5,8 +5,8 @@ use std::process::ExitCode;
 use anyhow::Result;
 
 use crate::cli::StatusArgs;
-use crate::pins::{attached_programs, Row};
-use crate::privileges;
+use crate::sys::pins::{attached_programs, Row};
+use crate::sys::privileges;
 
 pub fn run(args: &StatusArgs) -> Result<ExitCode> {
     privileges::require("status")?;

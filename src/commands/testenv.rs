@@ -5,8 +5,8 @@ use std::process::{Command, ExitCode};
 use anyhow::{Context, Result};
 
 use crate::cli::{TestenvArgs, TestenvCommand};
-use crate::privileges;
-use crate::testenv::{Lab, INNER_IFNAME};
+use crate::lab::testenv::{Lab, INNER_IFNAME};
+use crate::sys::privileges;
 
 pub fn run(args: &TestenvArgs) -> Result<ExitCode> {
     privileges::require("testenv")?;
@@ -70,7 +70,7 @@ fn describe(lab: &Lab) -> String {
     } else {
         "BROKEN (tear it down)"
     };
-    let xdp = crate::pins::attached_programs(Some(lab.outer_ifname()))
+    let xdp = crate::sys::pins::attached_programs(Some(lab.outer_ifname()))
         .ok()
         .and_then(|rows| rows.into_iter().next())
         .map(|row| {

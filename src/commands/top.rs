@@ -7,9 +7,9 @@ use anyhow::{bail, Result};
 use serde_json::json;
 
 use crate::cli::TopArgs;
+use crate::firewall::talkers::{self, SourceSample, Talker};
 use crate::firewall::FirewallMaps;
-use crate::privileges;
-use crate::top::{self, SourceSample, Talker};
+use crate::sys::privileges;
 
 pub fn run(args: &TopArgs) -> Result<ExitCode> {
     privileges::require("top")?;
@@ -17,7 +17,7 @@ pub fn run(args: &TopArgs) -> Result<ExitCode> {
     // root loaded it. Without: this instance's pinned maps.
     let maps = match &args.interface {
         Some(ifname) => {
-            let (_, program) = crate::stats::stats_maps_of_interface(ifname)?;
+            let (_, program) = crate::counters::stats::stats_maps_of_interface(ifname)?;
             match FirewallMaps::of_program(&program) {
                 Some(maps) => maps,
                 None => bail!(
@@ -34,7 +34,7 @@ pub fn run(args: &TopArgs) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let after = SourceSample::take(&maps)?;
-    let ranking = top::rank(&before, &after, args.count as usize);
+    let ranking = talkers::rank(&before, &after, args.count as usize);
     if args.json {
         let row = |t: &Talker| {
             if t.blocked {
@@ -65,7 +65,7 @@ pub fn run(args: &TopArgs) -> Result<ExitCode> {
             println!(
                 "{:<40} {:>12} {:>12}",
                 t.source,
-                crate::stats::thousands(t.pps.round() as u64),
+                crate::counters::stats::thousands(t.pps.round() as u64),
                 mbit
             );
         }

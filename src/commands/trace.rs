@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 
 use crate::cli::TraceArgs;
-use crate::privileges;
+use crate::sys::privileges;
 use crate::trace::{
     self, ClockPair, DeviceFilter, ExceptionTracer, Namer, PrintkReader, TraceLine,
 };
@@ -104,7 +104,7 @@ pub fn run(args: &TraceArgs) -> Result<ExitCode> {
                 break 'tracing;
             }
         }
-        let read_at = crate::stats::unix_now();
+        let read_at = crate::counters::stats::unix_now();
         for line in printk.read_lines().context("reading bpf_printk output")? {
             match line {
                 TraceLine::Printk(printk) => {

@@ -5,11 +5,11 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Result};
 
-use crate::attach;
 use crate::cli::UnloadArgs;
-use crate::pins::{self, Owner};
-use crate::pinset;
-use crate::privileges;
+use crate::firewall::pinset;
+use crate::sys::attach;
+use crate::sys::pins::{self, Owner};
+use crate::sys::privileges;
 
 pub fn run(args: &UnloadArgs) -> Result<ExitCode> {
     privileges::require("unload")?;
@@ -73,7 +73,7 @@ pub fn unload_everything() -> (Vec<String>, Vec<anyhow::Error>) {
 /// Detaches xdpctl's pinned program from `ifname` and removes its pins.
 pub fn unload(ifname: &str) -> Result<String> {
     // The name becomes a path: refuse one that is no interface name before touching anything.
-    crate::ifname::validate(ifname)?;
+    crate::sys::ifname::validate(ifname)?;
     let link_path = pins::link_path(ifname)?;
     // A pin whose interface is gone still leads to its link: that is how the pins of a deleted
     // interface get cleaned. Otherwise the interface must exist.

@@ -12,8 +12,8 @@ use ratatui::DefaultTerminal;
 
 use crate::cli::WatchArgs;
 use crate::firewall::monotonic_ns;
-use crate::watch::{self, Collector};
-use crate::{history, privileges};
+use crate::output::watch::{self, Collector};
+use crate::{counters::history, sys::privileges};
 
 /// How long to wait for a key before checking the clock, the interval and signals again.
 const TICK: Duration = Duration::from_millis(100);

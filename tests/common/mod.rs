@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
-use xdpctl::testenv::{unique_name, LabGuard};
+use xdpctl::lab::testenv::{unique_name, LabGuard};
 
 /// True when the test may use BPF and network namespaces. Without root it skips with a message,
 /// unless XDPCTL_REQUIRE_ROOT=1 (as in CI), where skipping would hide a failure: then it panics.
@@ -110,14 +110,14 @@ fn replied(ping: anyhow::Result<Command>) -> bool {
 }
 
 /// The per-action counters of the program on `ifname`.
-pub fn counters(ifname: &str) -> xdpctl::stats::Counters {
-    let (maps, _) = xdpctl::stats::stats_maps_of_interface(ifname).expect("stats map");
-    xdpctl::stats::read_counters(&maps.actions).expect("counters")
+pub fn counters(ifname: &str) -> xdpctl::counters::stats::Counters {
+    let (maps, _) = xdpctl::counters::stats::stats_maps_of_interface(ifname).expect("stats map");
+    xdpctl::counters::stats::read_counters(&maps.actions).expect("counters")
 }
 
 /// The XDP programs attached to `ifname`.
-pub fn attached(ifname: &str) -> Vec<xdpctl::attach::Attachment> {
-    xdpctl::attach::query(xdpctl::attach::ifindex(ifname).unwrap()).unwrap()
+pub fn attached(ifname: &str) -> Vec<xdpctl::sys::attach::Attachment> {
+    xdpctl::sys::attach::query(xdpctl::sys::attach::ifindex(ifname).unwrap()).unwrap()
 }
 
 /// tests/bpf/user_progs.bpf.c compiled with clang, as a user would, once per test binary.
@@ -149,7 +149,7 @@ pub fn user_object() -> PathBuf {
 /// A private xdpctl instance: its own pin root (XDPCTL_PIN_ROOT), hence its own rules and
 /// interface pins, so tests run in parallel without seeing each other's, and none touches the
 /// global /sys/fs/bpf/xdpctl. Only its children get XDPCTL_PIN_ROOT (the test threads share
-/// one environment): paths in the test itself come from its methods, never from xdpctl::pins.
+/// one environment): paths in the test itself come from its methods, never from xdpctl::sys::pins.
 /// Dropping it unloads everything it loaded and removes its pins.
 pub struct Instance {
     pub root: PathBuf,
@@ -234,7 +234,7 @@ impl Instance {
     /// The pin directory of `ifname` (of the root network namespace, where tests run), as
     /// xdpctl lays it out under this pin root.
     pub fn interface_dir(&self, ifname: &str) -> PathBuf {
-        let name = xdpctl::pins::StateName::new(ifname, None).expect("an interface name");
+        let name = xdpctl::sys::pins::StateName::new(ifname, None).expect("an interface name");
         self.interfaces_dir().join(name.encoded())
     }
 
@@ -250,8 +250,8 @@ impl Instance {
 
     /// The id of the link pinned for `ifname`.
     pub fn pinned_link_id(&self, ifname: &str) -> u32 {
-        let link = xdpctl::attach::open_pinned(&self.link_path(ifname)).unwrap();
-        xdpctl::attach::link_summary(link.as_fd()).unwrap().id
+        let link = xdpctl::sys::attach::open_pinned(&self.link_path(ifname)).unwrap();
+        xdpctl::sys::attach::link_summary(link.as_fd()).unwrap().id
     }
 
     /// The names of the pin directories of the interfaces, as written (`veth0:ns<inode>` for

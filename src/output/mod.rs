@@ -1,0 +1,5 @@
+//! Every table, JSON document, CSV, graph, Prometheus text and the watch screen. Nothing here
+//! touches a map: it renders what the lower layers read.
+
+pub mod graph;
+pub mod watch;
