@@ -25,6 +25,7 @@ use xdpctl::firewall::rules;
 use xdpctl::firewall::{self, FirewallMaps, List, RateLimitProto};
 use xdpctl::input::{PortProto, PortSpec};
 use xdpctl::skel::firewall::FirewallSkelBuilder;
+use xdpctl::sys::map_io;
 
 const PACKETS_PER_RULE_SET: usize = 20_000;
 const CHECKPOINT: usize = 2_500;
@@ -220,7 +221,7 @@ fn compare_state(
     }
     // Every used slot of the source table, by (set, way): the same slots, the same state.
     let mut kernel_slots = std::collections::BTreeMap::new();
-    for (key, value) in rules::entries(&maps.sources).unwrap() {
+    for (key, value) in map_io::entries(&maps.sources).unwrap() {
         let mut set = firewall::SourceSet::default();
         plain::copy_from_bytes(&mut set, &value).unwrap();
         let index = u32::from_ne_bytes(key.try_into().unwrap());
@@ -262,7 +263,7 @@ fn compare_state(
     }
     // The index: every way in use, its tag and its packets counted up to 65,535.
     let mut kernel_ways = std::collections::BTreeMap::new();
-    for (key, value) in rules::entries(&maps.source_index).unwrap() {
+    for (key, value) in map_io::entries(&maps.source_index).unwrap() {
         let mut entry = firewall::SourceIndex::default();
         plain::copy_from_bytes(&mut entry, &value).unwrap();
         let index = u32::from_ne_bytes(key.try_into().unwrap());

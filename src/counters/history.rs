@@ -10,8 +10,8 @@ use serde_json::{json, Value};
 
 use crate::counters::stats::thousands;
 use crate::firewall::monotonic_ns;
-use crate::firewall::rules;
 use crate::skel;
+use crate::sys::map_io;
 
 pub const HISTORY_MAP_NAME: &str = "xdp_history";
 
@@ -121,7 +121,7 @@ impl Ring {
         }
         let stride = std::mem::size_of::<RawSecond>().next_multiple_of(8);
         let mut slots = vec![Vec::new(); SLOTS as usize];
-        rules::for_each_entry(map, |key, value| {
+        map_io::for_each_entry(map, |key, value| {
             let index = u32::from_ne_bytes(key[..4].try_into().unwrap()) as usize;
             let Some(slot) = slots.get_mut(index) else {
                 return;

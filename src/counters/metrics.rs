@@ -17,7 +17,7 @@ use crate::firewall::{
     FirewallMaps, List, RateLimit, Rule, DROP_REASONS, PROTOCOLS, REASON_RATELIMIT,
 };
 use crate::skel::map_counts::MapCountsSkelBuilder;
-use crate::{firewall::rules, sys::attach};
+use crate::sys::{attach, map_io};
 
 /// The HTTP Content-Type of the text exposition format.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -164,7 +164,7 @@ pub fn count_rules(maps: &FirewallMaps, now_ns: u64) -> Result<RuleMetrics> {
 /// made (as count_rule in bpf/map_counts.bpf.c does for the hashes).
 fn count_trie(trie: &MapHandle, now_ns: u64) -> Result<(u64, u64)> {
     let (mut live, mut rate_limited) = (0, 0);
-    rules::for_each_entry(trie, |_, value| {
+    map_io::for_each_entry(trie, |_, value| {
         let mut rule = Rule::default();
         let _ = plain::copy_from_bytes(&mut rule, value);
         if rule.expires_ns == 0 || now_ns < rule.expires_ns {

@@ -6,8 +6,8 @@ use libbpf_rs::{MapCore, MapHandle, MapType};
 use serde_json::{json, Value};
 
 use crate::counters::stats::thousands;
-use crate::firewall::rules;
 use crate::input::PortProto;
+use crate::sys::map_io;
 
 pub const PORT_MAP_NAME: &str = "port_packets";
 
@@ -38,7 +38,7 @@ pub fn read(map: &MapHandle) -> Result<Vec<PortCount>> {
         );
     }
     let mut counts = Vec::new();
-    rules::for_each_entry(map, |key, value| {
+    map_io::for_each_entry(map, |key, value| {
         let slot = u32::from_ne_bytes(key[..4].try_into().unwrap());
         // Each CPU's u64 in turn.
         let packets = value

@@ -10,6 +10,7 @@ use anyhow::Result;
 
 use crate::firewall::rules::{self, PrefixEntry};
 use crate::firewall::{FirewallMaps, List, SourceSet};
+use crate::sys::map_io;
 
 /// One source's traffic between two samples.
 #[derive(Clone, Debug, PartialEq)]
@@ -100,7 +101,7 @@ pub fn talkers_over(before: &SourceSample, after: &SourceSample, seconds: f64) -
 fn source_counts(maps: &FirewallMaps) -> Result<HashMap<[u8; 16], (u64, u64)>> {
     let mut out = HashMap::new();
     // Visited in place: the table is 12 MB at its default size, and watch reads it each interval.
-    rules::for_each_entry(&maps.sources, |_, value| {
+    map_io::for_each_entry(&maps.sources, |_, value| {
         let mut set = SourceSet::default();
         if plain::copy_from_bytes(&mut set, value).is_err() {
             return;

@@ -5,6 +5,7 @@ pub mod attach;
 pub mod ifname;
 pub mod libbpf_log;
 pub mod locks;
+pub mod map_io;
 pub mod map_users;
 pub mod mmap;
 pub mod pins;

@@ -5,9 +5,9 @@ use std::collections::HashSet;
 use anyhow::{bail, Context, Result};
 use libbpf_rs::{MapCore, MapFlags};
 
-use super::entries;
 use crate::firewall::{self, FirewallMaps, PortRule};
 use crate::input::{PortProto, PortSpec};
+use crate::sys::map_io::entries;
 
 /// The index of a port rule in the `ports` array (proto * 65536 + port).
 fn port_slot(spec: PortSpec) -> u32 {
