@@ -104,7 +104,7 @@ pub fn run(args: &TraceArgs) -> Result<ExitCode> {
                 break 'tracing;
             }
         }
-        let read_at = crate::counters::stats::unix_now();
+        let read_at = crate::sys::clock::unix_now();
         for line in printk.read_lines().context("reading bpf_printk output")? {
             match line {
                 TraceLine::Printk(printk) => {

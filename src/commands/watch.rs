@@ -11,8 +11,8 @@ use ratatui::crossterm::event::{self, Event, KeyEventKind};
 use ratatui::DefaultTerminal;
 
 use crate::cli::WatchArgs;
-use crate::firewall::monotonic_ns;
 use crate::output::watch::{self, Collector};
+use crate::sys::clock::monotonic_ns;
 use crate::{counters::history, sys::privileges};
 
 /// How long to wait for a key before checking the clock, the interval and signals again.

@@ -1,7 +1,7 @@
 //! The per-second history every built-in program keeps (bpf/lib/history.h): reading the per-CPU ring,
 //! summing the CPUs' counts of each completed second, and printing them as a table, JSON or CSV.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use crate::sys::clock::unix_offset_ns;
 
 use anyhow::{bail, Context, Result};
 use libbpf_rs::{MapCore, MapHandle, MapType};
@@ -9,8 +9,8 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use crate::counters::stats::thousands;
-use crate::firewall::monotonic_ns;
 use crate::skel;
+use crate::sys::clock::monotonic_ns;
 use crate::sys::map_io;
 
 pub const HISTORY_MAP_NAME: &str = "xdp_history";
@@ -191,19 +191,6 @@ pub fn last_completed(now_ns: u64) -> Option<u64> {
 fn unix_second(monotonic: u64, unix_offset_ns: i128) -> i64 {
     let start = i128::from(monotonic) * i128::from(NS_PER_SEC) + unix_offset_ns;
     start.div_euclid(i128::from(NS_PER_SEC)) as i64
-}
-
-/// Unix time minus CLOCK_MONOTONIC, in ns, read now (the precise clocks: the coarse one would
-/// add up to a tick of error, and could label a second differently from one call to the next).
-pub fn unix_offset_ns() -> i128 {
-    let unix = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos() as i128)
-        .unwrap_or(0);
-    let monotonic = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
-        .map(|t| i128::from(t.tv_sec()) * 1_000_000_000 + i128::from(t.tv_nsec()))
-        .unwrap_or(0);
-    unix - monotonic
 }
 
 /// Reads the completed seconds of a ring now.

@@ -2,7 +2,9 @@
 //! an attached program, summing the per-CPU values, rates over a period, and the tutorial's text
 //! format and NDJSON.
 
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
+
+use crate::sys::clock::unix_now;
 
 use anyhow::{bail, Context, Result};
 use libbpf_rs::{MapCore, MapFlags, MapHandle, MapType};
@@ -174,14 +176,6 @@ pub fn read_fw_counters<M: MapCore>(map: &M) -> Result<FwCounters> {
         }
     }
     Ok(sum)
-}
-
-/// Unix time now, in seconds.
-pub fn unix_now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
 }
 
 /// Counters with the moment they were read.

@@ -18,6 +18,7 @@ use anyhow::{Context, Result};
 use libbpf_rs::{MapCore, MapFlags, MapHandle, Object, OpenObject};
 
 use crate::skel::firewall::types as abi;
+use crate::sys::clock::monotonic_ns;
 use crate::sys::locks::{self, NamedLock};
 use crate::sys::pins;
 
@@ -528,13 +529,6 @@ impl FirewallMaps {
         }
         Ok(monotonic_ns())
     }
-}
-
-/// CLOCK_MONOTONIC_COARSE, the clock the program reads.
-pub fn monotonic_ns() -> u64 {
-    let now = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC_COARSE)
-        .expect("CLOCK_MONOTONIC_COARSE is always available");
-    now.tv_sec() as u64 * 1_000_000_000 + now.tv_nsec() as u64
 }
 
 /// The name of one of this instance's locks (`what`: "edit" or "maps"), per pin root.

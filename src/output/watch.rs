@@ -153,7 +153,7 @@ impl Collector {
     /// Rereads the history ring (its newest completed second moves on each second).
     pub fn refresh_history(&self, snapshot: &mut Snapshot) -> Result<()> {
         snapshot.history = history::read_completed(&self.history, CHART_SECONDS)?;
-        snapshot.unix_time = stats::unix_now() as i64;
+        snapshot.unix_time = crate::sys::clock::unix_now() as i64;
         Ok(())
     }
 
@@ -199,7 +199,7 @@ impl Collector {
             }
             None => None,
         };
-        snapshot.unix_time = stats::unix_now() as i64;
+        snapshot.unix_time = crate::sys::clock::unix_now() as i64;
         Ok(())
     }
 

@@ -2,6 +2,7 @@
 //! bpffs, map I/O, locks, privileges and libbpf's log. Nothing here names a firewall type.
 
 pub mod attach;
+pub mod clock;
 pub mod ifname;
 pub mod libbpf_log;
 pub mod locks;

@@ -213,7 +213,7 @@ pub struct ClockPair {
 impl ClockPair {
     pub fn now() -> ClockPair {
         ClockPair {
-            unix_offset_ns: crate::counters::history::unix_offset_ns(),
+            unix_offset_ns: crate::sys::clock::unix_offset_ns(),
         }
     }
 
