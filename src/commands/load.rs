@@ -6,11 +6,13 @@ use std::process::ExitCode;
 use anyhow::{bail, Context, Result};
 
 use crate::cli::LoadArgs;
+use crate::counters::COUNTER_MAPS;
+use crate::firewall::load::load_program;
 use crate::firewall::Sizes;
 use crate::sys::attach::{self, Attachment, RequestedMode};
 use crate::sys::pins::{self, Owner};
 use crate::sys::privileges;
-use crate::sys::programs::{self, Loaded, Source};
+use crate::sys::programs::{CarryOver, Loaded, Source};
 
 pub fn run(args: &LoadArgs) -> Result<ExitCode> {
     privileges::require("load")?;
@@ -99,7 +101,7 @@ fn attach_new(
     mode: RequestedMode,
     sizes: Sizes,
 ) -> Result<String> {
-    let loaded = programs::load_with(source, None, sizes)?;
+    let loaded = load_program(source, None, sizes)?;
     attach_loaded(ifname, ifindex, &loaded, mode)
 }
 
@@ -144,7 +146,14 @@ fn replace_own(
     let link = attach::open_pinned(&pins::link_path(ifname)?)?;
     let link_id = attach::link_summary(link.as_fd())?.id;
     let old_prog = attach::program_fd(current.prog_id)?;
-    let loaded = programs::load_with(source, Some(current.prog_id), sizes)?;
+    let loaded = load_program(
+        source,
+        Some(CarryOver {
+            from_prog_id: current.prog_id,
+            maps: &COUNTER_MAPS,
+        }),
+        sizes,
+    )?;
     attach::update_link(link.as_fd(), loaded.fd(), old_prog.as_fd())?;
     Ok(format!(
         "Replaced program id {} on {ifname} with {} (program id {}) atomically, in {} mode \
@@ -170,7 +179,7 @@ fn replace_other(
     let program = describe(current);
     let old_prog = attach::program_fd(current.prog_id)?;
     // Load (and verify) first, so a rejected program leaves the other tool's program alone.
-    let loaded = programs::load_with(source, None, sizes)?;
+    let loaded = load_program(source, None, sizes)?;
     attach::detach_netlink(ifindex, current.mode, old_prog.as_fd()).map_err(|err| {
         if err.raw_os_error() == Some(libc::EBUSY) {
             anyhow::anyhow!(

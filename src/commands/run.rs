@@ -9,10 +9,11 @@ use anyhow::{bail, Result};
 
 use crate::cli::RunArgs;
 use crate::counters::stats;
+use crate::firewall::load::load_program;
 use crate::sys::attach;
 use crate::sys::pins::{self, RunRecord};
 use crate::sys::privileges;
-use crate::sys::programs::{self, Source};
+use crate::sys::programs::Source;
 
 /// Detaches and forgets the run record however `run` ends.
 struct Attached {
@@ -48,7 +49,7 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
     }
     // Catch Ctrl-C from here on, so it ends the loop below instead of killing us mid-attach.
     super::stop_requested();
-    let loaded = programs::load(&source, None)?;
+    let loaded = load_program(&source, None, Default::default())?;
     let (link, mode) = attach::attach(loaded.fd(), ifindex, ifname, args.program.mode)?;
     let link_id = attach::link_summary(link.as_fd())?.id;
     let attached = Attached {

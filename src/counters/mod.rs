@@ -5,3 +5,12 @@ pub mod history;
 pub mod metrics;
 pub mod ports;
 pub mod stats;
+
+/// The per-interface counter maps that carry over when a program is replaced
+/// (`sys::programs::CarryOver`).
+pub const COUNTER_MAPS: [&str; 4] = [
+    stats::STATS_MAP_NAME,
+    "fw_stats",
+    history::HISTORY_MAP_NAME,
+    ports::PORT_MAP_NAME,
+];

@@ -4,6 +4,7 @@
 //! xdpctl exiting and a program replace.
 
 pub mod exact;
+pub mod load;
 pub mod map_budget;
 pub mod model;
 pub mod pinset;
@@ -199,7 +200,7 @@ pub const DEFAULT_MAX_SOURCES: u32 = 1 << 18;
 
 /// Where the global maps are pinned.
 pub fn rules_dir() -> PathBuf {
-    pins::root().join("rules")
+    pins::root().join(pins::SHARED_DIR)
 }
 
 /// A loaded program's global maps, by name, if it has every one (it is a firewall). A map
@@ -317,11 +318,7 @@ impl FirewallMaps {
             return Ok(maps);
         }
         let source = crate::sys::programs::Source::from_args(Some("firewall"), None)?;
-        drop(crate::sys::programs::load_with(
-            &source,
-            None,
-            Sizes::default(),
-        )?);
+        drop(load::load_program(&source, None, Sizes::default())?);
         FirewallMaps::open_pinned()?.context("the firewall's maps were not pinned")
     }
 

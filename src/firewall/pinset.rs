@@ -26,8 +26,7 @@ mod removal;
 
 pub use removal::remove_global_pins;
 
-/// Staging directories are `<pin root>/rules-staging-<pid>` (bpffs refuses names with a dot).
-pub(crate) const STAGING_PREFIX: &str = "rules-staging-";
+use crate::sys::pins::STAGING_PREFIX;
 
 /// Every global map, in pin order.
 pub fn global_map_names() -> Vec<&'static str> {

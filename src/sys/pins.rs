@@ -68,9 +68,15 @@ fn state_name(ifname: &str) -> Result<String> {
     Ok(StateName::new(ifname, own_netns())?.encoded())
 }
 
+/// The pin root's layout: the maps every interface shares, the interfaces' directories, and
+/// a shared set being put together (`rules-staging-<pid>`: bpffs refuses names with a dot).
+pub const SHARED_DIR: &str = "rules";
+pub const INTERFACES_DIR: &str = "if";
+pub const STAGING_PREFIX: &str = "rules-staging-";
+
 /// Where the interfaces' pin directories live.
 fn interfaces_root() -> PathBuf {
-    root().join("if")
+    root().join(INTERFACES_DIR)
 }
 
 /// The pin directory of one interface of this network namespace.
@@ -148,8 +154,8 @@ fn removable(root: &Path, path: &Path) -> bool {
         .any(|part| part == b"." || part == b"..");
     let parent = path.parent();
     plain
-        && (parent == Some(root) && path.file_name() == Some("rules".as_ref())
-            || parent == Some(root.join("if").as_path()))
+        && (parent == Some(root) && path.file_name() == Some(SHARED_DIR.as_ref())
+            || parent == Some(root.join(INTERFACES_DIR).as_path()))
 }
 
 /// Creates the pin directory of an interface.

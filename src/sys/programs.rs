@@ -7,8 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{anyhow, bail, Context, Result};
 use libbpf_rs::{MapCore, MapHandle, Object, ObjectBuilder, OpenObject, Program, ProgramType};
 
-use crate::firewall::{self, Sizes};
-use crate::{counters::stats, firewall::pinset, sys::attach, sys::libbpf_log};
+use crate::sys::{attach, libbpf_log};
 
 /// A program xdpctl ships.
 #[derive(Debug)]
@@ -129,14 +128,34 @@ impl Loaded {
     }
 }
 
-/// Opens, verifies and loads an XDP program. With `reuse_stats_of`, the new program shares that
-/// program's counters (xdp_stats_map, fw_stats), so they carry on across a replace.
-pub fn load(source: &Source, reuse_stats_of: Option<u32>) -> Result<Loaded> {
-    load_with(source, reuse_stats_of, Sizes::default())
+/// Counter maps a new program takes over from the program it replaces (where name and layout
+/// match), so its counts carry on across the replace.
+#[derive(Clone, Copy, Debug)]
+pub struct CarryOver<'a> {
+    pub from_prog_id: u32,
+    pub maps: &'a [&'a str],
 }
 
-/// `load`, with the sizes of the firewall's global maps for when they are created.
-pub fn load_with(source: &Source, reuse_stats_of: Option<u32>, sizes: Sizes) -> Result<Loaded> {
+/// What a feature does around the load of its own program: it prepares the opened object
+/// (say, reuses or sizes its pinned maps) and finishes after the kernel took the program.
+pub trait Preparation {
+    /// What to add to the error when the kernel refuses the load, if this preparation knows.
+    fn hint(&self, err: &libbpf_rs::Error, log: &str) -> Option<String>;
+    /// Runs after a successful load, before the program is returned.
+    fn finish(self: Box<Self>, object: &Object) -> Result<()>;
+}
+
+/// Opens, verifies and loads an XDP program, its counter maps taken over per `carry_over`.
+pub fn load(source: &Source, carry_over: Option<CarryOver>) -> Result<Loaded> {
+    load_prepared(source, carry_over, |_, _| Ok(None))
+}
+
+/// `load`, with `prepare` called on the opened object (and the program's name) first.
+pub fn load_prepared(
+    source: &Source,
+    carry_over: Option<CarryOver>,
+    prepare: impl FnOnce(&mut OpenObject, &str) -> Result<Option<Box<dyn Preparation>>>,
+) -> Result<Loaded> {
     let mut builder = ObjectBuilder::default();
     let open = match source {
         Source::Builtin(builtin) => builder
@@ -162,23 +181,18 @@ pub fn load_with(source: &Source, reuse_stats_of: Option<u32>, sizes: Sizes) -> 
     };
     let (mut open, name) = select_program(open, wanted, &source.describe())?;
 
-    if let Some(prog_id) = reuse_stats_of {
-        reuse_counter_maps(&mut open, prog_id)?;
+    if let Some(carry_over) = carry_over {
+        reuse_counter_maps(&mut open, carry_over)?;
     }
-    let is_firewall = matches!(source, Source::Builtin(b) if b.name == "firewall");
-    // Holds the creation lock until the maps it created are pinned in place.
-    let prepared = if is_firewall {
-        Some(pinset::prepare_global_maps(&mut open, sizes)?)
-    } else {
-        None
-    };
+    // Holds whatever the preparation holds (a lock, say) until `finish`.
+    let prepared = prepare(&mut open, &name)?;
 
     libbpf_log::take();
     let object = open.load().map_err(|err| {
         let log = libbpf_log::take();
         let hint = prepared
             .as_ref()
-            .and_then(|prepared| prepared.allocation_hint(&err, &log))
+            .and_then(|prepared| prepared.hint(&err, &log))
             .unwrap_or_default();
         match libbpf_log::verifier_tail(&log, 20) {
             Some(tail) => anyhow!(
@@ -194,9 +208,7 @@ pub fn load_with(source: &Source, reuse_stats_of: Option<u32>, sizes: Sizes) -> 
         }
     })?;
     if let Some(prepared) = prepared {
-        // Seeds first: a pin set is put in place whole, tables initialised.
-        firewall::FirewallMaps::from_object(&object)?;
-        prepared.finish()?;
+        prepared.finish(&object)?;
     }
     Ok(Loaded { object, name })
 }
@@ -265,24 +277,16 @@ fn list_or_none(names: &[String]) -> String {
     }
 }
 
-/// The per-interface counter maps that carry over when a program is replaced.
-const COUNTER_MAPS: [&str; 4] = [
-    stats::STATS_MAP_NAME,
-    "fw_stats",
-    crate::counters::history::HISTORY_MAP_NAME,
-    crate::counters::ports::PORT_MAP_NAME,
-];
-
 /// Makes the new object use the old program's counter maps where name and layout match.
-fn reuse_counter_maps(open: &mut OpenObject, old_prog_id: u32) -> Result<()> {
+fn reuse_counter_maps(open: &mut OpenObject, carry_over: CarryOver) -> Result<()> {
     // A map that will not open (other than freed meanwhile) is an error, not counters lost.
-    let old_maps: Vec<MapHandle> =
-        crate::sys::map_users::open_each(&attach::program_summary(old_prog_id)?.map_ids, |id| {
-            MapHandle::from_map_id(id).with_context(|| format!("opening BPF map id {id}"))
-        })?
-        .into_iter()
-        .filter(|map| COUNTER_MAPS.iter().any(|name| map.name() == *name))
-        .collect();
+    let old_maps: Vec<MapHandle> = crate::sys::map_users::open_each(
+        &attach::program_summary(carry_over.from_prog_id)?.map_ids,
+        |id| MapHandle::from_map_id(id).with_context(|| format!("opening BPF map id {id}")),
+    )?
+    .into_iter()
+    .filter(|map| carry_over.maps.iter().any(|name| map.name() == *name))
+    .collect();
     for mut map in open.maps_mut() {
         let Some(old) = old_maps.iter().find(|old| old.name() == map.name()) else {
             continue;

@@ -45,7 +45,10 @@ impl OtherRoots {
     ) -> Option<(PathBuf, u32)> {
         let dir_name = super::state_name(ifname).ok()?;
         for root in self.get() {
-            let pin = root.join("if").join(&dir_name).join("link");
+            let pin = root
+                .join(super::INTERFACES_DIR)
+                .join(&dir_name)
+                .join("link");
             let Ok(link) = attach::open_pinned(&pin) else {
                 continue;
             };
@@ -71,7 +74,7 @@ fn candidate_roots(mount: &Path) -> Vec<PathBuf> {
                 .take(ROOTS_PER_MOUNT),
         );
     }
-    roots.retain(|root| root.join("if").is_dir());
+    roots.retain(|root| root.join(super::INTERFACES_DIR).is_dir());
     roots
 }
 

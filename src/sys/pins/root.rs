@@ -142,7 +142,9 @@ fn check_existing_root(root: &Path) -> Result<(), String> {
 
 /// Whether xdpctl makes a directory of this name in its pin root.
 fn is_own_entry(name: &str) -> bool {
-    name == "rules" || name == "if" || name.starts_with(crate::firewall::pinset::STAGING_PREFIX)
+    name == super::SHARED_DIR
+        || name == super::INTERFACES_DIR
+        || name.starts_with(super::STAGING_PREFIX)
 }
 
 /// Whether `dir` is where a file system is mounted: listed so in mountinfo, or on another
