@@ -11,10 +11,10 @@
 //! - [`trace`]: XDP exceptions and bpf_printk lines
 //! - [`lab`]: the veth lab and the flood generator
 //! - [`output`]: every table, JSON, CSV, graph, Prometheus text and the watch screen
-//! - [`cli`], [`commands`]: the command line, and one module of glue per subcommand
+//! - [`commands`]: the command line, and one module of glue per subcommand, each owning its
+//!   arguments
 
 pub mod abi;
-pub mod cli;
 pub mod commands;
 pub mod counters;
 pub mod firewall;

@@ -1,10 +1,9 @@
 use std::process::ExitCode;
 
-use xdpctl::cli::{self, Command};
-use xdpctl::commands;
+use xdpctl::commands::{self, Command};
 
 fn main() -> ExitCode {
-    let cli = cli::parse();
+    let cli = commands::parse();
     xdpctl::sys::libbpf_log::install(cli.verbose);
     xdpctl::sys::locks::set_timeout(std::time::Duration::from_secs_f64(cli.lock_timeout));
     let result = match &cli.command {

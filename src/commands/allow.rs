@@ -3,11 +3,28 @@
 use std::process::ExitCode;
 
 use anyhow::{bail, Result};
+use clap::Args;
 
-use crate::cli::{AllowArgs, DisallowArgs};
+use super::block::PrefixInput;
 use crate::firewall::rules;
 use crate::firewall::{FirewallMaps, List, REASON_MANUAL};
 use crate::sys::privileges;
+
+#[derive(Debug, Args)]
+pub struct AllowArgs {
+    #[command(flatten)]
+    pub input: PrefixInput,
+}
+
+#[derive(Debug, Args)]
+pub struct DisallowArgs {
+    #[command(flatten)]
+    pub input: PrefixInput,
+
+    /// Empty the allowlist.
+    #[arg(long, conflicts_with_all = ["targets", "file"])]
+    pub all: bool,
+}
 
 pub fn allow(args: &AllowArgs) -> Result<ExitCode> {
     privileges::require("allow")?;

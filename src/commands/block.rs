@@ -1,16 +1,69 @@
 //! `xdpctl block` and `xdpctl unblock`: the blocklist (sources) and port rules.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{bail, Result};
+use clap::Args;
 use ipnet::IpNet;
 
-use crate::cli::{BlockArgs, UnblockArgs};
+use super::parsers::duration;
 use crate::firewall::rules;
 use crate::firewall::{FirewallMaps, List, REASON_MANUAL};
 use crate::input;
 use crate::input::PortSpec;
 use crate::sys::privileges;
+
+/// Addresses and prefixes, from the command line and/or a file.
+#[derive(Debug, Args)]
+pub struct PrefixInput {
+    /// IPv4/IPv6 addresses or CIDR prefixes, e.g. 203.0.113.7 198.51.100.0/24 2001:db8::/32.
+    #[arg(value_name = "ADDR|CIDR")]
+    pub targets: Vec<String>,
+
+    /// Read more from a file (one a line, # comments), or from stdin with '-'.
+    #[arg(long, value_name = "FILE|-")]
+    pub file: Option<PathBuf>,
+}
+
+impl PrefixInput {
+    pub fn is_empty(&self) -> bool {
+        self.targets.is_empty() && self.file.is_none()
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct BlockArgs {
+    #[command(flatten)]
+    pub input: PrefixInput,
+
+    /// Block a destination port, e.g. 53/udp or 22/tcp (repeatable).
+    #[arg(long, value_name = "PORT/PROTO")]
+    pub port: Vec<String>,
+
+    /// Let the address blocks expire after this long, e.g. 90s, 10m, 1h30m, 1d (at most 3650d).
+    #[arg(long, value_name = "DURATION", value_parser = duration)]
+    pub ttl: Option<std::time::Duration>,
+
+    /// Block a prefix shorter than /8 (IPv4) or /16 (IPv6) too: such a prefix blocks a large
+    /// part of the Internet (0.0.0.0/0 and ::/0 all of it), so it is refused without this.
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct UnblockArgs {
+    #[command(flatten)]
+    pub input: PrefixInput,
+
+    /// Unblock a destination port, e.g. 53/udp (repeatable).
+    #[arg(long, value_name = "PORT/PROTO")]
+    pub port: Vec<String>,
+
+    /// Remove every block: addresses, prefixes and ports.
+    #[arg(long, conflicts_with_all = ["targets", "file", "port"])]
+    pub all: bool,
+}
 
 pub fn block(args: &BlockArgs) -> Result<ExitCode> {
     privileges::require("block")?;

@@ -4,13 +4,13 @@
 //! touched, and it removes the lab and its pins whatever happens.
 
 use std::net::IpAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+use clap::Args;
 
-use crate::cli::DemoArgs;
 use crate::commands::{load, unload};
 use crate::counters::stats::{self, Sample};
 use crate::firewall::rules;
@@ -20,6 +20,13 @@ use crate::lab::testenv::{unique_name, Lab, LabGuard};
 use crate::sys::attach::RequestedMode;
 use crate::sys::programs::Source;
 use crate::{counters::history, output::graph, sys::privileges};
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Where to save the graph of the flood (.svg or .png).
+    #[arg(long, value_name = "FILE", default_value = "xdpctl-demo.png")]
+    pub graph: PathBuf,
+}
 
 const LIMIT_PPS: u64 = 1000;
 /// The flood: paced, so the graph shows a steady rate on any machine.

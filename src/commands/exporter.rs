@@ -9,14 +9,23 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use anyhow::Result;
+use clap::Args;
 use http_body_util::Full;
 use hyper::body::Bytes;
 use hyper::header::{HeaderValue, ALLOW, CONNECTION, CONTENT_TYPE};
 use hyper::{Method, Response, StatusCode};
 
-use crate::cli::ExporterArgs;
+use super::parsers::listen_address;
 use crate::counters::metrics;
 use crate::sys::privileges;
+
+#[derive(Debug, Args)]
+pub struct ExporterArgs {
+    /// The address and port to serve on. Loopback by default: the metrics name interfaces and
+    /// rule counts, so expose them wider only on purpose.
+    #[arg(long, value_name = "ADDRESS:PORT", default_value = "127.0.0.1:9435", value_parser = listen_address)]
+    pub listen: std::net::SocketAddr,
+}
 
 const INDEX_PAGE: &str = "<html><head><title>xdpctl exporter</title></head><body>\n\
     <h1>xdpctl exporter</h1>\n<p><a href=\"/metrics\">Metrics</a></p>\n</body></html>\n";

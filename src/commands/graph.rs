@@ -1,11 +1,28 @@
 //! `xdpctl graph`: the per-second history of an interface as an SVG or PNG graph.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Result;
+use clap::Args;
 
-use crate::cli::GraphArgs;
+use super::history::SecondsArg;
+use super::parsers::interface_name;
 use crate::{counters::history, output::graph, sys::privileges};
+
+#[derive(Debug, Args)]
+pub struct GraphArgs {
+    /// The interface whose program's history to plot.
+    #[arg(value_parser = interface_name)]
+    pub interface: String,
+
+    #[command(flatten)]
+    pub seconds: SecondsArg,
+
+    /// The file to write: .svg or .png.
+    #[arg(short, long, value_name = "FILE.svg|FILE.png")]
+    pub output: PathBuf,
+}
 
 pub fn run(args: &GraphArgs) -> Result<ExitCode> {
     // Check the file name before touching the kernel: a typo costs nothing.

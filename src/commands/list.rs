@@ -4,13 +4,20 @@ use std::io::{BufWriter, Write};
 use std::process::ExitCode;
 
 use anyhow::Result;
+use clap::Args;
 use serde_json::{json, Value};
 
-use crate::cli::ListArgs;
 use crate::firewall::rules::{self, PrefixEntry};
 use crate::firewall::{FirewallMaps, List, REASON_RATELIMIT};
 use crate::input;
 use crate::sys::privileges;
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Print {"block", "allow", "ports", "ratelimit"} as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
 
 pub fn run(args: &ListArgs) -> Result<ExitCode> {
     privileges::require("list")?;

@@ -4,9 +4,29 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
+use clap::Args;
 
-use crate::cli::PortsArgs;
+use super::parsers::interface_name;
 use crate::{counters::ports, counters::stats, sys::privileges};
+
+#[derive(Debug, Args)]
+pub struct PortsArgs {
+    /// The interface whose firewall's port counters to read.
+    #[arg(value_parser = interface_name)]
+    pub interface: String,
+
+    /// Only this protocol.
+    #[arg(long, value_enum)]
+    pub proto: Option<crate::input::PortProto>,
+
+    /// How many ports to show, busiest first.
+    #[arg(short = 'n', long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..))]
+    pub top: u64,
+
+    /// Print a JSON array of {"port", "proto", "packets"}.
+    #[arg(long)]
+    pub json: bool,
+}
 
 pub fn run(args: &PortsArgs) -> Result<ExitCode> {
     privileges::require("ports")?;

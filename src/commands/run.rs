@@ -6,14 +6,30 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::process::ExitCode;
 
 use anyhow::{bail, Result};
+use clap::Args;
 
-use crate::cli::RunArgs;
+use super::load::ProgramArgs;
+use super::parsers::interface_name;
+use super::stats::SamplingArgs;
 use crate::counters::stats;
 use crate::firewall::load::load_program;
 use crate::sys::attach;
 use crate::sys::pins::{self, RunRecord};
 use crate::sys::privileges;
 use crate::sys::programs::Source;
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The interface to attach to while running.
+    #[arg(value_parser = interface_name)]
+    pub interface: String,
+
+    #[command(flatten)]
+    pub program: ProgramArgs,
+
+    #[command(flatten)]
+    pub sampling: SamplingArgs,
+}
 
 /// Detaches and forgets the run record however `run` ends.
 struct Attached {

@@ -5,10 +5,37 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Result;
+use clap::Args;
 
-use crate::cli::{SamplingArgs, StatsArgs};
+use super::parsers::{interface_name, positive_seconds};
 use crate::counters::stats::{self, Sample, StatsMaps};
 use crate::sys::privileges;
+
+/// How often and how many times to print stats.
+#[derive(Debug, Args)]
+pub struct SamplingArgs {
+    /// Seconds between samples (fractions allowed).
+    #[arg(short, long, default_value_t = 2.0, value_parser = positive_seconds)]
+    pub interval: f64,
+
+    /// Stop after this many samples (default: until Ctrl-C).
+    #[arg(short, long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub count: Option<u64>,
+
+    /// Print one JSON object per sample (NDJSON).
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct StatsArgs {
+    /// The interface whose program's xdp_stats_map to read.
+    #[arg(value_parser = interface_name)]
+    pub interface: String,
+
+    #[command(flatten)]
+    pub sampling: SamplingArgs,
+}
 
 pub fn run(args: &StatsArgs) -> Result<ExitCode> {
     privileges::require("stats")?;

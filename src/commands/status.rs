@@ -3,10 +3,22 @@
 use std::process::ExitCode;
 
 use anyhow::Result;
+use clap::Args;
 
-use crate::cli::StatusArgs;
+use super::parsers::interface_name;
 use crate::sys::pins::{attached_programs, Row};
 use crate::sys::privileges;
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Only this interface.
+    #[arg(value_parser = interface_name)]
+    pub interface: Option<String>,
+
+    /// Print a JSON array of {interface, ifindex, program, id, mode, owner}.
+    #[arg(long)]
+    pub json: bool,
+}
 
 pub fn run(args: &StatusArgs) -> Result<ExitCode> {
     privileges::require("status")?;

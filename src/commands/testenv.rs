@@ -3,10 +3,59 @@
 use std::process::{Command, ExitCode};
 
 use anyhow::{Context, Result};
+use clap::{Args, Subcommand};
 
-use crate::cli::{TestenvArgs, TestenvCommand};
-use crate::lab::testenv::{Lab, INNER_IFNAME};
+use super::parsers::lab_name;
+use crate::lab::testenv::{Lab, DEFAULT_NAME, INNER_IFNAME};
 use crate::sys::privileges;
+
+#[derive(Debug, Args)]
+pub struct TestenvArgs {
+    #[command(subcommand)]
+    pub command: TestenvCommand,
+}
+
+#[derive(Debug, Args)]
+pub struct LabName {
+    /// The lab's name: also the name of its outer interface and of its namespace.
+    #[arg(short, long, default_value = DEFAULT_NAME, value_parser = lab_name)]
+    pub name: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TestenvCommand {
+    /// Create a lab: a veth pair, the inner end in its own namespace, addresses and neighbours.
+    Setup(LabName),
+    /// Remove a lab and anything xdpctl attached to it.
+    Teardown(LabName),
+    /// Show the labs (or one), their addresses and what is attached.
+    Status {
+        /// Only this lab.
+        #[arg(short, long, value_parser = lab_name)]
+        name: Option<String>,
+    },
+    /// Run a command inside the lab's namespace (bpffs stays visible).
+    Exec {
+        #[command(flatten)]
+        lab: LabName,
+        /// The command and its arguments, after `--`.
+        #[arg(last = true, required = true, value_name = "COMMAND")]
+        command: Vec<String>,
+    },
+    /// Start a shell inside the lab's namespace.
+    Enter(LabName),
+    /// Ping the outer interface from inside the lab, through whatever is attached to it.
+    Ping {
+        #[command(flatten)]
+        lab: LabName,
+        /// Number of echo requests.
+        #[arg(short, long, default_value_t = 4)]
+        count: u32,
+        /// Ping over IPv6 instead of IPv4.
+        #[arg(short = '6', long)]
+        ipv6: bool,
+    },
+}
 
 pub fn run(args: &TestenvArgs) -> Result<ExitCode> {
     privileges::require("testenv")?;

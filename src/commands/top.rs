@@ -4,12 +4,32 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{bail, Result};
+use clap::Args;
 use serde_json::json;
 
-use crate::cli::TopArgs;
+use super::parsers::{interface_name, positive_seconds};
 use crate::firewall::talkers::{self, SourceSample, Talker};
 use crate::firewall::FirewallMaps;
 use crate::sys::privileges;
+
+#[derive(Debug, Args)]
+pub struct TopArgs {
+    /// Only check that this interface runs the firewall (the source table is shared by all).
+    #[arg(value_parser = interface_name)]
+    pub interface: Option<String>,
+
+    /// How many sources to show.
+    #[arg(short = 'n', long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    pub count: u64,
+
+    /// Seconds to measure over.
+    #[arg(short, long, default_value_t = 1.0, value_parser = positive_seconds)]
+    pub interval: f64,
+
+    /// Print JSON: {"interval", "by_pps": [...], "by_bytes": [...]}.
+    #[arg(long)]
+    pub json: bool,
+}
 
 pub fn run(args: &TopArgs) -> Result<ExitCode> {
     privileges::require("top")?;

@@ -7,12 +7,33 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use clap::Args;
 
-use crate::cli::TraceArgs;
+use super::parsers::interface_name;
 use crate::sys::privileges;
 use crate::trace::{
     self, ClockPair, DeviceFilter, ExceptionTracer, Namer, PrintkReader, TraceLine,
 };
+
+#[derive(Debug, Args)]
+pub struct TraceArgs {
+    /// Only exceptions on this interface of the current network namespace. bpf_printk lines
+    /// carry no interface, so they all show.
+    #[arg(long, value_name = "IFACE", value_parser = interface_name)]
+    pub iface: Option<String>,
+
+    /// Stop after N events (exceptions and bpf_printk lines together).
+    #[arg(short, long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub count: Option<u64>,
+
+    /// One JSON object per line (NDJSON). Exceptions: {"type": "exception", "time", "action"
+    /// (XDP_* or "invalid"), "action_code", "program" (null once unloaded), "program_id",
+    /// "interface" (null outside this network namespace), "ifindex", "netns" (the device's
+    /// namespace inode)}. bpf_printk lines: {"type": "printk", "time" (when read), "task",
+    /// "pid", "cpu", "message"}. Times are Unix seconds.
+    #[arg(long)]
+    pub json: bool,
+}
 
 /// How long a stop request or a trace_pipe that poll(2) did not report waits at most.
 const POLL_INTERVAL: Duration = Duration::from_millis(100);

@@ -4,12 +4,24 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::process::ExitCode;
 
 use anyhow::{bail, Result};
+use clap::Args;
 
-use crate::cli::UnloadArgs;
+use super::parsers::interface_name;
 use crate::firewall::pinset;
 use crate::sys::attach;
 use crate::sys::pins::{self, Owner};
 use crate::sys::privileges;
+
+#[derive(Debug, Args)]
+pub struct UnloadArgs {
+    /// The interface to detach from.
+    #[arg(required_unless_present = "all", conflicts_with = "all", value_parser = interface_name)]
+    pub interface: Option<String>,
+
+    /// Detach from every interface xdpctl has pins for.
+    #[arg(short, long)]
+    pub all: bool,
+}
 
 pub fn run(args: &UnloadArgs) -> Result<ExitCode> {
     privileges::require("unload")?;

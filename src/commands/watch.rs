@@ -7,13 +7,26 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+use clap::Args;
 use ratatui::crossterm::event::{self, Event, KeyEventKind};
 use ratatui::DefaultTerminal;
 
-use crate::cli::WatchArgs;
+use super::parsers::{interface_name, positive_seconds};
 use crate::output::watch::{self, Collector};
 use crate::sys::clock::monotonic_ns;
 use crate::{counters::history, sys::privileges};
+
+#[derive(Debug, Args)]
+pub struct WatchArgs {
+    /// The interface whose program to watch (any of xdpctl's built-in programs; the firewall
+    /// adds drop reasons, protocols, top sources and rules).
+    #[arg(value_parser = interface_name)]
+    pub interface: String,
+
+    /// Seconds between updates of the counters, rates and top sources (fractions allowed).
+    #[arg(short, long, default_value_t = 1.0, value_parser = positive_seconds)]
+    pub interval: f64,
+}
 
 /// How long to wait for a key before checking the clock, the interval and signals again.
 const TICK: Duration = Duration::from_millis(100);
