@@ -281,6 +281,14 @@ struct fw_source_index {
 };
 #define FW_SOURCE_INDEX_MAX_PACKETS 65535
 
+/* The firewall's map sizes when none are asked for (--max-rules, --max-sources): the rule
+ * maps hold FW_DEFAULT_MAX_RULES entries each, the source table FW_DEFAULT_MAX_SOURCES. An
+ * exact table has 5/4 of the lanes the rules need (src/firewall/exact.rs, buckets_for). */
+#define FW_DEFAULT_MAX_RULES   1048576
+#define FW_DEFAULT_MAX_SOURCES 262144
+#define FW_DEFAULT_EXACT_BUCKETS                                                                   \
+	((FW_DEFAULT_MAX_RULES * 5 / 4 + FW_EXACT_LANES - 1) / FW_EXACT_LANES)
+
 /* Per CPU and list: the last address found in the list's exact table, and its slot
  * (exact_lookup in bpf/firewall/exact.h). */
 struct fw_exact_memo {

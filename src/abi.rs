@@ -3,3 +3,9 @@
 #![allow(non_camel_case_types, dead_code)]
 
 include!(concat!(env!("OUT_DIR"), "/abi.rs"));
+
+/// The names of the enums the renderers iterate (FW_DROP_REASON_NAMES, FW_PROTO_NAMES,
+/// HISTORY_DROP_NAMES), generated from the same header.
+pub mod names {
+    include!(concat!(env!("OUT_DIR"), "/abi_names.rs"));
+}

@@ -412,7 +412,7 @@ fn run(skel: &FirewallSkel, bytes: &[u8]) -> u32 {
 
 /// The firewall loaded (not attached), with its maps (unpinned: this test's own).
 fn load_firewall() -> (FirewallSkel<'static>, FirewallMaps) {
-    load_firewall_for(firewall::DEFAULT_MAX_RULES)
+    load_firewall_for(xdpctl::abi::FW_DEFAULT_MAX_RULES)
 }
 
 /// The fixtures' rule set, in the kernel (through src/rules.rs) and in a model.

@@ -11,13 +11,8 @@
 #include "xdpctl.h"
 
 /* The rule maps are global: userspace pins them under /sys/fs/bpf/xdpctl/rules and every
- * interface's firewall shares them. Sizes here are defaults; xdpctl sets them at load. */
-#define FW_DEFAULT_MAX_RULES   1048576
-#define FW_DEFAULT_MAX_SOURCES 262144
-/* 5/4 of the lanes the rules need, as src/exact.rs (buckets_for) sizes them. */
-#define FW_DEFAULT_EXACT_BUCKETS                                                                   \
-	((FW_DEFAULT_MAX_RULES * 5 / 4 + FW_EXACT_LANES - 1) / FW_EXACT_LANES)
-
+ * interface's firewall shares them. Their sizes here are the defaults (FW_DEFAULT_* in
+ * xdpctl.h); xdpctl sets them at load. */
 #define RANGE_TRIE(_name, _key)                                                                    \
 	struct {                                                                                   \
 		__uint(type, BPF_MAP_TYPE_LPM_TRIE);                                               \

@@ -25,15 +25,20 @@ pub const READABLE: u64 = SLOTS - 2;
 
 /// Why dropped packets were dropped, in the ring's order (enum fw_drop_reason, then
 /// enum history_drop).
-pub const DROP_REASONS: [&str; crate::abi::HISTORY_DROP_MAX as usize] = [
-    "blocklist",
-    "port",
-    "ratelimit",
-    "malformed",
-    "program",
-    "aborted",
-];
-
+pub const DROP_REASONS: [&str; crate::abi::HISTORY_DROP_MAX as usize] = {
+    use crate::abi::names::{FW_DROP_REASON_NAMES, HISTORY_DROP_NAMES};
+    let mut all = [""; crate::abi::HISTORY_DROP_MAX as usize];
+    let mut i = 0;
+    while i < all.len() {
+        all[i] = if i < FW_DROP_REASON_NAMES.len() {
+            FW_DROP_REASON_NAMES[i]
+        } else {
+            HISTORY_DROP_NAMES[i - FW_DROP_REASON_NAMES.len()]
+        };
+        i += 1;
+    }
+    all
+};
 /// A second counts as complete this long after it ended. Each CPU caches the coarse clock per
 /// jiffy, so a packet can still land in a second up to about a tick (1-10 ms) after it ended.
 const SETTLE_NS: u64 = 50_000_000;

@@ -576,8 +576,11 @@ mod tests {
 
     #[test]
     fn the_default_size_is_the_programs() {
-        // FW_DEFAULT_EXACT_BUCKETS in bpf/firewall/maps.h.
-        assert_eq!(buckets_for(crate::firewall::DEFAULT_MAX_RULES), 81_920);
+        // The header's FW_DEFAULT_EXACT_BUCKETS sizes the program's own tables.
+        assert_eq!(
+            buckets_for(crate::abi::FW_DEFAULT_MAX_RULES),
+            crate::abi::FW_DEFAULT_EXACT_BUCKETS
+        );
     }
 
     #[test]

@@ -6,7 +6,8 @@
 use anyhow::{bail, Result};
 use libbpf_rs::{libbpf_sys, MapType};
 
-use crate::firewall::{DEFAULT_MAX_RULES, DEFAULT_MAX_SOURCES, EXACT_MAPS, SOURCE_WAYS, TRIE_MAPS};
+use crate::abi::{FW_DEFAULT_MAX_RULES, FW_DEFAULT_MAX_SOURCES};
+use crate::firewall::{EXACT_MAPS, SOURCE_WAYS, TRIE_MAPS};
 
 /// The largest --max-rules: the exact tables' arrays stay far below u32 entries (5/4 lanes per
 /// rule), and the range tries' max_entries is the flag itself.
@@ -41,8 +42,8 @@ impl Flag {
 
     pub fn default_value(self) -> u32 {
         match self {
-            Flag::MaxRules => DEFAULT_MAX_RULES,
-            Flag::MaxSources => DEFAULT_MAX_SOURCES,
+            Flag::MaxRules => FW_DEFAULT_MAX_RULES,
+            Flag::MaxSources => FW_DEFAULT_MAX_SOURCES,
         }
     }
 
@@ -314,7 +315,7 @@ mod tests {
                 key_size: 20,
                 value_size: 24,
                 map_flags: libbpf_sys::BPF_F_NO_PREALLOC,
-                entries: DEFAULT_MAX_RULES,
+                entries: FW_DEFAULT_MAX_RULES,
             });
         }
         for [tags, slots, filter] in EXACT_MAPS {

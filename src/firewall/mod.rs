@@ -42,12 +42,11 @@ unsafe impl plain::Plain for SourceSet {}
 unsafe impl plain::Plain for SourceIndex {}
 unsafe impl plain::Plain for FwStats {}
 
-/// enum fw_proto: the protocol counters, in order.
-pub const PROTOCOLS: [&str; crate::abi::FW_PROTO_MAX as usize] =
-    ["tcp", "udp", "icmp", "other", "syn"];
-/// enum fw_drop_reason: why packets were dropped, in order.
+/// enum fw_proto: the protocol counters, in order (named by the header, build.rs).
+pub const PROTOCOLS: [&str; crate::abi::FW_PROTO_MAX as usize] = crate::abi::names::FW_PROTO_NAMES;
+/// enum fw_drop_reason: why packets were dropped, in order (named by the header, build.rs).
 pub const DROP_REASONS: [&str; crate::abi::FW_DROP_MAX as usize] =
-    ["blocklist", "port", "ratelimit", "malformed"];
+    crate::abi::names::FW_DROP_REASON_NAMES;
 // The header's values (src/abi.rs), in the types the Rust side uses them in.
 /// enum fw_rule_reason.
 pub const REASON_MANUAL: u32 = crate::abi::FW_REASON_MANUAL;
@@ -195,8 +194,6 @@ pub fn is_global_map(name: &str) -> bool {
         || OTHER_GLOBAL_MAPS.contains(&name)
 }
 
-pub const DEFAULT_MAX_RULES: u32 = 1 << 20;
-pub const DEFAULT_MAX_SOURCES: u32 = 1 << 18;
 
 /// Where the global maps are pinned.
 pub fn rules_dir() -> PathBuf {

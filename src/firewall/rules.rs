@@ -32,7 +32,7 @@ pub fn entry_limit() -> usize {
         .exists()
         .then(|| MapHandle::from_pinned_path(&trie).ok())
         .flatten();
-    let per_kind = pinned.map_or(firewall::DEFAULT_MAX_RULES, |map| map.max_entries());
+    let per_kind = pinned.map_or(crate::abi::FW_DEFAULT_MAX_RULES, |map| map.max_entries());
     3 * per_kind as usize
 }
 
