@@ -108,11 +108,18 @@ impl VariantNames {
                 .filter(|(e, v, _)| e == enum_name && !v.ends_with("_MAX"))
                 .map(|(_, v, value)| (*value, v.trim_start_matches(prefix).to_lowercase()))
                 .collect();
-            assert!(!variants.is_empty(), "include/xdpctl.h has no enum {enum_name}");
+            assert!(
+                !variants.is_empty(),
+                "include/xdpctl.h has no enum {enum_name}"
+            );
             variants.sort();
             let first = variants[0].0;
             for (i, (value, _)) in variants.iter().enumerate() {
-                assert_eq!(*value, first + i as i64, "enum {enum_name} is not consecutive");
+                assert_eq!(
+                    *value,
+                    first + i as i64,
+                    "enum {enum_name} is not consecutive"
+                );
             }
             let names: Vec<String> = variants.iter().map(|(_, n)| format!("{n:?}")).collect();
             out.push_str(&format!(

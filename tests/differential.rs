@@ -95,8 +95,14 @@ fn install_rules(
             } else {
                 0
             };
-            rules::add_prefixes(maps, list, &[prefix], expires_ns, firewall::REASON_MANUAL)
-                .unwrap();
+            rules::add_prefixes(
+                maps,
+                list,
+                &[prefix],
+                expires_ns,
+                xdpctl::abi::FW_REASON_MANUAL,
+            )
+            .unwrap();
             let table = match list {
                 List::Allow => &mut model.allow,
                 List::Block => &mut model.block,
@@ -107,7 +113,7 @@ fn install_rules(
                 RuleState {
                     hits: 0,
                     expires_ns,
-                    reason: firewall::REASON_MANUAL,
+                    reason: xdpctl::abi::FW_REASON_MANUAL,
                 },
             );
         }

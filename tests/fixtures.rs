@@ -421,7 +421,7 @@ fn install(maps: &FirewallMaps) -> Firewall {
     let rule = RuleState {
         hits: 0,
         expires_ns: 0,
-        reason: firewall::REASON_MANUAL,
+        reason: xdpctl::abi::FW_REASON_MANUAL,
     };
     for (list, text) in [
         (List::Block, "192.0.2.66"),
@@ -432,7 +432,7 @@ fn install(maps: &FirewallMaps) -> Firewall {
         (List::Allow, "2001:db8:bad::10"),
     ] {
         let prefix = xdpctl::input::parse_prefix(text).unwrap();
-        rules::add_prefixes(maps, list, &[prefix], 0, firewall::REASON_MANUAL).unwrap();
+        rules::add_prefixes(maps, list, &[prefix], 0, xdpctl::abi::FW_REASON_MANUAL).unwrap();
         match list {
             List::Block => model.block.insert(prefix, rule),
             List::Allow => model.allow.insert(prefix, rule),
@@ -701,7 +701,14 @@ fn ranges_still_match_after_edits_of_their_neighbours() {
         "2001:db8:1::/48",
         "2001:db8:2::/48",
     ]);
-    rules::add_prefixes(&maps, List::Block, &ranges, 0, firewall::REASON_MANUAL).unwrap();
+    rules::add_prefixes(
+        &maps,
+        List::Block,
+        &ranges,
+        0,
+        xdpctl::abi::FW_REASON_MANUAL,
+    )
+    .unwrap();
     for src in [
         "10.1.0.5",
         "10.1.1.5",
@@ -768,7 +775,7 @@ fn exact_addresses_stay_blocked_across_rebuilds_of_the_presence_filter() {
         )
         .collect();
     let nets: Vec<ipnet::IpNet> = addrs.iter().map(|&a| ipnet::IpNet::from(a)).collect();
-    rules::add_prefixes(&maps, List::Block, &nets, 0, firewall::REASON_MANUAL).unwrap();
+    rules::add_prefixes(&maps, List::Block, &nets, 0, xdpctl::abi::FW_REASON_MANUAL).unwrap();
     for &addr in &addrs {
         assert_eq!(verdict(addr), drop, "{addr}");
     }

@@ -307,7 +307,7 @@ fn rules_older_versions_made_ipv4_mapped_are_marked_and_removed_by_their_name() 
         .expect("the pinned maps");
     let legacy = |list, texts: &[&str]| {
         let prefixes: Vec<IpNet> = texts.iter().map(|t| t.parse().unwrap()).collect();
-        rules::add_prefixes(&maps, list, &prefixes, 0, firewall::REASON_MANUAL).unwrap();
+        rules::add_prefixes(&maps, list, &prefixes, 0, xdpctl::abi::FW_REASON_MANUAL).unwrap();
     };
     legacy(
         List::Block,

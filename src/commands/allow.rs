@@ -7,7 +7,7 @@ use clap::Args;
 
 use super::block::PrefixInput;
 use crate::firewall::rules;
-use crate::firewall::{FirewallMaps, List, REASON_MANUAL};
+use crate::firewall::{FirewallMaps, List};
 use crate::sys::privileges;
 
 #[derive(Debug, Args)]
@@ -38,7 +38,13 @@ pub fn allow(args: &AllowArgs) -> Result<ExitCode> {
     )?
     .prefixes;
     let maps = FirewallMaps::open_or_create()?;
-    let report = rules::add_prefixes(&maps, List::Allow, &prefixes, 0, REASON_MANUAL)?;
+    let report = rules::add_prefixes(
+        &maps,
+        List::Allow,
+        &prefixes,
+        0,
+        crate::abi::FW_REASON_MANUAL,
+    )?;
     println!(
         "Allowed {} ({} new, {} already there).",
         super::block::counted(report.added + report.updated, "prefix", "prefixes"),

@@ -9,7 +9,7 @@ use ipnet::IpNet;
 
 use super::parsers::duration;
 use crate::firewall::rules;
-use crate::firewall::{FirewallMaps, List, REASON_MANUAL};
+use crate::firewall::{FirewallMaps, List};
 use crate::input;
 use crate::input::PortSpec;
 use crate::sys::privileges;
@@ -90,7 +90,13 @@ pub fn block(args: &BlockArgs) -> Result<ExitCode> {
         .map(|ttl| now.saturating_add(input::duration_ns(ttl)))
         .unwrap_or(0);
     if !prefixes.is_empty() {
-        let report = rules::add_prefixes(&maps, List::Block, &prefixes, expires, REASON_MANUAL)?;
+        let report = rules::add_prefixes(
+            &maps,
+            List::Block,
+            &prefixes,
+            expires,
+            crate::abi::FW_REASON_MANUAL,
+        )?;
         let ttl = args
             .ttl
             .map(|t| format!(" for {}s", t.as_secs()))

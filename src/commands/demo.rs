@@ -149,7 +149,7 @@ fn tour(graph_path: &Path) -> Result<()> {
             entry.prefix.to_string(),
             crate::counters::stats::thousands(entry.hits),
             entry.expires_in.unwrap_or(0.0),
-            if entry.reason == firewall::REASON_RATELIMIT {
+            if entry.reason == crate::abi::FW_REASON_RATELIMIT {
                 "ratelimit"
             } else {
                 "manual"

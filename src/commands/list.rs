@@ -8,7 +8,7 @@ use clap::Args;
 use serde_json::{json, Value};
 
 use crate::firewall::rules::{self, PrefixEntry};
-use crate::firewall::{FirewallMaps, List, REASON_RATELIMIT};
+use crate::firewall::{FirewallMaps, List};
 use crate::input;
 use crate::sys::privileges;
 
@@ -87,7 +87,7 @@ pub fn run(args: &ListArgs) -> Result<ExitCode> {
 }
 
 fn reason(entry: &PrefixEntry) -> &'static str {
-    if entry.reason == REASON_RATELIMIT {
+    if entry.reason == crate::abi::FW_REASON_RATELIMIT {
         "ratelimit"
     } else {
         "manual"

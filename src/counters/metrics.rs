@@ -13,9 +13,7 @@ use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 use libbpf_rs::{MapHandle, ProgramInput};
 
 use crate::counters::stats::{self, Counters, FwCounters, StatsMaps, ACTIONS};
-use crate::firewall::{
-    FirewallMaps, List, RateLimit, Rule, DROP_REASONS, PROTOCOLS, REASON_RATELIMIT,
-};
+use crate::firewall::{FirewallMaps, List, RateLimit, Rule, DROP_REASONS, PROTOCOLS};
 use crate::skel::map_counts::MapCountsSkelBuilder;
 use crate::sys::{attach, map_io};
 
@@ -131,7 +129,7 @@ pub fn count_rules(maps: &FirewallMaps, now_ns: u64) -> Result<RuleMetrics> {
                         std::net::IpAddr::V4(_) => counts.ipv4 += 1,
                         std::net::IpAddr::V6(_) => counts.ipv6 += 1,
                     }
-                    counts.rate_limited += (entry.reason == REASON_RATELIMIT) as u64;
+                    counts.rate_limited += (entry.reason == crate::abi::FW_REASON_RATELIMIT) as u64;
                 }
             });
         }
@@ -169,7 +167,7 @@ fn count_trie(trie: &MapHandle, now_ns: u64) -> Result<(u64, u64)> {
         let _ = plain::copy_from_bytes(&mut rule, value);
         if rule.expires_ns == 0 || now_ns < rule.expires_ns {
             live += 1;
-            rate_limited += (rule.reason == REASON_RATELIMIT) as u64;
+            rate_limited += (rule.reason == crate::abi::FW_REASON_RATELIMIT) as u64;
         }
     })?;
     Ok((live, rate_limited))

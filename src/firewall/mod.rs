@@ -47,21 +47,11 @@ pub const PROTOCOLS: [&str; crate::abi::FW_PROTO_MAX as usize] = crate::abi::nam
 /// enum fw_drop_reason: why packets were dropped, in order (named by the header, build.rs).
 pub const DROP_REASONS: [&str; crate::abi::FW_DROP_MAX as usize] =
     crate::abi::names::FW_DROP_REASON_NAMES;
-// The header's values (src/abi.rs), in the types the Rust side uses them in.
-/// enum fw_rule_reason.
-pub const REASON_MANUAL: u32 = crate::abi::FW_REASON_MANUAL;
-pub const REASON_RATELIMIT: u32 = crate::abi::FW_REASON_RATELIMIT;
-/// enum fw_port_proto and FW_PORT_SLOTS.
-pub const PORT_TCP: u32 = crate::abi::FW_PORT_TCP;
-pub const PORT_UDP: u32 = crate::abi::FW_PORT_UDP;
-pub const PORT_SLOTS: u32 = crate::abi::FW_PORT_PROTO_MAX * 65536;
+// The header's values (src/abi.rs) that the Rust side uses as sizes and counts.
 /// FW_TOKEN: nano-tokens per packet.
 pub const TOKEN: u64 = crate::abi::FW_TOKEN as u64;
 /// FW_SOURCE_WAYS: slots per set of the source table.
 pub const SOURCE_WAYS: usize = crate::abi::FW_SOURCE_WAYS as usize;
-/// FW_VLAN_MAX_DEPTH and FW_IPV6_EXT_MAX.
-pub const VLAN_MAX_DEPTH: usize = crate::abi::FW_VLAN_MAX_DEPTH as usize;
-pub const IPV6_EXT_MAX: usize = crate::abi::FW_IPV6_EXT_MAX as usize;
 
 /// What the rate limit counts (enum fw_rl_proto).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
@@ -193,7 +183,6 @@ pub fn is_global_map(name: &str) -> bool {
         || EXACT_MAPS.iter().flatten().any(|m| *m == name)
         || OTHER_GLOBAL_MAPS.contains(&name)
 }
-
 
 /// Where the global maps are pinned.
 pub fn rules_dir() -> PathBuf {

@@ -26,9 +26,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use ipnet::IpNet;
 
 pub use crate::firewall::RateLimit;
-use crate::firewall::{
-    RateLimitProto, IPV6_EXT_MAX, REASON_RATELIMIT, SOURCE_WAYS, TOKEN, VLAN_MAX_DEPTH,
-};
+use crate::firewall::{RateLimitProto, SOURCE_WAYS, TOKEN};
 use crate::input::{PortProto, PortSpec};
 
 /// Why a packet was dropped (enum fw_drop_reason).
@@ -101,7 +99,7 @@ pub fn parse(data: &[u8]) -> Parsed {
     }
     let mut ethertype = be16(data, 12);
     let mut pos = 14;
-    for _ in 0..VLAN_MAX_DEPTH {
+    for _ in 0..crate::abi::FW_VLAN_MAX_DEPTH {
         if !is_vlan(ethertype) {
             break;
         }
@@ -172,7 +170,7 @@ fn parse_ipv6(data: &[u8], pos: usize) -> Parsed {
     let mut pos = pos + 40;
     let mut nonfirst_fragment = false;
     let mut done = false;
-    for _ in 0..IPV6_EXT_MAX {
+    for _ in 0..crate::abi::FW_IPV6_EXT_MAX {
         let ext_len = match nexthdr {
             0 | 43 | 60 => data.get(pos + 1).map(|&len| (len as usize + 1) * 8),
             51 => data.get(pos + 1).map(|&len| (len as usize + 2) * 4),
@@ -427,7 +425,7 @@ impl Firewall {
                 let rule = RuleState {
                     hits: 0,
                     expires_ns: now.wrapping_add(self.rate_limit.block_for_ns),
-                    reason: REASON_RATELIMIT,
+                    reason: crate::abi::FW_REASON_RATELIMIT,
                 };
                 self.block.exact.insert(packet.source, rule);
             }

@@ -250,7 +250,9 @@ impl Prepared {
                  --max-sources {}: {bytes} bytes up front, {}): load with a smaller \
                  --max-rules or --max-sources",
                 asked.max_rules.unwrap_or(crate::abi::FW_DEFAULT_MAX_RULES),
-                asked.max_sources.unwrap_or(crate::abi::FW_DEFAULT_MAX_SOURCES),
+                asked
+                    .max_sources
+                    .unwrap_or(crate::abi::FW_DEFAULT_MAX_SOURCES),
                 map_budget::human(bytes)
             )
         })
