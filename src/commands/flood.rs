@@ -7,8 +7,8 @@ use anyhow::Result;
 use serde_json::json;
 
 use crate::cli::FloodArgs;
-use crate::counters::stats::thousands;
 use crate::lab::flood::{self, Plan, Until};
+use crate::output::numbers::thousands;
 use crate::sys::privileges;
 
 pub fn run(args: &FloodArgs) -> Result<ExitCode> {

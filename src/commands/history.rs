@@ -8,18 +8,18 @@ use libbpf_rs::MapHandle;
 
 use crate::cli::HistoryArgs;
 use crate::counters::stats;
-use crate::{counters::history, sys::privileges};
+use crate::{counters::history, output, sys::privileges};
 
 pub fn run(args: &HistoryArgs) -> Result<ExitCode> {
     privileges::require("history")?;
     let map = history_map(&args.interface)?;
     let seconds = history::read_completed(&map, args.seconds.seconds)?;
     let text = if args.json {
-        format!("{}\n", history::to_json(&seconds))
+        format!("{}\n", output::history::to_json(&seconds))
     } else if args.csv {
-        history::to_csv(&seconds)
+        output::history::to_csv(&seconds)
     } else {
-        history::format_table(&seconds)
+        output::history::format_table(&seconds)
     };
     let mut out = std::io::stdout().lock();
     // A closed pipe (`| head`) ends the output quietly.

@@ -46,7 +46,7 @@ pub fn run(args: &ListArgs) -> Result<ExitCode> {
             out,
             "{:<43} {:>14}  {:>9}  {}{}",
             entry.prefix.to_string(),
-            crate::counters::stats::thousands(entry.hits),
+            crate::output::numbers::thousands(entry.hits),
             expires,
             reason(entry),
             mapped_note(entry, "unblock").map_or(String::new(), |n| format!("; {n}"))
@@ -58,7 +58,7 @@ pub fn run(args: &ListArgs) -> Result<ExitCode> {
             out,
             "{:<43} {:>14}{}",
             entry.prefix.to_string(),
-            crate::counters::stats::thousands(entry.hits),
+            crate::output::numbers::thousands(entry.hits),
             mapped_note(entry, "disallow").map_or(String::new(), |n| format!("  {n}"))
         )?;
     }
@@ -68,7 +68,7 @@ pub fn run(args: &ListArgs) -> Result<ExitCode> {
             out,
             "{:<43} {:>14}",
             port.to_string(),
-            crate::counters::stats::thousands(*hits)
+            crate::output::numbers::thousands(*hits)
         )?;
     }
     writeln!(

@@ -14,11 +14,13 @@ use ratatui::Frame;
 
 use crate::counters::history::{self, Second};
 use crate::counters::metrics::{self, RuleMetrics};
-use crate::counters::stats::{self, compact, Report, Sample, StatsMaps, ACTIONS};
+use crate::counters::stats::{self, Report, Sample, StatsMaps, ACTIONS};
 use crate::firewall::rules;
 use crate::firewall::talkers::{self, SourceSample, Talker};
 use crate::firewall::{FirewallMaps, List, RateLimit, RateLimitProto, DROP_REASONS, PROTOCOLS};
 use crate::input::PortSpec;
+use crate::output::numbers::{compact, fit, thousands};
+use crate::output::stats::action_label;
 use crate::sys::attach::{self, ProgramSummary};
 
 /// The chart's span.
@@ -235,18 +237,6 @@ pub fn is_quit_key(key: &KeyEvent) -> bool {
     }
 }
 
-// --- Numbers ---------------------------------------------------------------------------------
-
-/// Exact (1,234,567) where it fits in `width` columns, else compact (1.23M).
-pub fn fit(value: u64, width: usize) -> String {
-    let exact = stats::thousands(value);
-    if exact.len() <= width {
-        exact
-    } else {
-        compact(value as f64)
-    }
-}
-
 /// The smallest 1, 2 or 5 times a power of ten at or above `value` (at least 10): a chart's
 /// top that gives round labels.
 pub fn nice_ceiling(value: f64) -> f64 {
@@ -391,7 +381,10 @@ fn render_header(frame: &mut Frame, area: Rect, snapshot: &Snapshot) {
                 snapshot.program, snapshot.program_id, snapshot.interval
             )));
             spans.push(Span::styled(
-                format!("{} UTC", history::clock_time(snapshot.unix_time)),
+                format!(
+                    "{} UTC",
+                    crate::output::history::clock_time(snapshot.unix_time)
+                ),
                 dim(),
             ));
         }
@@ -528,7 +521,7 @@ fn render_counters(frame: &mut Frame, area: Rect, snapshot: &Snapshot) {
     match &snapshot.counters {
         Some(report) => {
             for (name, action) in ACTIONS.iter().zip(&report.actions) {
-                let name = stats::action_label(name);
+                let name = action_label(name);
                 actions.push(counter_line(
                     &name,
                     fit(action.packets, number),
@@ -733,7 +726,7 @@ pub fn describe_rate_limit(rl: &RateLimit, width: usize) -> String {
     } else {
         format!("block {}s", rl.block_for_ns / 1_000_000_000)
     };
-    let exact = format!("{}{proto}/s, {action}", stats::thousands(rl.pps));
+    let exact = format!("{}{proto}/s, {action}", thousands(rl.pps));
     if exact.chars().count() <= width {
         exact
     } else {
@@ -1109,9 +1102,7 @@ mod tests {
     }
 
     #[test]
-    fn fitting_and_cutting() {
-        assert_eq!(fit(123_456, 7), "123,456");
-        assert_eq!(fit(1_234_567, 7), "1.23M");
+    fn cutting() {
         assert_eq!(cut("2001:db8::1", 20), "2001:db8::1");
         assert_eq!(cut("2001:db8::1", 6), "2001:…");
     }
