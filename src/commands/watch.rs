@@ -1,5 +1,5 @@
-//! `xdpctl watch IFACE`: the live dashboard's terminal loop. What it shows, and how, is in
-//! src/watch.rs.
+//! `xdpctl watch IFACE`: the live dashboard's terminal loop. What it shows is gathered by
+//! counters/dashboard.rs and drawn by output/watch.
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -11,8 +11,9 @@ use ratatui::crossterm::event::{self, Event, KeyEventKind};
 use ratatui::DefaultTerminal;
 
 use crate::cli::WatchArgs;
+use crate::counters::dashboard::Collector;
 use crate::firewall::monotonic_ns;
-use crate::output::watch::{self, Collector};
+use crate::output::watch;
 use crate::{counters::history, sys::privileges};
 
 /// How long to wait for a key before checking the clock, the interval and signals again.
