@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use common::*;
 use ipnet::IpNet;
 use xdpctl::firewall::rules;
-use xdpctl::firewall::{self, FirewallMaps, List};
+use xdpctl::firewall::{FirewallMaps, List};
 
 /// A rule file with these bytes, removed when dropped. Made new (never through a file or
 /// symlink already there: /tmp is shared).

@@ -350,7 +350,7 @@ fn watch_shows_the_firewall_under_traffic_at_80x24_and_quits_on_q() {
         });
         flooding.join().expect("the flood")
     });
-    let blocklist_total = xdpctl::counters::stats::thousands(blocked_sent);
+    let blocklist_total = xdpctl::output::numbers::thousands(blocked_sent);
     term.wait_for(
         "the blocklist's exact total",
         Duration::from_secs(10),

@@ -122,7 +122,7 @@ pub fn bulk_and_memory(scale: &Scale, report: &mut Report) -> Result<()> {
         std::fs::remove_file(file)?;
     }
     let (load, unload) = (median(loads), median(unloads));
-    let n_text = xdpctl::counters::stats::thousands(n as u64);
+    let n_text = xdpctl::output::numbers::thousands(n as u64);
     // The two ipset set-ups, each a table row and a target.
     let ipsets = [
         ("default hashsize", "as commonly set up", median(ipsets)),

@@ -160,7 +160,7 @@ fn firewall_subject(
     let table = match sources {
         Some(sources) => format!(
             ", a source table of {}",
-            xdpctl::counters::stats::thousands(u64::from(sources))
+            xdpctl::output::numbers::thousands(u64::from(sources))
         ),
         None => String::new(),
     };
@@ -168,7 +168,7 @@ fn firewall_subject(
         "firewall, rate limit on",
         format!(
             "{} ({mix}){table}",
-            xdpctl::counters::stats::thousands(n as u64)
+            xdpctl::output::numbers::thousands(n as u64)
         ),
         realistic.then_some(n),
         skel.progs.firewall.as_fd(),
@@ -361,7 +361,7 @@ pub fn per_packet(scale: &Scale, report: &mut Report) -> Result<()> {
              kind; in brackets, its ratio to xdp-filter's for the same path. Rules are block \
              rules; the rate limit is on at a rate no source reaches, so the pass path runs the \
              whole limiter. xdp-filter holds at most 10,000 addresses (its maps' size).",
-            xdpctl::counters::stats::thousands(scale.repeat as u64),
+            xdpctl::output::numbers::thousands(scale.repeat as u64),
             scale.runs,
             scale.instances
         ),
@@ -384,7 +384,7 @@ pub fn per_packet(scale: &Scale, report: &mut Report) -> Result<()> {
     let largest = *scale.rule_counts.iter().max().unwrap();
     let smallest = *scale.rule_counts.iter().min().unwrap();
     if let (Some(x), Some(big)) = (&xf_costs, realistic(largest)) {
-        let n = xdpctl::counters::stats::thousands(largest as u64);
+        let n = xdpctl::output::numbers::thousands(largest as u64);
         for (path, what, goal) in [
             (
                 0,
@@ -447,8 +447,8 @@ pub fn per_packet(scale: &Scale, report: &mut Report) -> Result<()> {
             report.targets.push(Target {
                 what: format!(
                     "cost growth from {} to {} rules, pass path, same source",
-                    xdpctl::counters::stats::thousands(smallest as u64),
-                    xdpctl::counters::stats::thousands(largest as u64)
+                    xdpctl::output::numbers::thousands(smallest as u64),
+                    xdpctl::output::numbers::thousands(largest as u64)
                 ),
                 measured: format!("{a:.0} → {b:.0} ns = {:.2}x", b / a),
                 goal: "≤ 1.3x".into(),

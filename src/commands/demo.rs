@@ -19,7 +19,7 @@ use crate::firewall::{self, FirewallMaps};
 use crate::lab::testenv::{unique_name, Lab, LabGuard};
 use crate::sys::attach::RequestedMode;
 use crate::sys::programs::Source;
-use crate::{counters::history, output::graph, sys::privileges};
+use crate::{counters::history, output, output::graph, sys::privileges};
 
 #[derive(Debug, Args)]
 pub struct DemoArgs {
@@ -104,7 +104,7 @@ fn tour(graph_path: &Path) -> Result<()> {
         "The good host pings {} {pings} times (10/s); after {QUIET_SECONDS} s the flooder sends \
          {} UDP packets/s for {FLOOD_SECONDS} s",
         lab.outer_ipv4(),
-        crate::counters::stats::thousands(FLOOD_PPS)
+        crate::output::numbers::thousands(FLOOD_PPS)
     ));
     let good = lab
         .ping_command_from(
@@ -137,7 +137,7 @@ fn tour(graph_path: &Path) -> Result<()> {
         println!(
             "{:<24} {:>10} pps{note}",
             t.source,
-            crate::counters::stats::thousands(t.pps.round() as u64)
+            crate::output::numbers::thousands(t.pps.round() as u64)
         );
     }
 
@@ -147,7 +147,7 @@ fn tour(graph_path: &Path) -> Result<()> {
         println!(
             "{:<20} hits {:>10}  expires in {:>3.0}s  reason {}",
             entry.prefix.to_string(),
-            crate::counters::stats::thousands(entry.hits),
+            crate::output::numbers::thousands(entry.hits),
             entry.expires_in.unwrap_or(0.0),
             if entry.reason == crate::abi::FW_REASON_RATELIMIT {
                 "ratelimit"
@@ -159,7 +159,7 @@ fn tour(graph_path: &Path) -> Result<()> {
 
     step(&format!("xdpctl stats {ifname}"));
     let report = stats::report(&before, &Sample::take(&stats_maps)?);
-    print!("{}", stats::format_table(&ifname, &report));
+    print!("{}", output::stats::format_table(&ifname, &report));
 
     // Let the last second end, so the history has it.
     std::thread::sleep(Duration::from_millis(1100));
@@ -171,7 +171,7 @@ fn tour(graph_path: &Path) -> Result<()> {
     step(&format!(
         "xdpctl history {ifname}   # every second since the load, exact"
     ));
-    print!("{}", history::format_table(&seconds));
+    print!("{}", output::history::format_table(&seconds));
     step(&format!(
         "xdpctl graph {ifname} --output {}",
         graph_path.display()

@@ -17,6 +17,7 @@ use hyper::{Method, Response, StatusCode};
 
 use super::parsers::listen_address;
 use crate::counters::metrics;
+use crate::output::prometheus;
 use crate::sys::privileges;
 
 #[derive(Debug, Args)]
@@ -79,7 +80,7 @@ pub fn run(args: &ExporterArgs) -> Result<ExitCode> {
     }
     eprintln!("xdpctl exporter: serving http://{address}/metrics");
     server::serve(listener, stop, || {
-        metrics::collect().map(|snapshot| metrics::render(&snapshot))
+        metrics::collect().map(|snapshot| prometheus::render(&snapshot))
     })?;
     eprintln!("xdpctl exporter: stopped");
     Ok(ExitCode::SUCCESS)
@@ -113,7 +114,7 @@ fn answer(route: Route, scrape: impl FnOnce() -> Result<String>) -> Answer {
     const PLAIN: &str = "text/plain; charset=utf-8";
     match route {
         Route::Metrics => match scrape() {
-            Ok(body) => text(StatusCode::OK, metrics::CONTENT_TYPE, body),
+            Ok(body) => text(StatusCode::OK, prometheus::CONTENT_TYPE, body),
             Err(err) => {
                 // A 500 marks the target down in Prometheus (up == 0), which is what an alert
                 // should see; the log says why.
@@ -253,7 +254,7 @@ mod tests {
     fn metrics_answer_200_in_the_text_format_or_500_with_the_error() {
         let ok = answer(Route::Metrics, || Ok("xdpctl_rules 1\n".to_owned()));
         assert_eq!(ok.status(), StatusCode::OK);
-        assert_eq!(ok.headers()[CONTENT_TYPE], metrics::CONTENT_TYPE);
+        assert_eq!(ok.headers()[CONTENT_TYPE], prometheus::CONTENT_TYPE);
         let failed = answer(Route::Metrics, || {
             Err(anyhow::anyhow!("reading fw_config: gone"))
         });

@@ -8,8 +8,8 @@ use clap::Args;
 use serde_json::json;
 
 use super::parsers::{flood_source, interface_name, mac, positive_seconds};
-use crate::counters::stats::thousands;
 use crate::lab::flood::{self, Plan, Until};
+use crate::output::numbers::thousands;
 use crate::sys::privileges;
 
 #[derive(Debug, Args)]

@@ -9,7 +9,7 @@ use libbpf_rs::MapHandle;
 
 use super::parsers::interface_name;
 use crate::counters::stats;
-use crate::{counters::history, sys::privileges};
+use crate::{counters::history, output, sys::privileges};
 
 /// The seconds of history to show.
 #[derive(Debug, Args)]
@@ -43,11 +43,11 @@ pub fn run(args: &HistoryArgs) -> Result<ExitCode> {
     let map = history_map(&args.interface)?;
     let seconds = history::read_completed(&map, args.seconds.seconds)?;
     let text = if args.json {
-        format!("{}\n", history::to_json(&seconds))
+        format!("{}\n", output::history::to_json(&seconds))
     } else if args.csv {
-        history::to_csv(&seconds)
+        output::history::to_csv(&seconds)
     } else {
-        history::format_table(&seconds)
+        output::history::format_table(&seconds)
     };
     let mut out = std::io::stdout().lock();
     // A closed pipe (`| head`) ends the output quietly.

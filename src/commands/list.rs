@@ -53,7 +53,7 @@ pub fn run(args: &ListArgs) -> Result<ExitCode> {
             out,
             "{:<43} {:>14}  {:>9}  {}{}",
             entry.prefix.to_string(),
-            crate::counters::stats::thousands(entry.hits),
+            crate::output::numbers::thousands(entry.hits),
             expires,
             reason(entry),
             mapped_note(entry, "unblock").map_or(String::new(), |n| format!("; {n}"))
@@ -65,7 +65,7 @@ pub fn run(args: &ListArgs) -> Result<ExitCode> {
             out,
             "{:<43} {:>14}{}",
             entry.prefix.to_string(),
-            crate::counters::stats::thousands(entry.hits),
+            crate::output::numbers::thousands(entry.hits),
             mapped_note(entry, "disallow").map_or(String::new(), |n| format!("  {n}"))
         )?;
     }
@@ -75,7 +75,7 @@ pub fn run(args: &ListArgs) -> Result<ExitCode> {
             out,
             "{:<43} {:>14}",
             port.to_string(),
-            crate::counters::stats::thousands(*hits)
+            crate::output::numbers::thousands(*hits)
         )?;
     }
     writeln!(

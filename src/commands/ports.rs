@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 
 use super::parsers::interface_name;
-use crate::{counters::ports, counters::stats, sys::privileges};
+use crate::{counters::ports, counters::stats, output, sys::privileges};
 
 #[derive(Debug, Args)]
 pub struct PortsArgs {
@@ -40,9 +40,9 @@ pub fn run(args: &PortsArgs) -> Result<ExitCode> {
     })?;
     let ranking = ports::rank(ports::read(&map)?, args.proto, args.top as usize);
     let text = if args.json {
-        format!("{}\n", ports::to_json(&ranking.ports))
+        format!("{}\n", output::ports::to_json(&ranking.ports))
     } else {
-        ports::format_table(&ranking)
+        output::ports::format_table(&ranking)
     };
     let mut out = std::io::stdout().lock();
     let _ = out.write_all(text.as_bytes()).and_then(|_| out.flush());

@@ -102,8 +102,8 @@ pub fn describe(config: &Config) -> String {
         .unwrap_or_default();
     format!(
         "{} packets/s per source, burst {}, counting {proto} packets; {block}",
-        crate::counters::stats::thousands(config.rl_pps),
-        crate::counters::stats::thousands(config.rl_burst)
+        crate::output::numbers::thousands(config.rl_pps),
+        crate::output::numbers::thousands(config.rl_burst)
     )
 }
 

@@ -9,6 +9,7 @@ use clap::Args;
 
 use super::parsers::{interface_name, positive_seconds};
 use crate::counters::stats::{self, Sample, StatsMaps};
+use crate::output;
 use crate::sys::privileges;
 
 /// How often and how many times to print stats.
@@ -66,9 +67,9 @@ pub fn print_samples(
         let report = stats::report(&prev, &cur);
         let mut out = std::io::stdout().lock();
         let written = if sampling.json {
-            writeln!(out, "{}", stats::to_json(interface, &report))
+            writeln!(out, "{}", output::stats::to_json(interface, &report))
         } else {
-            writeln!(out, "{}", stats::format_table(title, &report))
+            writeln!(out, "{}", output::stats::format_table(title, &report))
         };
         // A closed pipe (`| head`) ends the output quietly.
         if written.and_then(|_| out.flush()).is_err() {

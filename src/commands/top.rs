@@ -85,7 +85,7 @@ pub fn run(args: &TopArgs) -> Result<ExitCode> {
             println!(
                 "{:<40} {:>12} {:>12}",
                 t.source,
-                crate::counters::stats::thousands(t.pps.round() as u64),
+                crate::output::numbers::thousands(t.pps.round() as u64),
                 mbit
             );
         }

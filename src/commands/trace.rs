@@ -10,6 +10,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 
 use super::parsers::interface_name;
+use crate::output::trace as text;
 use crate::sys::privileges;
 use crate::trace::{
     self, ClockPair, DeviceFilter, ExceptionTracer, Namer, PrintkReader, TraceLine,
@@ -119,9 +120,10 @@ pub fn run(args: &TraceArgs) -> Result<ExitCode> {
         let clock = ClockPair::now();
         for event in tracer.take_events()? {
             let exception = namer.name(&event, &clock);
-            if let Next::Done =
-                output.emit(|| exception.to_text(), || exception.to_json().to_string())
-            {
+            if let Next::Done = output.emit(
+                || text::exception_text(&exception),
+                || text::exception_json(&exception).to_string(),
+            ) {
                 break 'tracing;
             }
         }
@@ -130,8 +132,8 @@ pub fn run(args: &TraceArgs) -> Result<ExitCode> {
             match line {
                 TraceLine::Printk(printk) => {
                     if let Next::Done = output.emit(
-                        || printk.to_text(read_at),
-                        || printk.to_json(read_at).to_string(),
+                        || text::printk_text(&printk, read_at),
+                        || text::printk_json(&printk, read_at).to_string(),
                     ) {
                         break 'tracing;
                     }

@@ -1,5 +1,5 @@
-//! `xdpctl watch IFACE`: the live dashboard's terminal loop. What it shows, and how, is in
-//! src/watch.rs.
+//! `xdpctl watch IFACE`: the live dashboard's terminal loop. What it shows is gathered by
+//! counters/dashboard.rs and drawn by output/watch.
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -12,7 +12,8 @@ use ratatui::crossterm::event::{self, Event, KeyEventKind};
 use ratatui::DefaultTerminal;
 
 use super::parsers::{interface_name, positive_seconds};
-use crate::output::watch::{self, Collector};
+use crate::counters::dashboard::Collector;
+use crate::output::watch;
 use crate::sys::clock::monotonic_ns;
 use crate::{counters::history, sys::privileges};
 

@@ -1,14 +1,12 @@
 //! The per-second history every built-in program keeps (bpf/lib/history.h): reading the per-CPU ring,
-//! summing the CPUs' counts of each completed second, and printing them as a table, JSON or CSV.
+//! summing the CPUs' counts of each completed second. Their table, JSON and CSV are in
+//! output/history.rs.
 
 use crate::sys::clock::unix_offset_ns;
 
 use anyhow::{bail, Context, Result};
 use libbpf_rs::{MapCore, MapHandle, MapType};
-use serde::Serialize;
-use serde_json::{json, Value};
 
-use crate::counters::stats::thousands;
 use crate::skel;
 use crate::sys::clock::monotonic_ns;
 use crate::sys::map_io;
@@ -69,10 +67,9 @@ pub fn is_history_map(map: &MapHandle) -> bool {
 }
 
 /// One completed second, summed over CPUs.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Second {
     /// CLOCK_MONOTONIC second (the ring's key).
-    #[serde(skip)]
     pub monotonic: u64,
     /// Unix time of the second's start.
     pub time: i64,
@@ -83,7 +80,6 @@ pub struct Second {
     pub other: u64,
     pub bytes: u64,
     /// In DROP_REASONS order.
-    #[serde(skip)]
     pub drops: [u64; 6],
 }
 
@@ -97,17 +93,6 @@ impl Second {
         for (sum, add) in self.drops.iter_mut().zip(raw.drops) {
             *sum += add;
         }
-    }
-
-    pub fn to_json(&self) -> Value {
-        let drops: serde_json::Map<String, Value> = DROP_REASONS
-            .iter()
-            .zip(self.drops)
-            .map(|(name, count)| (name.to_string(), json!(count)))
-            .collect();
-        let mut value = serde_json::to_value(self).expect("a Second serializes");
-        value["drops"] = Value::Object(drops);
-        value
     }
 }
 
@@ -204,70 +189,6 @@ pub fn read_completed(map: &MapHandle, count: u64) -> Result<Vec<Second>> {
     Ok(ring.completed(monotonic_ns(), count, unix_offset_ns()))
 }
 
-/// HH:MM:SS (UTC) of a Unix second.
-pub fn clock_time(unix: i64) -> String {
-    let day = unix.rem_euclid(86_400);
-    format!("{:02}:{:02}:{:02}", day / 3600, day / 60 % 60, day % 60)
-}
-
-/// A table: one row per second, the drop reasons that occurred as columns.
-pub fn format_table(seconds: &[Second]) -> String {
-    let reasons: Vec<usize> = (0..DROP_REASONS.len())
-        .filter(|&r| seconds.iter().any(|s| s.drops[r] > 0))
-        .collect();
-    let mut out = format!(
-        "{:<8} {:>12} {:>12} {:>12}",
-        "UTC", "received", "passed", "dropped"
-    );
-    for &r in &reasons {
-        out.push_str(&format!(" {:>12}", DROP_REASONS[r]));
-    }
-    out.push_str(&format!(" {:>12} {:>9}\n", "tx/redirect", "Mbit/s"));
-    for s in seconds {
-        out.push_str(&format!(
-            "{:<8} {:>12} {:>12} {:>12}",
-            clock_time(s.time),
-            thousands(s.received),
-            thousands(s.passed),
-            thousands(s.dropped)
-        ));
-        for &r in &reasons {
-            out.push_str(&format!(" {:>12}", thousands(s.drops[r])));
-        }
-        out.push_str(&format!(
-            " {:>12} {:>9.1}\n",
-            thousands(s.other),
-            s.bytes as f64 * 8.0 / 1e6
-        ));
-    }
-    out
-}
-
-/// A JSON array of the seconds.
-pub fn to_json(seconds: &[Second]) -> Value {
-    Value::Array(seconds.iter().map(Second::to_json).collect())
-}
-
-/// CSV with a header line; drop reasons as `drops_<reason>` columns.
-pub fn to_csv(seconds: &[Second]) -> String {
-    let mut out = String::from("time,received,passed,dropped,other,bytes");
-    for reason in DROP_REASONS {
-        out.push_str(&format!(",drops_{reason}"));
-    }
-    out.push('\n');
-    for s in seconds {
-        out.push_str(&format!(
-            "{},{},{},{},{},{}",
-            s.time, s.received, s.passed, s.dropped, s.other, s.bytes
-        ));
-        for count in s.drops {
-            out.push_str(&format!(",{count}"));
-        }
-        out.push('\n');
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -355,30 +276,5 @@ mod tests {
         let offset = 1_700_000_000_250_000_000i128;
         let seconds = ring.completed(11_500_000_000, 5, offset);
         assert_eq!(seconds[0].time, 1_700_000_010);
-        assert_eq!(clock_time(1_700_000_010), "22:13:30");
-    }
-
-    #[test]
-    fn formats() {
-        let mut s = Second {
-            time: 1_700_000_010,
-            ..Default::default()
-        };
-        s.add(&raw(1, 10, 4));
-        let json = to_json(std::slice::from_ref(&s));
-        assert_eq!(json[0]["received"], 10);
-        assert_eq!(json[0]["drops"]["blocklist"], 6);
-        assert_eq!(json[0]["time"], 1_700_000_010);
-        let csv = to_csv(&[s.clone()]);
-        let mut lines = csv.lines();
-        assert!(lines
-            .next()
-            .unwrap()
-            .starts_with("time,received,passed,dropped"));
-        assert_eq!(lines.next().unwrap(), "1700000010,10,4,6,0,640,6,0,0,0,0,0");
-        let table = format_table(&[s]);
-        assert!(table.contains("blocklist"), "{table}");
-        assert!(!table.contains("ratelimit"), "{table}");
-        assert!(table.contains("22:13:30"), "{table}");
     }
 }

@@ -1,11 +1,10 @@
 //! Packets per destination port, which the firewall counts per CPU for every TCP/UDP packet it
-//! parses a port from (whatever its verdict): reading, ranking and printing them.
+//! parses a port from (whatever its verdict): reading and ranking them (output/ports.rs prints
+//! them).
 
 use anyhow::{bail, Result};
 use libbpf_rs::{MapCore, MapHandle, MapType};
-use serde_json::{json, Value};
 
-use crate::counters::stats::thousands;
 use crate::input::PortProto;
 use crate::sys::map_io;
 
@@ -85,34 +84,6 @@ pub fn rank(mut counts: Vec<PortCount>, proto: Option<PortProto>, top: usize) ->
     }
 }
 
-/// A table with each port's share of all the packets ranked (not only of those shown).
-pub fn format_table(ranking: &Ranking) -> String {
-    let (counts, total) = (&ranking.ports, ranking.total);
-    let mut out = format!(
-        "{:>5} {:<5} {:>14} {:>7}\n",
-        "PORT", "PROTO", "PACKETS", "SHARE"
-    );
-    for c in counts {
-        out.push_str(&format!(
-            "{:>5} {:<5} {:>14} {:>6.1}%\n",
-            c.port,
-            c.proto.as_str(),
-            thousands(c.packets),
-            c.packets as f64 * 100.0 / total.max(1) as f64
-        ));
-    }
-    out
-}
-
-pub fn to_json(counts: &[PortCount]) -> Value {
-    Value::Array(
-        counts
-            .iter()
-            .map(|c| json!({"port": c.port, "proto": c.proto.as_str(), "packets": c.packets}))
-            .collect(),
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -137,20 +108,8 @@ mod tests {
         let order: Vec<u16> = all.ports.iter().map(|c| c.port).collect();
         assert_eq!(order, [9, 22, 53, 443]);
         assert_eq!(all.total, 71);
-        let udp = rank(counts.clone(), Some(PortProto::Udp), 1);
+        let udp = rank(counts, Some(PortProto::Udp), 1);
         assert_eq!(udp.ports, vec![count(PortProto::Udp, 9, 30)]);
         assert_eq!(udp.total, 40);
-        let table = format_table(&rank(counts.clone(), Some(PortProto::Tcp), 10));
-        assert!(table.contains("   22 tcp"), "{table}");
-        assert!(table.contains("96.8%"), "{table}");
-        // The share is of every port ranked, not of the ones shown.
-        let table = format_table(&rank(counts, Some(PortProto::Udp), 1));
-        assert!(table.contains("75.0%"), "{table}");
-    }
-
-    #[test]
-    fn json_names_the_protocol() {
-        let json = to_json(&[count(PortProto::Udp, 53, 7)]);
-        assert_eq!(json, json!([{"port": 53, "proto": "udp", "packets": 7}]));
     }
 }

@@ -1,6 +1,6 @@
 //! Per-action statistics from an `xdp_stats_map` (the xdp-tutorial's layout): finding the map of
-//! an attached program, summing the per-CPU values, rates over a period, and the tutorial's text
-//! format and NDJSON.
+//! an attached program, summing the per-CPU values, and rates over a period. Their table and
+//! NDJSON are in output/stats.rs.
 
 use std::time::Instant;
 
@@ -8,11 +8,10 @@ use crate::sys::clock::unix_now;
 
 use anyhow::{bail, Context, Result};
 use libbpf_rs::{MapCore, MapFlags, MapHandle, MapType};
-use serde_json::{json, Map, Value};
 
 use crate::counters::history;
 use crate::counters::ports;
-use crate::firewall::{FwStats, DROP_REASONS, PROTOCOLS};
+use crate::firewall::FwStats;
 use crate::skel;
 use crate::sys::attach;
 
@@ -31,11 +30,6 @@ pub const ACTIONS: [&str; 5] = [
 pub type DataRec = skel::xdp_pass::types::datarec;
 // SAFETY: datarec is two u64s: any bytes are a valid value.
 unsafe impl plain::Plain for DataRec {}
-
-/// An action's short name: XDP_PASS -> pass (metric labels, the dashboard).
-pub fn action_label(action: &str) -> String {
-    action.trim_start_matches("XDP_").to_ascii_lowercase()
-}
 
 /// Whether a map has the tutorial's layout, so we can read it as per-action counters.
 fn is_stats_map(map: &MapHandle) -> bool {
@@ -301,132 +295,6 @@ pub fn report(prev: &Sample, cur: &Sample) -> Report {
     }
 }
 
-/// Groups digits in threes: 1234567 -> "1,234,567".
-pub fn thousands(value: u64) -> String {
-    let digits = value.to_string();
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
-/// Three significant digits and an SI suffix: 950, 1.23k, 12.3k, 123k, 1.23M, ... 18.4E.
-pub fn compact(value: f64) -> String {
-    if value.is_nan() || value < 0.0 {
-        return "?".into();
-    }
-    if value < 999.5 {
-        return format!("{value:.0}");
-    }
-    const UNITS: [&str; 6] = ["k", "M", "G", "T", "P", "E"];
-    let mut scaled = value / 1000.0;
-    let mut unit = 0;
-    while scaled >= 999.5 && unit + 1 < UNITS.len() {
-        scaled /= 1000.0;
-        unit += 1;
-    }
-    if scaled >= 999.5 {
-        // Past what a u64 holds (or infinite): no counter gets here.
-        return ">999E".into();
-    }
-    let decimals = if scaled < 9.995 {
-        2
-    } else if scaled < 99.95 {
-        1
-    } else {
-        0
-    };
-    format!("{scaled:.decimals$}{}", UNITS[unit])
-}
-
-/// The xdp-tutorial's table: a header line, then one row per action.
-pub fn format_table(title: &str, report: &Report) -> String {
-    let mut out = format!("{:<12} {title}\n", "XDP-action");
-    for (name, rate) in ACTIONS.iter().zip(report.actions.iter()) {
-        out.push_str(&format!(
-            "{:<12} {:>11} pkts ({:>10} pps) {:>11} Kbytes ({:>6} Mbits/s) period:{:.6}\n",
-            name,
-            thousands(rate.packets),
-            thousands(rate.pps.round() as u64),
-            thousands(rate.bytes / 1000),
-            thousands((rate.bps / 1_000_000.0).round() as u64),
-            report.period
-        ));
-    }
-    if let Some(fw) = &report.firewall {
-        out.push_str(&format!("{:<12}", "Protocols"));
-        for (name, rate) in PROTOCOLS.iter().zip(&fw.protocols) {
-            out.push_str(&format!(
-                " {name} {} ({} pps)",
-                thousands(rate.packets),
-                thousands(rate.pps.round() as u64)
-            ));
-        }
-        out.push_str(&format!("\n{:<12}", "Drops"));
-        for (name, rate) in DROP_REASONS.iter().zip(&fw.drops) {
-            out.push_str(&format!(
-                " {name} {} ({} pps)",
-                thousands(rate.packets),
-                thousands(rate.pps.round() as u64)
-            ));
-        }
-        out.push_str(&format!(
-            "\n{:<12} total {} Kbytes, dropped {} Kbytes\n",
-            "Bytes",
-            thousands(fw.bytes_total / 1000),
-            thousands(fw.bytes_dropped / 1000)
-        ));
-    }
-    out
-}
-
-/// One NDJSON object: `{"interface","time","period","actions":{NAME:{packets,bytes,pps,bps}}}`.
-pub fn to_json(interface: &str, report: &Report) -> Value {
-    let mut actions = Map::new();
-    for (name, rate) in ACTIONS.iter().zip(report.actions.iter()) {
-        actions.insert(
-            (*name).to_owned(),
-            json!({"packets": rate.packets, "bytes": rate.bytes, "pps": rate.pps, "bps": rate.bps}),
-        );
-    }
-    let mut value = json!({
-        "interface": interface,
-        "time": report.unix_time,
-        "period": report.period,
-        "actions": actions,
-    });
-    if let Some(fw) = &report.firewall {
-        let protocols: Map<String, Value> = PROTOCOLS
-            .iter()
-            .zip(&fw.protocols)
-            .map(|(name, r)| {
-                (
-                    (*name).to_owned(),
-                    json!({"packets": r.packets, "pps": r.pps}),
-                )
-            })
-            .collect();
-        let drops: Map<String, Value> = DROP_REASONS
-            .iter()
-            .zip(&fw.drops)
-            .map(|(name, r)| {
-                (
-                    (*name).to_owned(),
-                    json!({"packets": r.packets, "bytes": r.bytes, "pps": r.pps}),
-                )
-            })
-            .collect();
-        value["protocols"] = Value::Object(protocols);
-        value["drops"] = Value::Object(drops);
-        value["bytes"] = json!({"total": fw.bytes_total, "dropped": fw.bytes_dropped});
-    }
-    value
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -449,15 +317,6 @@ mod tests {
     #[test]
     fn datarec_matches_the_c_layout() {
         assert_eq!(std::mem::size_of::<DataRec>(), 16);
-    }
-
-    #[test]
-    fn thousands_groups_digits() {
-        assert_eq!(thousands(0), "0");
-        assert_eq!(thousands(999), "999");
-        assert_eq!(thousands(1000), "1,000");
-        assert_eq!(thousands(1234567), "1,234,567");
-        assert_eq!(thousands(u64::MAX), "18,446,744,073,709,551,615");
     }
 
     #[test]
@@ -488,110 +347,5 @@ mod tests {
         let t0 = Instant::now();
         let r = report(&sample(t0, (0, 0)), &sample(t0, (5, 5)));
         assert_eq!(r.actions[2].pps, 0.0);
-    }
-
-    #[test]
-    fn table_has_a_header_and_a_row_per_action_in_the_tutorial_format() {
-        let t0 = Instant::now();
-        let r = report(
-            &sample(t0, (0, 0)),
-            &sample(t0 + Duration::from_secs(2), (2_000_000, 128_000_000)),
-        );
-        let table = format_table("veth1", &r);
-        let lines: Vec<&str> = table.lines().collect();
-        assert_eq!(lines.len(), 6);
-        assert!(lines[0].starts_with("XDP-action") && lines[0].contains("veth1"));
-        assert_eq!(
-            lines[3],
-            "XDP_PASS       2,000,000 pkts ( 1,000,000 pps)     128,000 Kbytes (   512 Mbits/s) period:2.000000"
-        );
-        for (line, action) in lines[1..].iter().zip(ACTIONS) {
-            assert!(line.starts_with(action), "{line}");
-        }
-    }
-
-    #[test]
-    fn json_has_every_action_with_totals_and_rates() {
-        let t0 = Instant::now();
-        let r = report(
-            &sample(t0, (0, 0)),
-            &sample(t0 + Duration::from_secs(1), (7, 700)),
-        );
-        let v = to_json("veth1", &r);
-        assert_eq!(v["interface"], "veth1");
-        assert_eq!(v["period"], 1.0);
-        assert_eq!(v["time"], 1_700_000_000.5);
-        assert_eq!(v["actions"]["XDP_PASS"]["packets"], 7);
-        assert_eq!(v["actions"]["XDP_PASS"]["bytes"], 700);
-        assert_eq!(v["actions"]["XDP_PASS"]["pps"], 7.0);
-        assert_eq!(v["actions"]["XDP_PASS"]["bps"], 5600.0);
-        assert_eq!(v["actions"].as_object().unwrap().len(), 5);
-        assert!(
-            v.get("protocols").is_none(),
-            "only the firewall has protocols"
-        );
-    }
-
-    #[test]
-    fn firewall_counters_add_protocols_drops_and_bytes() {
-        let t0 = Instant::now();
-        let mut a = sample(t0, (0, 0));
-        let mut b = sample(t0 + Duration::from_secs(2), (10, 1000));
-        a.firewall = Some(FwCounters::default());
-        // The 10 drops, under XDP_DROP beside the 10 passed packets.
-        b.counters.0[1] = Counter {
-            packets: 10,
-            bytes: 1000,
-        };
-        b.firewall = Some(FwCounters {
-            proto_packets: [4, 6, 0, 0, 2],
-            drop_packets: [8, 0, 2, 0],
-            drop_bytes: [800, 0, 200, 0],
-        });
-        let r = report(&a, &b);
-        let v = to_json("fw0", &r);
-        assert_eq!(v["protocols"]["udp"]["packets"], 6);
-        assert_eq!(v["protocols"]["syn"]["pps"], 1.0);
-        assert_eq!(v["drops"]["blocklist"]["packets"], 8);
-        assert_eq!(v["drops"]["blocklist"]["bytes"], 800);
-        assert_eq!(v["drops"]["ratelimit"]["pps"], 1.0);
-        assert_eq!(v["bytes"]["total"], 2000);
-        assert_eq!(v["bytes"]["dropped"], 1000);
-        let table = format_table("fw0", &r);
-        assert!(
-            table.contains("Protocols    tcp 4 (2 pps) udp 6 (3 pps)"),
-            "{table}"
-        );
-        assert!(
-            table.contains("Drops        blocklist 8 (4 pps)"),
-            "{table}"
-        );
-        assert!(
-            table.contains("Bytes        total 2 Kbytes, dropped 1 Kbytes"),
-            "{table}"
-        );
-    }
-
-    #[test]
-    fn compact_numbers() {
-        let cases = [
-            (0.0, "0"),
-            (950.0, "950"),
-            (999.4, "999"),
-            (999.6, "1.00k"),
-            (1_234.0, "1.23k"),
-            (12_345.0, "12.3k"),
-            (123_456.0, "123k"),
-            (999_999.0, "1.00M"),
-            (1_250_000.0, "1.25M"),
-            (u64::MAX as f64, "18.4E"),
-            (f64::MAX, ">999E"),
-            (f64::INFINITY, ">999E"),
-            (f64::NAN, "?"),
-            (-1.0, "?"),
-        ];
-        for (value, text) in cases {
-            assert_eq!(compact(value), text, "{value}");
-        }
     }
 }

@@ -8,8 +8,9 @@ use anyhow::{bail, Context, Result};
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use crate::counters::history::{clock_time, Second};
-use crate::counters::stats::compact;
+use crate::counters::history::Second;
+use crate::output::history::clock_time;
+use crate::output::numbers::compact;
 
 /// Fonts plotters may render text with (it embeds none): the first that exists is used.
 const FONT_FILES: [&str; 4] = [

@@ -2,4 +2,10 @@
 //! touches a map: it renders what the lower layers read.
 
 pub mod graph;
+pub mod history;
+pub mod numbers;
+pub mod ports;
+pub mod prometheus;
+pub mod stats;
+pub mod trace;
 pub mod watch;
