@@ -3,8 +3,9 @@
 //! "lib/NAME.h" and "firewall/NAME.h" through -Ibpf.
 //! The object itself also lands in OUT_DIR (`NAME.bpf.o`) so `src/programs.rs` can embed it.
 //! The constants and enums of `include/xdpctl.h` become `OUT_DIR/abi.rs` through bindgen
-//! (`src/abi.rs`), so the Rust side never writes a value of the ABI again; structs come from
-//! the skeletons' BTF.
+//! (`src/abi.rs`), so the Rust side never writes a value of the ABI again; a feature's structs
+//! come from its skeleton's BTF, and the counters every program shares (struct datarec,
+//! struct history_second) from bindgen too.
 
 use std::sync::{Arc, Mutex};
 use std::{env, fs, path::PathBuf};
@@ -55,6 +56,9 @@ fn generate_abi(out_dir: &std::path::Path) {
         .clang_arg("-Iinclude")
         .allowlist_var("XDP_ACTION_MAX|XDPCTL_.*|FW_.*")
         .allowlist_type("history_drop|fw_(proto|drop_reason|exact_state|rule_reason|port_proto|rl_proto|map_bit|list)")
+        // The counters every program shares: no one program's skeleton is theirs.
+        .allowlist_type("datarec|history_second")
+        .derive_default(true)
         .default_enum_style(bindgen::EnumVariation::Consts)
         .prepend_enum_name(false)
         .layout_tests(false)

@@ -7,7 +7,6 @@ use crate::sys::clock::unix_offset_ns;
 use anyhow::{bail, Context, Result};
 use libbpf_rs::{MapCore, MapHandle, MapType};
 
-use crate::skel;
 use crate::sys::clock::monotonic_ns;
 use crate::sys::map_io;
 
@@ -44,7 +43,7 @@ const SETTLE_NS: u64 = 50_000_000;
 const NS_PER_SEC: u64 = 1_000_000_000;
 
 /// `struct history_second` from include/xdpctl.h, as the skeleton generated it from BTF.
-pub type RawSecond = skel::xdp_pass::types::history_second;
+pub type RawSecond = crate::abi::history_second;
 // SAFETY: history_second is u64s only: any bytes are a valid value.
 unsafe impl plain::Plain for RawSecond {}
 

@@ -12,7 +12,6 @@ use libbpf_rs::{MapCore, MapFlags, MapHandle, MapType};
 use crate::counters::history;
 use crate::counters::ports;
 use crate::firewall::FwStats;
-use crate::skel;
 use crate::sys::attach;
 
 pub const STATS_MAP_NAME: &str = "xdp_stats_map";
@@ -27,7 +26,7 @@ pub const ACTIONS: [&str; 5] = [
 ];
 
 /// `struct datarec` from include/xdpctl.h, as the skeleton generated it from BTF.
-pub type DataRec = skel::xdp_pass::types::datarec;
+pub type DataRec = crate::abi::datarec;
 // SAFETY: datarec is two u64s: any bytes are a valid value.
 unsafe impl plain::Plain for DataRec {}
 
@@ -315,8 +314,27 @@ mod tests {
     }
 
     #[test]
-    fn datarec_matches_the_c_layout() {
-        assert_eq!(std::mem::size_of::<DataRec>(), 16);
+    fn the_shared_counters_match_every_programs_layout() {
+        use std::mem::size_of;
+        assert_eq!(size_of::<DataRec>(), 16);
+        // bindgen and the programs' BTF read the same header: each program's skeleton agrees.
+        assert_eq!(
+            size_of::<DataRec>(),
+            size_of::<crate::skel::xdp_pass::types::datarec>()
+        );
+        assert_eq!(
+            size_of::<DataRec>(),
+            size_of::<crate::skel::firewall::types::datarec>()
+        );
+        let second = size_of::<crate::abi::history_second>();
+        assert_eq!(
+            second,
+            size_of::<crate::skel::xdp_drop::types::history_second>()
+        );
+        assert_eq!(
+            second,
+            size_of::<crate::skel::firewall::types::history_second>()
+        );
     }
 
     #[test]
