@@ -17,11 +17,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use etherparse::PacketBuilder;
 use ipnet::IpNet;
 use libbpf_rs::libbpf_sys;
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 
+use crate::lab::packets::{self, Transport};
 use crate::skel::flood::FloodSkelBuilder;
 
 /// What to send.
@@ -251,14 +251,20 @@ pub fn resolve(
 
 // --- The frame --------------------------------------------------------------------------------
 
+impl FloodProto {
+    /// What the frames carry.
+    fn transport(self) -> Transport {
+        match self {
+            FloodProto::Udp => Transport::Udp { dport: 9 },
+            FloodProto::Syn => Transport::Syn { dport: 80 },
+            FloodProto::Icmp => Transport::EchoRequest,
+        }
+    }
+}
+
 /// The minimal frame for a protocol and IP version (Ethernet + IP + L4 headers).
 pub fn minimum_size(proto: FloodProto, ipv6: bool) -> usize {
-    14 + if ipv6 { 40 } else { 20 }
-        + match proto {
-            FloodProto::Udp => 8,
-            FloodProto::Syn => 20,
-            FloodProto::Icmp => 8,
-        }
+    packets::l4_offset(ipv6) + proto.transport().header_len()
 }
 
 /// The template frame, with valid checksums, and the offset of the L4 checksum that covers the
@@ -279,34 +285,18 @@ pub fn template(plan: &Plan) -> Result<(Vec<u8>, u16)> {
         );
     }
     let payload = vec![0x78u8; plan.size - min];
-    let eth = PacketBuilder::ethernet2(plan.source_mac, plan.destination_mac);
-    let ip = match (plan.source.network(), plan.destination) {
-        (IpAddr::V4(s), IpAddr::V4(d)) => eth.ipv4(s.octets(), d.octets(), 64),
-        (IpAddr::V6(s), IpAddr::V6(d)) => eth.ipv6(s.octets(), d.octets(), 64),
-        _ => bail!("source and destination are of different IP versions"),
-    };
-    let l3 = 14 + if ipv6 { 40 } else { 20 };
-    let mut frame = Vec::with_capacity(plan.size);
-    // The builder's type changes with each L4 step, so each arm writes its own frame.
-    let check_off = match plan.proto {
-        FloodProto::Udp => {
-            ip.udp(40000, 9).write(&mut frame, &payload)?;
-            l3 + 6
-        }
-        FloodProto::Syn => {
-            ip.tcp(40000, 80, 1, 65535)
-                .syn()
-                .write(&mut frame, &payload)?;
-            l3 + 16
-        }
-        FloodProto::Icmp if ipv6 => {
-            ip.icmpv6_echo_request(1, 1).write(&mut frame, &payload)?;
-            l3 + 2
-        }
-        FloodProto::Icmp => {
-            ip.icmpv4_echo_request(1, 1).write(&mut frame, &payload)?;
-            0
-        }
+    let transport = plan.proto.transport();
+    let frame = packets::checksummed(
+        (plan.source_mac, plan.destination_mac),
+        plan.source.network(),
+        plan.destination,
+        transport,
+        &payload,
+    )?;
+    let check_off = if transport == Transport::EchoRequest && !ipv6 {
+        0
+    } else {
+        packets::l4_offset(ipv6) + transport.checksum_offset()
     };
     Ok((frame, check_off as u16))
 }

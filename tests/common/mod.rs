@@ -3,7 +3,7 @@
 #![allow(dead_code)]
 
 pub mod exporter;
-pub mod packets;
+pub mod random_frames;
 
 use std::os::fd::AsFd;
 use std::path::PathBuf;
