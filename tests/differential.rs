@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::io::Write;
 use std::mem::MaybeUninit;
 
-use common::packets::{mutate, non_ip_frame, random_frame, Universe};
+use common::random_frames::{mutate, random_frame, Universe};
 use ipnet::IpNet;
 use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
 use libbpf_rs::ProgramInput;
@@ -24,6 +24,7 @@ use xdpctl::firewall::model::{self, Firewall, RateLimit, RuleState, Verdict};
 use xdpctl::firewall::rules;
 use xdpctl::firewall::{self, FirewallMaps, List, RateLimitProto};
 use xdpctl::input::{PortProto, PortSpec};
+use xdpctl::lab::packets::non_ip_frame;
 use xdpctl::skel::firewall::FirewallSkelBuilder;
 use xdpctl::sys::map_io;
 

@@ -8,7 +8,6 @@ use std::io::Write;
 use std::mem::MaybeUninit;
 use std::net::IpAddr;
 
-use common::packets::{non_ip_frame, Ext, Frame, L4};
 use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
 use libbpf_rs::ProgramInput;
 use rand::rngs::StdRng;
@@ -17,6 +16,7 @@ use xdpctl::firewall::model::{DropReason, Firewall, RateLimit, RuleState, Verdic
 use xdpctl::firewall::rules;
 use xdpctl::firewall::{self, FirewallMaps, List, RateLimitProto};
 use xdpctl::input::{PortProto, PortSpec};
+use xdpctl::lab::packets::{non_ip_frame, Ext, Frame, L4};
 use xdpctl::skel::firewall::{FirewallSkel, FirewallSkelBuilder};
 
 const PASS: Verdict = Verdict::Pass;

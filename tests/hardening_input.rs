@@ -2,7 +2,8 @@
 //! files (/dev/zero, a 10 MB line, nothing but comments, bad UTF-8), IPv4-mapped IPv6
 //! addresses (and the never-matching rules older versions made of them), prefixes that block
 //! the whole Internet, and removing a range that is not on the list but inside one that is. Each is refused with an error that
-//! names the problem and applies nothing, or, for real traffic, does what it says.
+//! names the problem and applies nothing, or, for real traffic, does what it says. An
+//! invisible character in a rule is shown escaped, with its line.
 
 mod common;
 
@@ -410,4 +411,33 @@ fn a_range_inside_a_blocked_one_is_not_on_the_list() {
     fw.ok(&["block", "192.0.2.1", "--port", "53/udp"]);
     let out = fw.ok(&["unblock", "--all"]);
     assert_eq!(out, "Removed every block: 1 prefix, 1 port.\n");
+}
+
+#[test]
+fn an_invisible_character_in_a_rule_is_shown_escaped() {
+    let err = xdpctl::input::parse_prefix("\u{feff}192.0.2.1").unwrap_err();
+    assert!(err.contains(r"\u{feff}192.0.2.1"), "{err}");
+    let err = xdpctl::input::parse_prefix("192.0.2.1\u{200b}/32").unwrap_err();
+    assert!(err.contains(r"\u{200b}"), "{err}");
+}
+
+#[test]
+fn a_bom_inside_a_rule_file_is_named_with_its_line() {
+    require_root!();
+    let dir = tempfile::Builder::new()
+        .prefix("xdpctl-hl-")
+        .tempdir()
+        .unwrap();
+    let file = dir.path().join("rules.txt");
+    // A BOM that starts the file is an encoding mark and is skipped (a test above);
+    // one that starts a later line is part of the entry and must show in the error.
+    std::fs::write(&file, "192.0.2.1\n\u{feff}192.0.2.2\n").unwrap();
+    let inst = Instance::new();
+    let err = inst.err(&["block", "--file", file.to_str().unwrap()]);
+    assert!(
+        err.contains(r"\u{feff}192.0.2.2") && err.contains("line 2"),
+        "{err}"
+    );
+    let err = inst.err(&["block", "\u{feff}192.0.2.3"]);
+    assert!(err.contains(r"\u{feff}192.0.2.3"), "{err}");
 }

@@ -1,7 +1,8 @@
 //! Hardening (issue 12): the locks between xdpctl processes (the lock file nobody else may open,
-//! waiting that says what it waits for and gives up), the capabilities xdpctl really needs, and
-//! messages that say what happened. Root tests use a private pin root; the tests that change
-//! /run/xdpctl do it in a mount namespace of their own, on a tmpfs no other test sees.
+//! waiting that says what it waits for and gives up), and messages that say what a concurrent
+//! xdpctl did. Root tests use a private pin root; the tests that change /run/xdpctl do it in a
+//! mount namespace of their own, on a tmpfs no other test sees. The capabilities xdpctl needs
+//! are in hardening_privileges.rs, and how bad rules are shown in hardening_input.rs.
 
 mod common;
 
@@ -17,7 +18,6 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use common::*;
-use serde_json::Value;
 
 fn stderr_of(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
@@ -454,72 +454,6 @@ fn a_lab_setup_waits_for_the_lab_lock_and_gives_up() {
     assert!(nix::net::if_::if_nametoindex(name.1.as_str()).is_err());
 }
 
-/// Runs xdpctl as `nobody` with exactly `caps` (setpriv syntax, e.g. "+sys_admin").
-fn as_nobody(inst: &Instance, caps: &str, args: &[&str]) -> Output {
-    Command::new("setpriv")
-        .args([
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-            &format!("--inh-caps=-all,{caps}"),
-            &format!("--ambient-caps=-all,{caps}"),
-        ])
-        .arg(xdpctl_path())
-        .args(args)
-        .env("XDPCTL_PIN_ROOT", &inst.root)
-        .output()
-        .unwrap()
-}
-
-#[test]
-fn the_documented_capabilities_suffice_and_fewer_are_refused_with_the_documented_message() {
-    require_root!();
-    let inst = Instance::new();
-    let lab = lab();
-    let ifname = lab.outer_ifname();
-    inst.ok(&["load", ifname]);
-    // The README's set: CAP_SYS_ADMIN, CAP_NET_ADMIN and CAP_DAC_OVERRIDE.
-    let documented = "+sys_admin,+net_admin,+dac_override";
-    let out = as_nobody(&inst, documented, &["status", ifname, "--json"]);
-    assert!(out.status.success(), "{}", stderr_of(&out));
-    let status: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(status[0]["program"], "firewall", "{status}");
-    assert_eq!(status[0]["owner"], "xdpctl", "{status}");
-    let out = as_nobody(
-        &inst,
-        documented,
-        &["stats", ifname, "-c", "1", "-i", "0.1"],
-    );
-    assert!(out.status.success(), "{}", stderr_of(&out));
-    let out = as_nobody(&inst, documented, &["block", "192.0.2.44"]);
-    assert!(out.status.success(), "{}", stderr_of(&out));
-    let out = as_nobody(&inst, documented, &["list", "--json"]);
-    assert!(out.status.success(), "{}", stderr_of(&out));
-    let list: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(list["block"][0]["prefix"], "192.0.2.44/32", "{list}");
-
-    // Fewer: what the README used to promise, that plus CAP_PERFMON and CAP_DAC_OVERRIDE, and
-    // the documented set without CAP_DAC_OVERRIDE.
-    for fewer in [
-        "+bpf,+net_admin",
-        "+bpf,+perfmon,+net_admin,+dac_override",
-        "+sys_admin,+net_admin",
-    ] {
-        for args in [&["status", ifname][..], &["block", "192.0.2.45"]] {
-            let out = as_nobody(&inst, fewer, args);
-            let stderr = stderr_of(&out);
-            assert_eq!(out.status.code(), Some(1), "{fewer} {args:?}: {stderr}");
-            assert!(
-                stderr.contains(xdpctl::sys::privileges::NEEDED),
-                "{fewer} {args:?}: {stderr}"
-            );
-        }
-    }
-    let list = inst.json(&["list", "--json"]);
-    assert_eq!(list["block"].as_array().unwrap().len(), 1, "{list}");
-    inst.ok(&["unload", ifname]);
-}
-
 #[test]
 fn a_forced_load_racing_an_unload_says_what_happened() {
     require_root!();
@@ -561,33 +495,4 @@ fn a_link_detached_behind_unloads_back_is_not_called_a_gone_interface() {
     assert!(out.contains("had already been detached"), "{out}");
     assert!(!out.contains("no longer exists"), "{out}");
     assert!(!pin.exists());
-}
-
-#[test]
-fn an_invisible_character_in_a_rule_is_shown_escaped() {
-    let err = xdpctl::input::parse_prefix("\u{feff}192.0.2.1").unwrap_err();
-    assert!(err.contains(r"\u{feff}192.0.2.1"), "{err}");
-    let err = xdpctl::input::parse_prefix("192.0.2.1\u{200b}/32").unwrap_err();
-    assert!(err.contains(r"\u{200b}"), "{err}");
-}
-
-#[test]
-fn a_bom_inside_a_rule_file_is_named_with_its_line() {
-    require_root!();
-    let dir = tempfile::Builder::new()
-        .prefix("xdpctl-hl-")
-        .tempdir()
-        .unwrap();
-    let file = dir.path().join("rules.txt");
-    // A BOM that starts the file is an encoding mark and is skipped (tests/hardening_input.rs);
-    // one that starts a later line is part of the entry and must show in the error.
-    fs::write(&file, "192.0.2.1\n\u{feff}192.0.2.2\n").unwrap();
-    let inst = Instance::new();
-    let err = inst.err(&["block", "--file", file.to_str().unwrap()]);
-    assert!(
-        err.contains(r"\u{feff}192.0.2.2") && err.contains("line 2"),
-        "{err}"
-    );
-    let err = inst.err(&["block", "\u{feff}192.0.2.3"]);
-    assert!(err.contains(r"\u{feff}192.0.2.3"), "{err}");
 }

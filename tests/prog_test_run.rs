@@ -5,10 +5,10 @@ mod common;
 
 use std::mem::MaybeUninit;
 
-use etherparse::PacketBuilder;
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 use libbpf_rs::ProgramInput;
 use xdpctl::counters::stats::{read_counters, Counter, Counters};
+use xdpctl::lab::packets;
 use xdpctl::skel::{xdp_abort, xdp_drop, xdp_pass};
 
 const XDP_ABORTED: u32 = 0;
@@ -18,12 +18,12 @@ const REPEAT: u32 = 1000;
 
 /// A 64-byte Ethernet/IPv4/UDP frame (60 bytes without the FCS).
 fn udp_packet() -> Vec<u8> {
-    let builder = PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
-        .ipv4([192, 0, 2, 1], [198, 51, 100, 7], 64)
-        .udp(40000, 53);
-    let payload = [0xabu8; 18];
-    let mut packet = Vec::with_capacity(builder.size(payload.len()));
-    builder.write(&mut packet, &payload).unwrap();
+    let packet = packets::udp(
+        [192, 0, 2, 1].into(),
+        [198, 51, 100, 7].into(),
+        53,
+        &[0xab; 18],
+    );
     assert_eq!(packet.len(), 60);
     packet
 }

@@ -10,6 +10,7 @@ use anyhow::{bail, Context, Result};
 use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
 use xdpctl::firewall::{FirewallMaps, List, RateLimit, RateLimitProto};
 use xdpctl::lab::flood::{self, FloodProto, Generator, Plan, Until};
+use xdpctl::lab::packets;
 use xdpctl::lab::testenv::{unique_name, LabGuard};
 use xdpctl::skel::firewall::{FirewallSkel, FirewallSkelBuilder};
 use xdpctl::skel::flood::FloodSkelBuilder;
@@ -17,14 +18,9 @@ use xdpctl::skel::flood::FloodSkelBuilder;
 use crate::harness::{median, rule_set, run, say, Scale};
 use crate::report::{Report, Table, Target};
 
-/// A 64-byte Ethernet/IPv4/UDP frame from `src`.
+/// A 64-byte Ethernet/IPv4/UDP frame (without the FCS) from `src`.
 fn udp64(src: Ipv4Addr) -> Vec<u8> {
-    let builder = etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
-        .ipv4(src.octets(), [192, 0, 2, 1], 64)
-        .udp(40000, 9);
-    let mut frame = Vec::new();
-    builder.write(&mut frame, &[0x5a; 22]).unwrap();
-    frame
+    packets::udp(src.into(), [192, 0, 2, 1].into(), 9, &[0x5a; 22])
 }
 
 /// Largest power of two not above n: the random block within the exact addresses.

@@ -1,5 +1,8 @@
 //! The parsers of src/input.rs: examples, then properties over arbitrary input (proptest).
 
+use std::io::{self, Read};
+
+use super::rule_files::{read_with, Reading, READING};
 use super::*;
 use proptest::prelude::*;
 

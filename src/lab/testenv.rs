@@ -279,8 +279,14 @@ impl Lab {
         Ok(())
     }
 
-    /// Removes the lab and anything xdpctl pinned for its outer interface. Idempotent.
+    /// Removes the lab and anything xdpctl pinned for it under this process's pin root.
+    /// Idempotent.
     pub fn teardown(&self) -> Result<()> {
+        self.teardown_with(LabPins::ProcessRoot)
+    }
+
+    /// Removes the lab, and its pins as `lab_pins` says. Idempotent.
+    pub fn teardown_with(&self, lab_pins: LabPins) -> Result<()> {
         let mut problems = Vec::new();
         // Pins made from inside the lab (`testenv exec -- xdpctl load veth0`) are keyed by the
         // namespace's inode: note it before the namespace goes.
@@ -301,13 +307,15 @@ impl Lab {
                 problems.push(format!("{err:#}"));
             }
         }
-        // The link pinned for the deleted interface is defunct now: drop its pins.
-        if let Err(err) = pins::remove_interface_dir(&self.name) {
-            problems.push(format!("{err:#}"));
-        }
-        if let Some(inode) = netns_inode {
-            if let Err(err) = pins::remove_namespace_pins(inode) {
+        if lab_pins == LabPins::ProcessRoot {
+            // The link pinned for the deleted interface is defunct now: drop its pins.
+            if let Err(err) = pins::remove_interface_dir(&self.name) {
                 problems.push(format!("{err:#}"));
+            }
+            if let Some(inode) = netns_inode {
+                if let Err(err) = pins::remove_namespace_pins(inode) {
+                    problems.push(format!("{err:#}"));
+                }
             }
         }
         pins::remove_run_record(&self.name);
@@ -422,12 +430,30 @@ impl Lab {
     }
 }
 
+/// What a lab's teardown does with the pins xdpctl made for the lab's interfaces (its outer
+/// end, and `veth0` inside it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LabPins {
+    /// Removes them under this process's pin root ([`pins::root`]): `xdpctl testenv teardown`,
+    /// the demo and the bench, which made them there.
+    ProcessRoot,
+    /// Touches no pin root: the pins are under a root whose owner removes them (a test's
+    /// private instance), and this process's root, the global one in a test, is not theirs.
+    Leave,
+}
+
 /// Tears a lab down when dropped: for tests and demos, which must clean up even when they fail.
-pub struct LabGuard(Lab);
+pub struct LabGuard(Lab, LabPins);
 
 impl LabGuard {
+    /// A lab whose teardown removes its pins under this process's pin root.
     pub fn setup(name: &str) -> Result<LabGuard> {
-        Lab::setup(name).map(LabGuard)
+        LabGuard::setup_with(name, LabPins::ProcessRoot)
+    }
+
+    /// A lab whose teardown does with its pins what `lab_pins` says.
+    pub fn setup_with(name: &str, lab_pins: LabPins) -> Result<LabGuard> {
+        Lab::setup(name).map(|lab| LabGuard(lab, lab_pins))
     }
 }
 
@@ -441,7 +467,7 @@ impl std::ops::Deref for LabGuard {
 
 impl Drop for LabGuard {
     fn drop(&mut self) {
-        if let Err(err) = self.0.teardown() {
+        if let Err(err) = self.0.teardown_with(self.1) {
             eprintln!("xdpctl: {err:#}");
         }
     }

@@ -3,14 +3,14 @@
 #![allow(dead_code)]
 
 pub mod exporter;
-pub mod packets;
+pub mod random_frames;
 
 use std::os::fd::AsFd;
 use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
-use xdpctl::lab::testenv::{unique_name, LabGuard};
+use xdpctl::lab::testenv::{unique_name, LabGuard, LabPins};
 
 /// True when the test may use BPF and network namespaces. Without root it skips with a message,
 /// unless XDPCTL_REQUIRE_ROOT=1 (as in CI), where skipping would hide a failure: then it panics.
@@ -84,10 +84,10 @@ pub fn failed(args: &[&str], out: Output) -> String {
 }
 
 /// A fresh lab with a unique name, torn down when dropped, even on panic. Its teardown runs in
-/// this process, so it removes pins only under the global root, where tests make none: those
-/// of an [`Instance`] go when the instance is dropped (or with its `testenv teardown`).
+/// this process, whose pin root is the global one: so it touches no pins. Those of an
+/// [`Instance`] go when the instance is dropped (or with its `testenv teardown`).
 pub fn lab() -> LabGuard {
-    LabGuard::setup(&unique_name("xt")).expect("lab setup")
+    LabGuard::setup_with(&unique_name("xt"), LabPins::Leave).expect("lab setup")
 }
 
 /// Pings the lab's outer interface from inside; true if every reply came back.
