@@ -1,7 +1,7 @@
 //! Compiles every `bpf/*.bpf.c` with clang and generates its libbpf-rs skeleton into OUT_DIR.
 //! Only the programs sit in bpf/; their headers are in bpf/lib/ and bpf/firewall/, included as
 //! "lib/NAME.h" and "firewall/NAME.h" through -Ibpf.
-//! The object itself also lands in OUT_DIR (`NAME.bpf.o`) so `src/programs.rs` can embed it.
+//! The object itself also lands in OUT_DIR (`NAME.bpf.o`) so `src/sys/programs.rs` can embed it.
 //! The constants and enums of `include/xdpctl.h` become `OUT_DIR/abi.rs` through bindgen
 //! (`src/abi.rs`), so the Rust side never writes a value of the ABI again; a feature's structs
 //! come from its skeleton's BTF, and the counters every program shares (struct datarec,
@@ -55,7 +55,7 @@ fn generate_abi(out_dir: &std::path::Path) {
         .parse_callbacks(Box::new(names.clone()))
         .clang_arg("-Iinclude")
         .allowlist_var("XDP_ACTION_MAX|XDPCTL_.*|FW_.*")
-        .allowlist_type("history_drop|fw_(proto|drop_reason|exact_state|rule_reason|port_proto|rl_proto|map_bit|list)")
+        .allowlist_type("history_drop|fw_(proto|drop_reason|exact_state|rule_reason|rl_proto|map_bit|list)")
         // The counters every program shares: no one program's skeleton is theirs.
         .allowlist_type("datarec|history_second")
         .derive_default(true)

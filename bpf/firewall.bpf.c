@@ -13,7 +13,7 @@
  * Address rules only need the fixed IP header (20 / 40 bytes): whatever follows it cannot get
  * a blocked source past the blocklist. Packets without a complete fixed header, and L2 frames
  * truncated or tagged deeper than FW_VLAN_MAX_DEPTH, are dropped as malformed; non-IP frames
- * pass. src/model.rs is the reference model of these semantics, checked against this program
+ * pass. src/firewall/model/ is the reference model of these semantics, checked against this program
  * packet by packet.
  *
  * This file is the pipeline; each stage lives in bpf/firewall/: the parse in packet.h, the lists

@@ -10,7 +10,7 @@
  * runs `count` once (BPF_PROG_RUN), then reads the tallies.
  *
  * Userspace counts the address rules itself: the exact tables are mapped into its memory
- * (src/exact.rs), and LPM tries have no bpf_for_each_map_elem.
+ * (src/firewall/exact.rs), and LPM tries have no bpf_for_each_map_elem.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>

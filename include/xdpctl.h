@@ -107,7 +107,7 @@ struct fw_v6_addr {
 /* Exact addresses (/32, /128) of a list, both families: a hash table in two arrays that
  * userspace maps into its own memory (BPF_F_MMAPABLE), so a lookup is a few inlined loads
  * instead of a call into the kernel's hash map, and a million rules load without a syscall
- * each. bpf/firewall/exact.h has the program's side, src/exact.rs userspace's.
+ * each. bpf/firewall/exact.h has the program's side, src/firewall/exact.rs userspace's.
  *
  * An address hashes to two buckets of FW_EXACT_LANES lanes; it lives in a lane of one of them.
  * A bucket is half a cache line of 16-bit tags (a hash of the address; 0 = free lane), so looking
@@ -173,14 +173,10 @@ struct fw_rule {
  * FW_PROTO_TCP or FW_PROTO_UDP of enum fw_proto, the one TCP/UDP protocol enum. The rows take
  * fw_proto's first two values, so fw_proto must keep TCP and UDP there. */
 _Static_assert(FW_PROTO_TCP == 0 && FW_PROTO_UDP == 1, "port rows are fw_proto's TCP and UDP");
-/* The same rows under the names src/firewall.rs still reads; drop them once it reads
- * FW_PROTO_TCP/UDP. No value is written here: they are fw_proto's. */
-enum fw_port_proto {
-	FW_PORT_TCP = FW_PROTO_TCP,
-	FW_PORT_UDP = FW_PROTO_UDP,
-	FW_PORT_PROTO_MAX = FW_PROTO_UDP + 1,
-};
-#define FW_PORT_SLOTS (FW_PORT_PROTO_MAX * 65536)
+/* Rows of the port array: fw_proto's TCP and UDP. */
+#define FW_PORT_ROWS 2
+_Static_assert(FW_PORT_ROWS == FW_PROTO_UDP + 1, "a port row for TCP and one for UDP");
+#define FW_PORT_SLOTS (FW_PORT_ROWS * 65536)
 
 struct fw_port_rule {
 	__u64 hits;

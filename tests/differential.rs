@@ -1,7 +1,7 @@
-//! The firewall against its reference model (src/model.rs): random rule sets, random and
+//! The firewall against its reference model (src/firewall/model/): random rule sets, random and
 //! mutated packets through the loaded program with BPF_PROG_TEST_RUN, and the verdict of every
 //! packet compared. Every counter, rule hit, port hit and per-source bucket is compared too, at
-//! checkpoints. The rules go in through the same code as `xdpctl block` (src/rules.rs).
+//! checkpoints. The rules go in through the same code as `xdpctl block` (src/firewall/rules.rs).
 //!
 //! XDPCTL_DIFF_PACKETS sets the number of packets (default 40,000; `make difftest` runs
 //! 1,000,000); XDPCTL_DIFF_SEED replays a run.

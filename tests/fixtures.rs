@@ -415,7 +415,7 @@ fn load_firewall() -> (FirewallSkel<'static>, FirewallMaps) {
     load_firewall_for(xdpctl::abi::FW_DEFAULT_MAX_RULES)
 }
 
-/// The fixtures' rule set, in the kernel (through src/rules.rs) and in a model.
+/// The fixtures' rule set, in the kernel (through src/firewall/rules.rs) and in a model.
 fn install(maps: &FirewallMaps) -> Firewall {
     let mut model = model_for(maps);
     let rule = RuleState {

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
  * The exact-address tables (struct fw_exact_bucket and struct fw_exact_slot in xdpctl.h): the
- * program's side. Userspace (src/exact.rs) inserts and removes through its own mapping of the
+ * program's side. Userspace (src/firewall/exact.rs) inserts and removes through its own mapping of the
  * same arrays, with the same hash; the program looks addresses up, counts hits, and inserts the
  * sources it auto-blocks.
  *
@@ -66,7 +66,7 @@ static __always_inline struct exact_key exact_key_v6(struct fw_v6_addr *addr)
 /* The two buckets and the tag of a key: a keyed multiply-xorshift hash whose halves, scaled to
  * the bucket count (no division), pick the buckets, and whose low 16 bits (which the buckets
  * hardly depend on) are the tag. The hash mixed once more picks the filter word (its high half,
- * scaled) and three bits in it (6 low bits each). Mirrored by src/exact.rs
+ * scaled) and three bits in it (6 low bits each). Mirrored by src/firewall/exact.rs
  * (Place::of). */
 static __always_inline struct exact_place exact_place(struct fw_config *cfg, struct exact_key *key)
 {

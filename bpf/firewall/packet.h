@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
  * The firewall's parse of a packet (struct pkt) on top of lib/parsing.h, and its protocol
- * counter. src/model.rs mirrors exactly this: what counts as malformed, which packets have
+ * counter. src/firewall/model/ mirrors exactly this: what counts as malformed, which packets have
  * ports.
  */
 #ifndef XDPCTL_FIREWALL_PACKET_H

@@ -31,7 +31,7 @@ static __always_inline int rl_applies(struct fw_config *cfg, struct pkt *p)
 }
 
 /* A keyed multiplicative hash of a source's four 32-bit words: its low bits pick the set, its
- * high 16 bits are the source's tag in the index. Mirrored by src/model.rs (source_hash). */
+ * high 16 bits are the source's tag in the index. Mirrored by src/firewall/model/ (source_hash). */
 static __always_inline __u32 source_hash(struct fw_config *cfg, struct fw_v6_addr *addr)
 {
 	__u32 w[4], h;

@@ -1,4 +1,4 @@
-//! `xdpctl exporter`: Prometheus metrics over HTTP at /metrics (src/metrics.rs collects and
+//! `xdpctl exporter`: Prometheus metrics over HTTP at /metrics (src/counters/metrics.rs collects and
 //! renders them). This file routes requests and builds the answers; `server` serves them, with a
 //! bound on everything one client can make the exporter hold.
 

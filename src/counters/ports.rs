@@ -10,9 +10,8 @@ use crate::sys::map_io;
 
 pub const PORT_MAP_NAME: &str = "port_packets";
 
-/// Slots: FW_PORT_TCP/UDP * 65536 + port.
-/// FW_PORT_SLOTS (bindgen cannot evaluate a macro over an enum value).
-const SLOTS: u32 = crate::abi::FW_PORT_PROTO_MAX * 65536;
+/// Slots: FW_PROTO_TCP/UDP * 65536 + port.
+const SLOTS: u32 = crate::abi::FW_PORT_SLOTS;
 
 pub fn is_port_map(map: &MapHandle) -> bool {
     map.name() == PORT_MAP_NAME

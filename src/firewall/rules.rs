@@ -39,7 +39,7 @@ pub fn entry_limit() -> usize {
 // --- Map keys ----------------------------------------------------------------------------
 
 /// Which of a list's maps holds a prefix: exact addresses go to the list's exact table
-/// (src/exact.rs), ranges to the trie of their family.
+/// (src/firewall/exact.rs), ranges to the trie of their family.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 struct Target {
     ipv6: bool,

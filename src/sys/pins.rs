@@ -2,7 +2,7 @@
 //! under /run for the foreground `xdpctl run`. Also decides who owns an attached program.
 //!
 //! ```text
-//! /sys/fs/bpf/xdpctl/rules/                    the firewall's global maps (src/firewall.rs)
+//! /sys/fs/bpf/xdpctl/rules/                    the firewall's global maps (src/firewall/)
 //! /sys/fs/bpf/xdpctl/if/<ifname>/link          pinned bpf_link: the program stays attached
 //! /sys/fs/bpf/xdpctl/if/<ifname>:ns<inode>/    the same, for an interface in another network
 //!                                              namespace (bpffs is shared by all of them)

@@ -12,8 +12,8 @@ use crate::sys::map_io::entries;
 /// The index of a port rule in the `ports` array (proto * 65536 + port).
 fn port_slot(spec: PortSpec) -> u32 {
     let proto = match spec.proto {
-        PortProto::Tcp => crate::abi::FW_PORT_TCP,
-        PortProto::Udp => crate::abi::FW_PORT_UDP,
+        PortProto::Tcp => crate::abi::FW_PROTO_TCP,
+        PortProto::Udp => crate::abi::FW_PROTO_UDP,
     };
     proto * 65536 + spec.port as u32
 }
@@ -21,7 +21,7 @@ fn port_slot(spec: PortSpec) -> u32 {
 fn port_of_slot(slot: u32) -> PortSpec {
     PortSpec {
         port: (slot % 65536) as u16,
-        proto: if slot / 65536 == crate::abi::FW_PORT_TCP {
+        proto: if slot / 65536 == crate::abi::FW_PROTO_TCP {
             PortProto::Tcp
         } else {
             PortProto::Udp
