@@ -8,6 +8,7 @@ use clap::Args;
 use super::block::PrefixInput;
 use crate::firewall::rules;
 use crate::firewall::{FirewallMaps, List};
+use crate::output::numbers::counted;
 use crate::sys::privileges;
 
 #[derive(Debug, Args)]
@@ -47,7 +48,7 @@ pub fn allow(args: &AllowArgs) -> Result<ExitCode> {
     )?;
     println!(
         "Allowed {} ({} new, {} already there).",
-        super::block::counted(report.added + report.updated, "prefix", "prefixes"),
+        counted(report.added + report.updated, "prefix", "prefixes"),
         report.added,
         report.updated
     );
@@ -62,7 +63,7 @@ pub fn disallow(args: &DisallowArgs) -> Result<ExitCode> {
         let removed = rules::clear(&maps, List::Allow)?;
         println!(
             "Emptied the allowlist ({}).",
-            super::block::counted(removed, "prefix", "prefixes")
+            counted(removed, "prefix", "prefixes")
         );
         return Ok(ExitCode::SUCCESS);
     }
@@ -77,7 +78,7 @@ pub fn disallow(args: &DisallowArgs) -> Result<ExitCode> {
     let removed = rules::remove_typed(&maps, List::Allow, &typed)?;
     println!(
         "Removed {} from the allowlist.",
-        super::block::counted(removed, "prefix", "prefixes")
+        counted(removed, "prefix", "prefixes")
     );
     Ok(ExitCode::SUCCESS)
 }

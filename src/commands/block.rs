@@ -12,6 +12,7 @@ use crate::firewall::rules;
 use crate::firewall::{FirewallMaps, List};
 use crate::input;
 use crate::input::PortSpec;
+use crate::output::numbers::counted;
 use crate::sys::privileges;
 
 /// Addresses and prefixes, from the command line and/or a file.
@@ -199,11 +200,6 @@ fn parse_ports(texts: &[String]) -> Result<Vec<PortSpec>> {
         bail!("bad --port; nothing was applied:\n{}", errors.join("\n"));
     }
     Ok(ok.into_iter().filter_map(Result::ok).collect())
-}
-
-/// "1 prefix", "2 prefixes", "0 prefixes".
-pub(super) fn counted(n: usize, one: &str, many: &str) -> String {
-    format!("{n} {}", if n == 1 { one } else { many })
 }
 
 fn join(ports: &[PortSpec]) -> String {

@@ -91,7 +91,7 @@ fn tour(graph_path: &Path) -> Result<()> {
     })?;
     println!(
         "Rate limit: {}",
-        super::ratelimit::describe(&maps.config()?)
+        output::ratelimit::describe(&maps.config()?)
     );
 
     let (stats_maps, _) = stats::stats_maps_of_interface(&ifname)?;
@@ -149,11 +149,7 @@ fn tour(graph_path: &Path) -> Result<()> {
             entry.prefix.to_string(),
             crate::output::numbers::thousands(entry.hits),
             entry.expires_in.unwrap_or(0.0),
-            if entry.reason == crate::abi::FW_REASON_RATELIMIT {
-                "ratelimit"
-            } else {
-                "manual"
-            }
+            output::rules::reason(&entry)
         );
     }
 

@@ -5,11 +5,10 @@ use std::time::Duration;
 
 use anyhow::Result;
 use clap::Args;
-use serde_json::json;
 
 use super::parsers::{flood_source, interface_name, mac, positive_seconds};
 use crate::lab::flood::{self, Plan, Until};
-use crate::output::numbers::thousands;
+use crate::output;
 use crate::sys::privileges;
 
 #[derive(Debug, Args)]
@@ -86,45 +85,10 @@ pub fn run(args: &FloodArgs) -> Result<ExitCode> {
         },
     };
     let report = flood::run(&plan, super::stop_requested())?;
-    let random = source.prefix_len() < source.max_prefix_len();
     if args.json {
-        let value = json!({
-            "interface": plan.ifname,
-            "packets": report.packets,
-            "bytes": report.bytes,
-            "refused": report.refused,
-            "seconds": report.seconds,
-            "pps": report.pps(),
-            "proto": format!("{:?}", plan.proto).to_lowercase(),
-            "size": plan.size,
-            "src": source.to_string(),
-            "dst": destination.to_string(),
-        });
-        println!("{value}");
+        println!("{}", output::flood::to_json(&plan, &report));
     } else {
-        let mac: Vec<String> = destination_mac.iter().map(|b| format!("{b:02x}")).collect();
-        println!(
-            "Sent {} packets ({} bytes) in {:.2} s: {} pps, {} {}-byte frames from {}{} to {} \
-             ({}) on {}",
-            thousands(report.packets),
-            thousands(report.bytes),
-            report.seconds,
-            thousands(report.pps().round() as u64),
-            format!("{:?}", plan.proto).to_uppercase(),
-            plan.size,
-            source,
-            if random { " (random sources)" } else { "" },
-            destination,
-            mac.join(":"),
-            plan.ifname
-        );
-        if report.refused > 0 {
-            println!(
-                "The veth refused {} more frames: its peer's XDP ring (256 frames) was full, or \
-                 the peer stopped taking XDP frames.",
-                thousands(report.refused)
-            );
-        }
+        print!("{}", output::flood::format_report(&plan, &report));
     }
     Ok(ExitCode::SUCCESS)
 }

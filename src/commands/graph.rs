@@ -28,7 +28,7 @@ pub fn run(args: &GraphArgs) -> Result<ExitCode> {
     // Check the file name before touching the kernel: a typo costs nothing.
     graph::Format::of_path(&args.output)?;
     privileges::require("graph")?;
-    let map = super::history::history_map(&args.interface)?;
+    let map = history::history_of_interface(&args.interface)?;
     let seconds = history::read_completed(&map, args.seconds.seconds)?;
     graph::write(&args.output, &args.interface, &seconds)?;
     eprintln!(

@@ -5,10 +5,8 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::Args;
-use libbpf_rs::MapHandle;
 
 use super::parsers::interface_name;
-use crate::counters::stats;
 use crate::{counters::history, output, sys::privileges};
 
 /// The seconds of history to show.
@@ -40,7 +38,7 @@ pub struct HistoryArgs {
 
 pub fn run(args: &HistoryArgs) -> Result<ExitCode> {
     privileges::require("history")?;
-    let map = history_map(&args.interface)?;
+    let map = history::history_of_interface(&args.interface)?;
     let seconds = history::read_completed(&map, args.seconds.seconds)?;
     let text = if args.json {
         format!("{}\n", output::history::to_json(&seconds))
@@ -53,10 +51,4 @@ pub fn run(args: &HistoryArgs) -> Result<ExitCode> {
     // A closed pipe (`| head`) ends the output quietly.
     let _ = out.write_all(text.as_bytes()).and_then(|_| out.flush());
     Ok(ExitCode::SUCCESS)
-}
-
-/// The history ring of the program on an interface, or an error that says why it has none.
-pub fn history_map(ifname: &str) -> Result<MapHandle> {
-    let (maps, program) = stats::stats_maps_of_interface(ifname)?;
-    history::history_of(maps.history, ifname, &program.name)
 }

@@ -4,10 +4,10 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::{Args, Subcommand};
-use serde_json::{json, Value};
 
 use super::parsers::duration;
-use crate::firewall::{Config, FirewallMaps, RateLimit, RateLimitProto};
+use crate::firewall::{FirewallMaps, RateLimit};
+use crate::output::ratelimit::{describe, to_json};
 use crate::sys::privileges;
 
 #[derive(Debug, Args)]
@@ -82,38 +82,4 @@ pub fn run(args: &RatelimitArgs) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-pub fn describe(config: &Config) -> String {
-    if config.rl_enabled == 0 {
-        return "off".into();
-    }
-    let block = if config.rl_block_for_ns == 0 {
-        "over-limit packets are dropped".to_owned()
-    } else {
-        format!(
-            "over-limit sources are blocked for {}s",
-            config.rl_block_for_ns / 1_000_000_000
-        )
-    };
-    let proto = serde_json::to_value(RateLimitProto::from_abi(config.rl_proto))
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_owned))
-        .unwrap_or_default();
-    format!(
-        "{} packets/s per source, burst {}, counting {proto} packets; {block}",
-        crate::output::numbers::thousands(config.rl_pps),
-        crate::output::numbers::thousands(config.rl_burst)
-    )
-}
-
-/// `{"enabled", "pps", "burst", "block_for", "proto"}`; block_for in seconds or null.
-pub fn to_json(config: &Config) -> Value {
-    json!({
-        "enabled": config.rl_enabled != 0,
-        "pps": config.rl_pps,
-        "burst": config.rl_burst,
-        "block_for": (config.rl_block_for_ns != 0).then(|| config.rl_block_for_ns as f64 / 1e9),
-        "proto": RateLimitProto::from_abi(config.rl_proto),
-    })
 }

@@ -6,6 +6,7 @@ use anyhow::Result;
 use clap::Args;
 
 use super::parsers::interface_name;
+use crate::output::status::{format_table, to_json, Attachment};
 use crate::sys::pins::{attached_programs, Row};
 use crate::sys::privileges;
 
@@ -22,9 +23,10 @@ pub struct StatusArgs {
 
 pub fn run(args: &StatusArgs) -> Result<ExitCode> {
     privileges::require("status")?;
-    let rows = attached_programs(args.interface.as_deref())?;
+    let found = attached_programs(args.interface.as_deref())?;
+    let rows: Vec<Attachment> = found.iter().map(attachment).collect();
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&rows)?);
+        println!("{}", serde_json::to_string_pretty(&to_json(&rows))?);
     } else if rows.is_empty() {
         match &args.interface {
             Some(ifname) => println!("{ifname}: no XDP program"),
@@ -36,42 +38,14 @@ pub fn run(args: &StatusArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn format_table(rows: &[Row]) -> String {
-    let mut out = format!(
-        "{:<16} {:>7}  {:<16} {:>6}  {:<8} {}\n",
-        "INTERFACE", "IFINDEX", "PROGRAM", "ID", "MODE", "OWNER"
-    );
-    for row in rows {
-        out.push_str(&format!(
-            "{:<16} {:>7}  {:<16} {:>6}  {:<8} {}\n",
-            row.interface, row.ifindex, row.program, row.id, row.mode, row.owner
-        ));
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn json_has_the_documented_fields() {
-        let row = Row {
-            interface: "veth1".into(),
-            ifindex: 7,
-            program: "xdp_pass".into(),
-            id: 42,
-            mode: "native".into(),
-            owner: "xdpctl".into(),
-        };
-        let value = serde_json::to_value(vec![row.clone()]).unwrap();
-        assert_eq!(
-            value,
-            serde_json::json!([{"interface": "veth1", "ifindex": 7, "program": "xdp_pass",
-                                "id": 42, "mode": "native", "owner": "xdpctl"}])
-        );
-        let table = format_table(&[row]);
-        assert!(table.lines().next().unwrap().starts_with("INTERFACE"));
-        assert!(table.lines().nth(1).unwrap().contains("xdp_pass"));
+/// A row read in sys::pins, as output::status renders it.
+pub fn attachment(row: &Row) -> Attachment<'_> {
+    Attachment {
+        interface: &row.interface,
+        ifindex: row.ifindex,
+        program: &row.program,
+        id: row.id,
+        mode: &row.mode,
+        owner: &row.owner,
     }
 }

@@ -7,6 +7,7 @@ use clap::{Args, Subcommand};
 
 use super::parsers::lab_name;
 use crate::lab::testenv::{Lab, DEFAULT_NAME, INNER_IFNAME};
+use crate::output;
 use crate::sys::privileges;
 
 #[derive(Debug, Args)]
@@ -114,30 +115,12 @@ pub fn run(args: &TestenvArgs) -> Result<ExitCode> {
 }
 
 fn describe(lab: &Lab) -> String {
-    let state = if lab.is_alive() {
-        "up"
-    } else {
-        "BROKEN (tear it down)"
-    };
-    let xdp = crate::sys::pins::attached_programs(Some(lab.outer_ifname()))
+    let alive = lab.is_alive();
+    let attached = crate::sys::pins::attached_programs(Some(lab.outer_ifname()))
         .ok()
-        .and_then(|rows| rows.into_iter().next())
-        .map(|row| {
-            format!(
-                "{} (id {}, {}, {})",
-                row.program, row.id, row.mode, row.owner
-            )
-        })
-        .unwrap_or_else(|| "none".into());
-    format!(
-        "Lab '{name}' [{state}]\n  outside: {name:<8} {} {} (root namespace)  XDP: {xdp}\n  \
-         inside:  {INNER_IFNAME:<8} {} {} (namespace {name})",
-        lab.outer_ipv4(),
-        lab.outer_ipv6(),
-        lab.inner_ipv4(),
-        lab.inner_ipv6(),
-        name = lab.name,
-    )
+        .and_then(|rows| rows.into_iter().next());
+    let xdp = attached.as_ref().map(super::status::attachment);
+    output::testenv::describe(lab, alive, xdp.as_ref())
 }
 
 /// Runs a child to completion and passes its exit code on.

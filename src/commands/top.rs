@@ -5,11 +5,11 @@ use std::time::Duration;
 
 use anyhow::{bail, Result};
 use clap::Args;
-use serde_json::json;
 
 use super::parsers::{interface_name, positive_seconds};
-use crate::firewall::talkers::{self, SourceSample, Talker};
+use crate::firewall::talkers::{self, SourceSample};
 use crate::firewall::FirewallMaps;
+use crate::output;
 use crate::sys::privileges;
 
 #[derive(Debug, Args)]
@@ -56,43 +56,10 @@ pub fn run(args: &TopArgs) -> Result<ExitCode> {
     let after = SourceSample::take(&maps)?;
     let ranking = talkers::rank(&before, &after, args.count as usize);
     if args.json {
-        let row = |t: &Talker| {
-            if t.blocked {
-                json!({"source": t.source, "blocked": true, "pps": t.pps, "packets": t.packets, "bps": null, "bytes": null})
-            } else {
-                json!({"source": t.source, "blocked": false, "pps": t.pps, "bps": t.bps, "packets": t.packets, "bytes": t.bytes})
-            }
-        };
-        let value = json!({
-            "interval": args.interval,
-            "by_pps": ranking.by_pps.iter().map(row).collect::<Vec<_>>(),
-            "by_bytes": ranking.by_bytes.iter().map(row).collect::<Vec<_>>(),
-        });
+        let value = output::talkers::to_json(args.interval, &ranking);
         println!("{}", serde_json::to_string_pretty(&value)?);
-        return Ok(ExitCode::SUCCESS);
-    }
-    for (title, list) in [
-        ("TOP BY PACKETS", &ranking.by_pps),
-        ("TOP BY BYTES", &ranking.by_bytes),
-    ] {
-        println!("{title:<40} {:>12} {:>12}", "PPS", "MBIT/S");
-        for t in list.iter() {
-            let mbit = if t.blocked {
-                "blocked".to_owned()
-            } else {
-                format!("{:.3}", t.bps / 1e6)
-            };
-            println!(
-                "{:<40} {:>12} {:>12}",
-                t.source,
-                crate::output::numbers::thousands(t.pps.round() as u64),
-                mbit
-            );
-        }
-        if list.is_empty() {
-            println!("(no traffic)");
-        }
-        println!();
+    } else {
+        print!("{}", output::talkers::format_table(&ranking));
     }
     Ok(ExitCode::SUCCESS)
 }

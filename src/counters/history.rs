@@ -57,6 +57,12 @@ pub fn history_of(history: Option<MapHandle>, ifname: &str, program: &str) -> Re
     })
 }
 
+/// The history ring of the program on an interface, or an error that says why it has none.
+pub fn history_of_interface(ifname: &str) -> Result<MapHandle> {
+    let (maps, program) = crate::counters::stats::stats_maps_of_interface(ifname)?;
+    history_of(maps.history, ifname, &program.name)
+}
+
 /// Whether a map is the history ring in the layout this xdpctl knows.
 pub fn is_history_map(map: &MapHandle) -> bool {
     map.name() == HISTORY_MAP_NAME

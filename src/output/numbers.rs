@@ -1,5 +1,5 @@
 //! Numbers as every table, graph and screen writes them: digits grouped in threes, or three
-//! significant digits with an SI suffix where columns are narrow.
+//! significant digits with an SI suffix where columns are narrow; and counts with their noun.
 
 /// Groups digits in threes: 1234567 -> "1,234,567".
 pub fn thousands(value: u64) -> String {
@@ -53,6 +53,11 @@ pub fn fit(value: u64, width: usize) -> String {
     }
 }
 
+/// "1 prefix", "2 prefixes", "0 prefixes".
+pub fn counted(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -93,5 +98,12 @@ mod tests {
     fn exact_where_it_fits() {
         assert_eq!(fit(123_456, 7), "123,456");
         assert_eq!(fit(1_234_567, 7), "1.23M");
+    }
+
+    #[test]
+    fn counted_picks_the_noun() {
+        assert_eq!(counted(0, "prefix", "prefixes"), "0 prefixes");
+        assert_eq!(counted(1, "prefix", "prefixes"), "1 prefix");
+        assert_eq!(counted(2, "port", "ports"), "2 ports");
     }
 }
