@@ -55,7 +55,9 @@ fn generate_abi(out_dir: &std::path::Path) {
         .parse_callbacks(Box::new(names.clone()))
         .clang_arg("-Iinclude")
         .allowlist_var("XDP_ACTION_MAX|XDPCTL_.*|FW_.*")
-        .allowlist_type("history_drop|fw_(proto|drop_reason|exact_state|rule_reason|rl_proto|map_bit|list)")
+        .allowlist_type(
+            "history_drop|fw_(proto|drop_reason|exact_state|rule_reason|rl_proto|map_bit|list)",
+        )
         // The counters every program shares: no one program's skeleton is theirs.
         .allowlist_type("datarec|history_second")
         .derive_default(true)
