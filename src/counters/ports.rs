@@ -84,10 +84,11 @@ pub fn rank(mut counts: Vec<PortCount>, proto: Option<PortProto>, top: usize) ->
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn count(proto: PortProto, port: u16, packets: u64) -> PortCount {
+    /// Also the renderers' tests' (src/output).
+    pub(crate) fn count(proto: PortProto, port: u16, packets: u64) -> PortCount {
         PortCount {
             proto,
             port,

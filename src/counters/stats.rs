@@ -295,11 +295,12 @@ pub fn report(prev: &Sample, cur: &Sample) -> Report {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::time::Duration;
 
-    fn sample(at: Instant, pass: (u64, u64)) -> Sample {
+    /// Also the renderers' tests' (src/output).
+    pub(crate) fn sample(at: Instant, pass: (u64, u64)) -> Sample {
         let mut counters = Counters::default();
         counters.0[2] = Counter {
             packets: pass.0,

@@ -37,15 +37,8 @@ pub fn to_json(counts: &[PortCount]) -> Value {
 mod tests {
     use super::*;
     use crate::counters::ports::rank;
+    use crate::counters::ports::tests::count;
     use crate::input::PortProto;
-
-    fn count(proto: PortProto, port: u16, packets: u64) -> PortCount {
-        PortCount {
-            proto,
-            port,
-            packets,
-        }
-    }
 
     #[test]
     fn shares_are_of_every_port_ranked() {

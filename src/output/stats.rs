@@ -99,22 +99,9 @@ pub fn to_json(interface: &str, report: &Report) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::counters::stats::{report, Counter, Counters, FwCounters, Sample};
+    use crate::counters::stats::tests::sample;
+    use crate::counters::stats::{report, Counter, FwCounters};
     use std::time::{Duration, Instant};
-
-    fn sample(at: Instant, pass: (u64, u64)) -> Sample {
-        let mut counters = Counters::default();
-        counters.0[2] = Counter {
-            packets: pass.0,
-            bytes: pass.1,
-        };
-        Sample {
-            counters,
-            firewall: None,
-            at,
-            unix_time: 1_700_000_000.5,
-        }
-    }
 
     #[test]
     fn table_has_a_header_and_a_row_per_action_in_the_tutorial_format() {
