@@ -210,11 +210,18 @@ pub fn update_flat_parallel(
     })
 }
 
+/// How many batches in a row may stop with ENOMEM before writing anything, each after a pause
+/// twice as long as the last (1 ms, then up to half a second): the allocator's refill takes
+/// microseconds, so only a real shortage lasts that long.
+const ALLOCATOR_STALLS: u32 = 10;
+
 /// Writes flat keys and values (in the map's key and value sizes) in batches.
 pub fn update_flat(map: &MapHandle, keys: &[u8], values: &[u8], when_full: &str) -> Result<()> {
     let (ks, vs) = (map.key_size() as usize, map.value_size() as usize);
     let count = keys.len() / ks;
     let mut done = 0;
+    // ENOMEMs in a row that wrote nothing (see below).
+    let mut stalls = 0;
     while done < count {
         let n = (count - done).min(BATCH);
         let mut batch = n as u32;
@@ -234,6 +241,20 @@ pub fn update_flat(map: &MapHandle, keys: &[u8], values: &[u8], when_full: &str)
         };
         match errno(ret) {
             None => done += n,
+            // The elements of an LPM trie (or a hash without prealloc) come from the BPF
+            // memory allocator, whose per-CPU cache a batch can run dry on 6.x kernels: it is
+            // refilled only after the call (irq_work), so the batch stops with ENOMEM and
+            // memory to spare. Keep what it wrote and go on; a real shortage still fails, once
+            // a retry after a pause writes nothing either.
+            Some(libc::ENOMEM) if stalls < ALLOCATOR_STALLS => {
+                done += batch as usize;
+                if batch > 0 {
+                    stalls = 0;
+                } else {
+                    std::thread::sleep(std::time::Duration::from_millis(1 << stalls));
+                    stalls += 1;
+                }
+            }
             Some(err) if batch == 0 && batch_unsupported(err) => {
                 for i in done..count {
                     map.update(
