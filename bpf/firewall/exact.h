@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
  * The exact-address tables (struct fw_exact_bucket and struct fw_exact_slot in xdpctl.h): the
- * program's side. Userspace (src/firewall/exact.rs) inserts and removes through its own mapping of the
- * same arrays, with the same hash; the program looks addresses up, counts hits, and inserts the
+ * program's side. Userspace (src/firewall/exact.rs) inserts and removes through its own mapping of
+ * the same arrays, with the same hash; the program looks addresses up, counts hits, and inserts the
  * sources it auto-blocks.
  *
  * Everything here is inlined loads, stores and arithmetic, with no branch per lane: the call

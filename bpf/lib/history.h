@@ -5,7 +5,8 @@
  * Each CPU counts into the slot of the current second (per-CPU, so no atomics), and resets a
  * slot the first time it enters a new second. Userspace sums the CPUs' slots whose `second`
  * matches, for seconds that have ended: the counts are exact however late it reads, as long as
- * it reads within XDPCTL_HISTORY_SLOTS - 2 seconds (src/counters/history.rs says why not all of them).
+ * it reads within XDPCTL_HISTORY_SLOTS - 2 seconds (src/counters/history.rs says why not all of
+ * them).
  */
 #ifndef XDPCTL_HISTORY_H
 #define XDPCTL_HISTORY_H
