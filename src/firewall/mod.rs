@@ -161,6 +161,22 @@ mod tests {
     use super::*;
 
     #[test]
+    fn every_map_name_here_is_a_map_of_the_program() {
+        let defined = crate::sys::programs::map_names_of("firewall").unwrap();
+        let named = TRIE_MAPS
+            .iter()
+            .chain(EXACT_MAPS.iter().flatten())
+            .chain(&OTHER_GLOBAL_MAPS)
+            .chain(&SOURCE_TABLE_MAPS);
+        for name in named {
+            assert!(
+                defined.iter().any(|d| d == name),
+                "no map {name} in bpf/firewall/maps.h"
+            );
+        }
+    }
+
+    #[test]
     fn abi_sizes_match_the_c_structs() {
         assert_eq!(std::mem::size_of::<Rule>(), 24);
         assert_eq!(std::mem::size_of::<PortRule>(), 16);

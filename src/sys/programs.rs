@@ -17,6 +17,19 @@ pub struct Builtin {
     object: &'static [u8],
 }
 
+/// The names of the maps a built-in program's object defines (opened, not loaded: no
+/// privileges needed), so the Rust side's map names can be checked against the C.
+pub fn map_names_of(name: &str) -> Result<Vec<String>> {
+    let builtin = builtin(name).with_context(|| format!("no built-in program {name}"))?;
+    let open = ObjectBuilder::default()
+        .open_memory(builtin.object)
+        .with_context(|| format!("opening the built-in {name}"))?;
+    Ok(open
+        .maps()
+        .map(|map| map.name().to_string_lossy().into_owned())
+        .collect())
+}
+
 macro_rules! object {
     ($name:literal) => {
         include_bytes!(concat!(env!("OUT_DIR"), "/", $name, ".bpf.o"))
