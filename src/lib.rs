@@ -21,6 +21,7 @@ pub mod firewall;
 pub mod input;
 pub mod lab;
 pub mod output;
+pub mod packets;
 pub mod skel;
 pub mod sys;
 pub mod trace;

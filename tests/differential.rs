@@ -24,7 +24,7 @@ use xdpctl::firewall::model::{self, Firewall, RateLimit, RuleState, Verdict};
 use xdpctl::firewall::rules;
 use xdpctl::firewall::{self, FirewallMaps, List, RateLimitProto};
 use xdpctl::input::{PortProto, PortSpec};
-use xdpctl::lab::packets::non_ip_frame;
+use xdpctl::packets::non_ip_frame;
 use xdpctl::skel::firewall::FirewallSkelBuilder;
 use xdpctl::sys::map_io;
 

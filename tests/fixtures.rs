@@ -16,7 +16,7 @@ use xdpctl::firewall::model::{DropReason, Firewall, RateLimit, RuleState, Verdic
 use xdpctl::firewall::rules;
 use xdpctl::firewall::{self, FirewallMaps, List, RateLimitProto};
 use xdpctl::input::{PortProto, PortSpec};
-use xdpctl::lab::packets::{non_ip_frame, Ext, Frame, L4};
+use xdpctl::packets::{non_ip_frame, Ext, Frame, L4};
 use xdpctl::skel::firewall::{FirewallSkel, FirewallSkelBuilder};
 
 const PASS: Verdict = Verdict::Pass;

@@ -8,7 +8,7 @@ use std::path::Path;
 
 /// Bottom to top; modules of one layer do not import each other.
 const LAYERS: &[&[&str]] = &[
-    &["abi", "skel", "input"],
+    &["abi", "skel", "input", "packets"],
     &["sys"],
     &["firewall"],
     &["counters"],

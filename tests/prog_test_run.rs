@@ -8,7 +8,7 @@ use std::mem::MaybeUninit;
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 use libbpf_rs::ProgramInput;
 use xdpctl::counters::stats::{read_counters, Counter, Counters};
-use xdpctl::lab::packets;
+use xdpctl::packets;
 use xdpctl::skel::{xdp_abort, xdp_drop, xdp_pass};
 
 const XDP_ABORTED: u32 = 0;

@@ -10,8 +10,8 @@ use anyhow::{bail, Context, Result};
 use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
 use xdpctl::firewall::{FirewallMaps, List, RateLimit, RateLimitProto};
 use xdpctl::lab::flood::{self, FloodProto, Generator, Plan, Until};
-use xdpctl::lab::packets;
 use xdpctl::lab::testenv::{unique_name, LabGuard};
+use xdpctl::packets;
 use xdpctl::skel::firewall::{FirewallSkel, FirewallSkelBuilder};
 use xdpctl::skel::flood::FloodSkelBuilder;
 

@@ -1,6 +1,5 @@
-//! The veth lab (`testenv`), the flood generator that sends into it, and the frames both the
-//! flood and the tests and bench are made of (`packets`).
+//! The veth lab (`testenv`) and the flood generator that sends into it; the frames it sends
+//! are built by `crate::packets`.
 
 pub mod flood;
-pub mod packets;
 pub mod testenv;

@@ -1,6 +1,6 @@
 //! Random frames for the differential test: addresses from small pools (so that rules hit),
 //! mostly well-formed frames with the odd structures the parser must handle, and mutation of
-//! their bytes. The frames themselves are xdpctl::lab::packets' [`Frame`]s.
+//! their bytes. The frames themselves are xdpctl::packets' [`Frame`]s.
 #![allow(dead_code)]
 
 use std::net::IpAddr;
@@ -8,7 +8,7 @@ use std::net::IpAddr;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::Rng;
-use xdpctl::lab::packets::{Ext, Frame, L4};
+use xdpctl::packets::{Ext, Frame, L4};
 
 /// Addresses the random rules and packets are drawn from: small pools, so that rules hit.
 pub struct Universe {

@@ -1,21 +1,8 @@
 use super::*;
 
-fn eth(ethertype: u16) -> Vec<u8> {
-    let mut frame = vec![0u8; 12];
-    frame.extend_from_slice(&ethertype.to_be_bytes());
-    frame
-}
-
+/// A UDP frame from `src` to 192.0.2.1, through the one packet builder.
 fn ipv4_udp(src: [u8; 4], dport: u16) -> Vec<u8> {
-    let mut frame = eth(0x0800);
-    let mut ip = vec![0x45, 0, 0, 28, 0, 0, 0, 0, 64, 17, 0, 0];
-    ip.extend_from_slice(&src);
-    ip.extend_from_slice(&[192, 0, 2, 1]);
-    frame.extend_from_slice(&ip);
-    frame.extend_from_slice(&[0x30, 0x39]);
-    frame.extend_from_slice(&dport.to_be_bytes());
-    frame.extend_from_slice(&[0, 8, 0, 0]);
-    frame
+    crate::packets::udp(src.into(), [192, 0, 2, 1].into(), dport, &[])
 }
 
 #[test]
@@ -33,12 +20,12 @@ fn parses_udp_ports_and_sources() {
 #[test]
 fn a_short_frame_and_a_fifth_vlan_tag_are_malformed() {
     assert_eq!(parse(&[0; 13]), Parsed::L2Malformed);
-    let mut frame = eth(0x8100);
-    for _ in 0..4 {
-        frame.extend_from_slice(&[0, 1, 0x81, 0x00]);
-    }
-    frame.extend_from_slice(&[0; 40]);
-    assert_eq!(parse(&frame), Parsed::L2Malformed);
+    let mut frame =
+        crate::packets::Frame::new([10, 0, 0, 1].into(), crate::packets::L4::Udp { dport: 53 });
+    frame.vlans = vec![0x8100; 4];
+    assert!(matches!(parse(&frame.bytes()), Parsed::Ip(_)));
+    frame.vlans.push(0x8100);
+    assert_eq!(parse(&frame.bytes()), Parsed::L2Malformed);
 }
 
 #[test]

@@ -21,7 +21,7 @@ use ipnet::IpNet;
 pub use generator::{live_run, test_run, Generator};
 pub use interface::{driver, parse_mac, require_veth, resolve};
 
-use crate::lab::packets::{self, Transport};
+use crate::packets::{self, Transport};
 
 /// What to send.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
