@@ -22,7 +22,6 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use anyhow::{bail, Context, Result};
-use serde::Serialize;
 
 use crate::sys::attach::{self, Attachment};
 
@@ -357,8 +356,8 @@ mod tests {
     }
 }
 
-/// One attached XDP program and whose it is, as `status --json` prints it.
-#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+/// One attached XDP program and whose it is (`status` shows it through src/output/status.rs).
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Row {
     pub interface: String,
     pub ifindex: u32,
