@@ -9,16 +9,14 @@ use std::os::fd::{AsFd, AsRawFd};
 use std::sync::Barrier;
 
 use anyhow::{bail, Context, Result};
-use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
+use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 use nix::sched::{sched_setaffinity, CpuSet};
 use nix::unistd::Pid;
-use xdpctl::firewall::{FirewallMaps, List, RateLimit, RateLimitProto};
 use xdpctl::lab::flood;
-use xdpctl::packets;
-use xdpctl::skel::firewall::FirewallSkelBuilder;
 use xdpctl::skel::flood::FloodSkelBuilder;
 
 use crate::harness::{rule_set, say, Scale};
+use crate::per_packet::{armed_firewall, udp64};
 use crate::report::{Report, Table, Target};
 
 /// The ratio the issue asks for: both CPUs at once within 15 % of one alone.
@@ -78,37 +76,30 @@ pub fn cores(scale: &Scale, report: &mut Report) -> Result<()> {
 
     let rules = 1_000;
     let mut storage = MaybeUninit::uninit();
-    let skel = FirewallSkelBuilder::default().open(&mut storage)?.load()?;
-    let maps = FirewallMaps::from_object(skel.object())?;
-    let blocked = rule_set(rules - rules / 100, rules / 100);
-    xdpctl::firewall::rules::add_prefixes(&maps, List::Block, &blocked, 0, 0)?;
-    maps.set_rate_limit(&RateLimit {
-        enabled: true,
-        pps: 1_000_000_000,
-        burst: 1_000_000_000,
-        block_for_ns: 0,
-        proto: RateLimitProto::All,
-    })?;
-    let frame = |src: Ipv4Addr| packets::udp(src.into(), [192, 0, 2, 1].into(), 9, &[0x5a; 22]);
+    let skel = armed_firewall(
+        &mut storage,
+        &rule_set(rules - rules / 100, rules / 100),
+        None,
+    )?;
     let firewall_fd = skel.progs.firewall.as_fd().as_raw_fd();
     // (what, program, frame, verdict): the rule sets' first address is blocked (100.64.0.0).
     let paths = [
         (
             "trivial XDP_DROP (the floor)",
             trivial.progs.bare_drop.as_fd().as_raw_fd(),
-            frame(Ipv4Addr::new(10, 0, 0, 1)),
+            udp64(Ipv4Addr::new(10, 0, 0, 1)),
             1,
         ),
         (
             "firewall, blocked path (a blocked source)",
             firewall_fd,
-            frame(Ipv4Addr::new(100, 64, 0, 7)),
+            udp64(Ipv4Addr::new(100, 64, 0, 7)),
             1,
         ),
         (
             "firewall, pass path (rate limit on)",
             firewall_fd,
-            frame(Ipv4Addr::new(10, 0, 0, 1)),
+            udp64(Ipv4Addr::new(10, 0, 0, 1)),
             2,
         ),
     ];

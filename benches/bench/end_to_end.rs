@@ -87,6 +87,40 @@ fn strings(args: &[&str]) -> Vec<String> {
     args.iter().map(|s| s.to_string()).collect()
 }
 
+impl Receiver {
+    /// Trivial XDP_DROP on veth0.
+    fn trivial(name: &str, sources: &str) -> Receiver {
+        Receiver {
+            name: name.into(),
+            setup: vec![strings(&[XDPCTL, "load", "veth0", "-p", "xdp_drop"])],
+            teardown: vec![strings(&[XDPCTL, "unload", "veth0"])],
+            counter: xdp_drops,
+            sources: sources.into(),
+        }
+    }
+
+    /// The firewall on veth0, then `rules` (xdpctl's arguments, one command each); teardown
+    /// removes every rule and unloads it.
+    fn firewall(name: &str, rules: &[&[&str]], sources: &str) -> Receiver {
+        let mut setup = vec![strings(&[XDPCTL, "load", "veth0"])];
+        setup.extend(rules.iter().map(|args| {
+            let mut command = vec![XDPCTL.to_owned()];
+            command.extend(strings(args));
+            command
+        }));
+        Receiver {
+            name: name.into(),
+            setup,
+            teardown: vec![
+                strings(&[XDPCTL, "unblock", "--all"]),
+                strings(&[XDPCTL, "unload", "veth0"]),
+            ],
+            counter: xdp_drops,
+            sources: sources.into(),
+        }
+    }
+}
+
 /// Trivial XDP_DROP under the botnet's random sources.
 const TRIVIAL_RANDOM: &str = "trivial XDP_DROP, the botnet's random sources";
 
@@ -123,86 +157,36 @@ pub fn end_to_end(scale: &Scale, report: &mut Report) -> Result<()> {
         thousands(botnet_sources),
         thousands(scale.bulk as u64)
     );
+    let mut rate_limited = Receiver::firewall(
+        "firewall, rate limit on a random-source flood (/16)",
+        &[&[
+            "ratelimit",
+            "set",
+            "--pps",
+            "2",
+            "--burst",
+            "2",
+            "--block-for",
+            "60s",
+        ]],
+        "198.18.0.0/16",
+    );
+    rate_limited
+        .teardown
+        .insert(0, strings(&[x, "ratelimit", "off"]));
     let receivers = vec![
-        Receiver {
-            name: "trivial XDP_DROP (xdp_drop)".into(),
-            setup: vec![strings(&[x, "load", "veth0", "-p", "xdp_drop"])],
-            teardown: vec![strings(&[x, "unload", "veth0"])],
-            counter: xdp_drops,
-            sources: ONE_SOURCE.into(),
-        },
-        Receiver {
-            name: "firewall, flood source blocklisted".into(),
-            setup: vec![
-                strings(&[x, "load", "veth0"]),
-                strings(&[x, "block", "198.18.0.1"]),
-            ],
-            teardown: vec![
-                strings(&[x, "unblock", "--all"]),
-                strings(&[x, "unload", "veth0"]),
-            ],
-            counter: xdp_drops,
-            sources: ONE_SOURCE.into(),
-        },
+        Receiver::trivial("trivial XDP_DROP (xdp_drop)", ONE_SOURCE),
+        Receiver::firewall(
+            "firewall, flood source blocklisted",
+            &[&["block", "198.18.0.1"]],
+            ONE_SOURCE,
+        ),
         // The sender draws a random source per frame for the botnet: what that costs it, with
         // a receiver that looks at nothing.
-        Receiver {
-            name: TRIVIAL_RANDOM.into(),
-            setup: vec![strings(&[x, "load", "veth0", "-p", "xdp_drop"])],
-            teardown: vec![strings(&[x, "unload", "veth0"])],
-            counter: xdp_drops,
-            sources: botnet.clone(),
-        },
-        Receiver {
-            name: botnet_name.clone(),
-            setup: vec![
-                strings(&[x, "load", "veth0"]),
-                strings(&[x, "block", "--file", &rules_path]),
-            ],
-            teardown: vec![
-                strings(&[x, "unblock", "--all"]),
-                strings(&[x, "unload", "veth0"]),
-            ],
-            counter: xdp_drops,
-            sources: botnet.clone(),
-        },
-        Receiver {
-            name: PORT_RECEIVER.into(),
-            setup: vec![
-                strings(&[x, "load", "veth0"]),
-                strings(&[x, "block", "--port", "9/udp"]),
-            ],
-            teardown: vec![
-                strings(&[x, "unblock", "--all"]),
-                strings(&[x, "unload", "veth0"]),
-            ],
-            counter: xdp_drops,
-            sources: ONE_SOURCE.into(),
-        },
-        Receiver {
-            name: "firewall, rate limit on a random-source flood (/16)".into(),
-            setup: vec![
-                strings(&[x, "load", "veth0"]),
-                strings(&[
-                    x,
-                    "ratelimit",
-                    "set",
-                    "--pps",
-                    "2",
-                    "--burst",
-                    "2",
-                    "--block-for",
-                    "60s",
-                ]),
-            ],
-            teardown: vec![
-                strings(&[x, "ratelimit", "off"]),
-                strings(&[x, "unblock", "--all"]),
-                strings(&[x, "unload", "veth0"]),
-            ],
-            counter: xdp_drops,
-            sources: "198.18.0.0/16".into(),
-        },
+        Receiver::trivial(TRIVIAL_RANDOM, &botnet),
+        Receiver::firewall(&botnet_name, &[&["block", "--file", &rules_path]], &botnet),
+        Receiver::firewall(PORT_RECEIVER, &[&["block", "--port", "9/udp"]], ONE_SOURCE),
+        rate_limited,
         Receiver {
             name: "xdp-filter, flood source filtered".into(),
             setup: vec![

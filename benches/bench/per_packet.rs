@@ -7,7 +7,9 @@ use std::os::fd::{AsFd, AsRawFd};
 use std::process::Command;
 
 use anyhow::{bail, Context, Result};
+use ipnet::IpNet;
 use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
+use libbpf_rs::OpenObject;
 use xdpctl::firewall::{FirewallMaps, List, RateLimit, RateLimitProto};
 use xdpctl::lab::flood::{self, FloodProto, Generator, Plan, Until};
 use xdpctl::lab::testenv::{unique_name, LabGuard};
@@ -19,7 +21,7 @@ use crate::harness::{median, rule_set, run, say, Scale};
 use crate::report::{Report, Table, Target};
 
 /// A 64-byte Ethernet/IPv4/UDP frame (without the FCS) from `src`.
-fn udp64(src: Ipv4Addr) -> Vec<u8> {
+pub fn udp64(src: Ipv4Addr) -> Vec<u8> {
     packets::udp(src.into(), [192, 0, 2, 1].into(), 9, &[0x5a; 22])
 }
 
@@ -145,6 +147,31 @@ const FLOOR_WORDS: u32 = 8 << 20;
 const MIXED: &str = "mixed: 99% addresses, 1% ranges";
 /// A source table that fits in the cache (the default holds 262,144 sources, 12 MB).
 const SMALL_SOURCE_TABLE: u32 = 4096;
+
+/// The firewall loaded (not attached) with `rules` as block rules and the rate limit on at a
+/// rate no source reaches, so its pass path runs the whole limiter; `sources` sizes its source
+/// table, else the default.
+pub fn armed_firewall<'a>(
+    storage: &'a mut MaybeUninit<OpenObject>,
+    rules: &[IpNet],
+    sources: Option<u32>,
+) -> Result<FirewallSkel<'a>> {
+    let mut open = FirewallSkelBuilder::default().open(storage)?;
+    if let Some(sources) = sources {
+        xdpctl::firewall::set_source_table_size(open.open_object_mut(), sources)?;
+    }
+    let skel = open.load()?;
+    let maps = FirewallMaps::from_object(skel.object())?;
+    xdpctl::firewall::rules::add_prefixes(&maps, List::Block, rules, 0, 0)?;
+    maps.set_rate_limit(&RateLimit {
+        enabled: true,
+        pps: 1_000_000_000,
+        burst: 1_000_000_000,
+        block_for_ns: 0,
+        proto: RateLimitProto::All,
+    })?;
+    Ok(skel)
+}
 
 /// One loaded firewall as a subject of the per-packet table.
 fn firewall_subject(
@@ -293,20 +320,7 @@ pub fn per_packet(scale: &Scale, report: &mut Report) -> Result<()> {
                 scale.runs
             ));
             let mut storage = MaybeUninit::uninit();
-            let mut open = FirewallSkelBuilder::default().open(&mut storage)?;
-            if let Some(sources) = sources {
-                xdpctl::firewall::set_source_table_size(open.open_object_mut(), sources)?;
-            }
-            let skel = open.load()?;
-            let maps = FirewallMaps::from_object(skel.object())?;
-            xdpctl::firewall::rules::add_prefixes(&maps, List::Block, &rules, 0, 0)?;
-            maps.set_rate_limit(&RateLimit {
-                enabled: true,
-                pps: 1_000_000_000,
-                burst: 1_000_000_000,
-                block_for_ns: 0,
-                proto: RateLimitProto::All,
-            })?;
+            let skel = armed_firewall(&mut storage, &rules, sources)?;
             let mut firewall = firewall_subject(&skel, n, ranges, mix, sources)?;
             for _ in 0..scale.runs {
                 match xdp_filter.as_mut() {
