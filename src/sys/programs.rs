@@ -19,7 +19,8 @@ pub struct Builtin {
 
 /// The names of the maps a built-in program's object defines (opened, not loaded: no
 /// privileges needed), so the Rust side's map names can be checked against the C.
-pub fn map_names_of(name: &str) -> Result<Vec<String>> {
+#[cfg(test)]
+pub(crate) fn map_names_of(name: &str) -> Result<Vec<String>> {
     let builtin = builtin(name).with_context(|| format!("no built-in program {name}"))?;
     let open = ObjectBuilder::default()
         .open_memory(builtin.object)
