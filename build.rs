@@ -56,7 +56,7 @@ fn generate_abi(out_dir: &std::path::Path) {
         .clang_arg("-Iinclude")
         .allowlist_var("XDP_ACTION_MAX|XDPCTL_.*|FW_.*")
         .allowlist_type(
-            "history_drop|fw_(proto|drop_reason|exact_state|rule_reason|rl_proto|map_bit|list)",
+            "history_drop|fw_(proto|drop_reason|exact_state|rule_reason|rl_proto|map_bit|list|hhh_level)",
         )
         // The counters every program shares: no one program's skeleton is theirs.
         .allowlist_type("datarec|history_second")
@@ -74,10 +74,11 @@ fn generate_abi(out_dir: &std::path::Path) {
 /// Enums whose variants the renderers print: `NAMES` gets each variant's name, lowercase and
 /// without the prefix (FW_DROP_PORT is "port"), in value order, so a new variant in the header
 /// shows up in every table, JSON document and metric without a Rust edit.
-const NAMED_ENUMS: [(&str, &str); 3] = [
+const NAMED_ENUMS: [(&str, &str); 4] = [
     ("fw_drop_reason", "FW_DROP_"),
     ("fw_proto", "FW_PROTO_"),
     ("history_drop", "HISTORY_DROP_"),
+    ("fw_rule_reason", "FW_REASON_"),
 ];
 
 #[derive(Clone, Debug, Default)]

@@ -8,7 +8,10 @@
  *   malformed (anything truncated or invalid after the fixed IP header) -> DROP malformed
  *   port rules (TCP/UDP destination port; never for non-first fragments) -> DROP port
  *   per-source token bucket -> DROP ratelimit, and auto-block with an expiry
+ *   prefix limits (/8 /16 /24, /32 /48 /64) -> DROP prefix, and auto-block the prefix
  *   PASS
+ *
+ * A packet the block list drops by a prefix auto-block counts as DROP prefix, not blocklist.
  *
  * Address rules only need the fixed IP header (20 / 40 bytes): whatever follows it cannot get
  * a blocked source past the blocklist. Packets without a complete fixed header, and L2 frames
@@ -18,7 +21,8 @@
  *
  * This file is the pipeline; each stage lives in bpf/firewall/: the parse in packet.h, the lists
  * in lists.h (exact tables in exact.h), the per-source table and rate limit in ratelimit.h, the
- * maps in maps.h. The per-action counters and history come from bpf/lib/.
+ * prefix limits in hhh.h, the maps in maps.h. The per-action counters and history come from
+ * bpf/lib/.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -29,6 +33,7 @@
 #include "firewall/packet.h"
 #include "firewall/lists.h"
 #include "firewall/ratelimit.h"
+#include "firewall/hhh.h"
 
 /* count()'s drop reason for a packet that is not dropped: no enum fw_drop_reason. */
 #define FW_NOT_DROPPED (-1)
@@ -64,8 +69,9 @@ int firewall(struct xdp_md *ctx)
 	struct pkt p = {};
 	struct clock clk = {};
 	struct source_loc source;
+	struct hhh_trip trip;
 	__u64 *hits;
-	__u32 zero = 0, slot;
+	__u32 zero = 0, slot, reason = 0;
 	int eth_type, proto;
 
 	clk.cfg = bpf_map_lookup_elem(&fw_config, &zero);
@@ -90,15 +96,16 @@ int firewall(struct xdp_md *ctx)
 			(*port_count)++;
 	}
 
-	hits = match_list(FW_LIST_ALLOW, &p, &clk);
+	hits = match_list(FW_LIST_ALLOW, &p, &clk, &reason);
 	if (hits) {
 		__sync_fetch_and_add(hits, 1);
 		return count(ctx, clk.cache, proto, p.syn, FW_NOT_DROPPED, len);
 	}
-	hits = match_list(FW_LIST_BLOCK, &p, &clk);
+	hits = match_list(FW_LIST_BLOCK, &p, &clk, &reason);
 	if (hits) {
 		__sync_fetch_and_add(hits, 1);
-		return count(ctx, clk.cache, proto, p.syn, FW_DROP_BLOCKLIST, len);
+		return count(ctx, clk.cache, proto, p.syn,
+			     reason == FW_REASON_PREFIX ? FW_DROP_PREFIX : FW_DROP_BLOCKLIST, len);
 	}
 	if (p.malformed)
 		return count(ctx, clk.cache, proto, p.syn, FW_DROP_MALFORMED, len);
@@ -115,6 +122,13 @@ int firewall(struct xdp_md *ctx)
 	if (over_rate_limit(&clk, &p, &source, len)) {
 		auto_block(&clk, &p);
 		return count(ctx, clk.cache, proto, p.syn, FW_DROP_RATELIMIT, len);
+	}
+	if (rate_limited(clk.cfg, &p)) {
+		trip = prefix_over_limit(&clk, &p);
+		if (trip.level < FW_HHH_LEVELS) {
+			prefix_block(&clk, &p, &trip);
+			return count(ctx, clk.cache, proto, p.syn, FW_DROP_PREFIX, len);
+		}
 	}
 	return count(ctx, clk.cache, proto, p.syn, FW_NOT_DROPPED, len);
 }

@@ -25,9 +25,9 @@ struct datarec {
 /* Why a packet counted as dropped in the history: the firewall's reasons (enum fw_drop_reason),
  * then a program's own XDP_DROP, then XDP_ABORTED. */
 enum history_drop {
-	HISTORY_DROP_PROGRAM = 4,
-	HISTORY_DROP_ABORTED = 5,
-	HISTORY_DROP_MAX = 6,
+	HISTORY_DROP_PROGRAM = 5,
+	HISTORY_DROP_ABORTED = 6,
+	HISTORY_DROP_MAX = 7,
 };
 
 /* One CPU's counts of one second; received is passed + dropped + other (one add fewer per
@@ -75,7 +75,8 @@ enum fw_drop_reason {
 	FW_DROP_PORT = 1,
 	FW_DROP_RATELIMIT = 2,
 	FW_DROP_MALFORMED = 3,
-	FW_DROP_MAX = 4,
+	FW_DROP_PREFIX = 4, /* over a prefix limit, or auto-blocked for it (enum fw_hhh_level) */
+	FW_DROP_MAX = 5,
 };
 
 /* The history's drop reasons continue the firewall's. */
@@ -156,6 +157,7 @@ struct fw_exact_slot {
 enum fw_rule_reason {
 	FW_REASON_MANUAL = 0,
 	FW_REASON_RATELIMIT = 1,
+	FW_REASON_PREFIX = 2, /* a prefix auto-blocked for its traffic (enum fw_hhh_level) */
 };
 
 /* The value of every range rule. hits is bumped atomically (no lock); expires_ns is
@@ -227,6 +229,61 @@ enum fw_map_bit {
 	FW_BLOCK_V6_LPM = 1 << 5,
 };
 
+/* --- Prefix limits: hierarchical heavy hitters --------------------------------------------
+ *
+ * A spoofed flood spreads over so many sources that none of them exceeds the per-source
+ * limit; its prefix does. Each CPU counts the packets that passed their source's bucket per
+ * prefix, at three lengths per family, in a tumbling window (fw_config.hhh_window_shift), in
+ * small count-min sketches (two rows per level, conservative update). A prefix whose count
+ * exceeds its level's limit trips: the packet is dropped (FW_DROP_PREFIX) and the longest
+ * tripping prefix is inserted into the block list's trie with an expiry and reason
+ * FW_REASON_PREFIX. A level trips only if every shorter level of the family is over that limit
+ * too: a prefix's count can never exceed its parent's, so this filters sketch collisions.
+ * src/firewall/model/hhh.rs is the reference. */
+enum fw_hhh_level {
+	FW_HHH_V4_8 = 0,
+	FW_HHH_V4_16 = 1,
+	FW_HHH_V4_24 = 2,
+	FW_HHH_V6_32 = 3,
+	FW_HHH_V6_48 = 4,
+	FW_HHH_V6_64 = 5,
+	FW_HHH_LEVELS = 6,
+};
+
+/* Levels per family, shortest first: IPv4 from FW_HHH_V4_8, IPv6 from FW_HHH_V6_32. */
+#define FW_HHH_FAMILY_LEVELS 3
+/* Rows of each level's sketch, and cells per row (one chunk of hhh_counts, 32 KiB: the most a
+ * per-CPU value may hold). Row r of level l is chunk l * FW_HHH_ROWS + r. */
+#define FW_HHH_ROWS   2
+#define FW_HHH_CELLS  4096
+#define FW_HHH_CHUNKS (FW_HHH_LEVELS * FW_HHH_ROWS)
+/* The window userspace sets: 2^28 ns, about 268 ms. */
+#define FW_HHH_WINDOW_SHIFT 28
+
+/* A sketch cell: the count of the window it was written in (another window's cell reads 0). */
+struct fw_hhh_cell {
+	__u32 window;
+	__u32 count;
+};
+
+struct fw_hhh_chunk {
+	struct fw_hhh_cell cell[FW_HHH_CELLS];
+};
+
+/* The heavy prefixes `xdpctl top` shows: a prefix is noted here, per CPU, when its count in a
+ * window reaches a quarter of its level's limit (once per window: counts rise by one). */
+#define FW_HHH_HEAVY 512
+
+struct fw_hhh_candidate {
+	__u64 key; /* the prefix: its first bytes, as loaded little-endian, masked (hhh.h) */
+	__u32 level;
+	__u32 window;
+};
+
+struct fw_hhh_heavy {
+	struct fw_hhh_candidate prefix[FW_HHH_HEAVY];
+};
+
 /* The single element of fw_config. */
 struct fw_config {
 	__u64 rl_pps;	       /* tokens per second; 0 with rl_enabled = 0 */
@@ -245,6 +302,13 @@ struct fw_config {
 	/* per enum fw_list: removals since its filter's build */
 	__u32 exact_filter_stale[FW_LIST_MAX];
 	__u32 exact_filter_pad;
+	/* Prefix limits (bpf/firewall/hhh.h): per level, the count in one window on one CPU
+	 * above which a prefix trips; 0 turns the level's limit off. */
+	__u32 hhh_limit[FW_HHH_LEVELS];
+	__u32 hhh_window_shift; /* window = now_ns >> shift; 0: no prefix counting */
+	__u32 hhh_seed;		/* keys the sketches' hash, so prefixes cannot be aimed at a cell */
+	__u64 hhh_block_for_ns; /* auto-block a tripped prefix this long; 0: just drop */
+	__u64 hhh_pps[FW_HHH_LEVELS]; /* the host-wide limits asked for, for display */
 };
 
 /* Per-source state: the rate limiter's bucket and the top-talker counters, in a set-associative

@@ -105,11 +105,12 @@ static __always_inline struct fw_rule *live_lpm(enum trie_index trie, struct fw_
 	return bpf_map_lookup_elem(map, key);
 }
 
-/* The hit counter of the list's live rule for the packet's source, or NULL: the exact table
- * first, then the trie, each only if it may hold entries (maps_in_use), and the trie only if the
- * range filter says a range may cover the source. `list` is a constant where this is inlined, so
- * the maps below are too. */
-static __always_inline __u64 *match_list(enum fw_list list, struct pkt *p, struct clock *clk)
+/* The hit counter of the list's live rule for the packet's source, or NULL, and the rule's
+ * reason (enum fw_rule_reason): the exact table first, then the trie, each only if it may hold
+ * entries (maps_in_use), and the trie only if the range filter says a range may cover the
+ * source. `list` is a constant where this is inlined, so the maps below are too. */
+static __always_inline __u64 *match_list(enum fw_list list, struct pkt *p, struct clock *clk,
+					 __u32 *reason)
 {
 	int block = list == FW_LIST_BLOCK;
 	__u32 in_use = clk->cfg->maps_in_use;
@@ -127,8 +128,10 @@ static __always_inline __u64 *match_list(enum fw_list list, struct pkt *p, struc
 				  block ? (void *)&block_slots : (void *)&allow_slots,
 				  block ? (void *)&block_filter : (void *)&allow_filter, list, &key,
 				  clk);
-		if (slot)
+		if (slot) {
+			*reason = slot->reason;
 			return &slot->hits;
+		}
 	}
 	if (!(in_use & lpm_bit))
 		return NULL;
@@ -144,7 +147,10 @@ static __always_inline __u64 *match_list(enum fw_list list, struct pkt *p, struc
 	if (!range_may_match(trie, top))
 		return NULL;
 	rule = live_lpm(trie, &lpm_key, clk);
-	return rule ? &rule->hits : NULL;
+	if (!rule)
+		return NULL;
+	*reason = rule->reason;
+	return &rule->hits;
 }
 
 #endif /* XDPCTL_FIREWALL_LISTS_H */

@@ -102,6 +102,22 @@ struct {
 	__uint(max_entries, FW_DEFAULT_MAX_SOURCES / FW_SOURCE_WAYS);
 } source_index SEC(".maps");
 
+/* Prefix limits (bpf/firewall/hhh.h): each CPU's sketches, a chunk per level and row, and the
+ * prefixes it noted as heavy. Global: a host's limits count its traffic on every interface. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__type(key, __u32);
+	__type(value, struct fw_hhh_chunk);
+	__uint(max_entries, FW_HHH_CHUNKS);
+} hhh_counts SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__type(key, __u32);
+	__type(value, struct fw_hhh_heavy);
+	__uint(max_entries, 1);
+} hhh_heavy SEC(".maps");
+
 /* Per interface (not pinned): packets per destination port, slot FW_PROTO_TCP/UDP * 65536 + port,
  * counted whatever the verdict (`xdpctl ports`). */
 struct {

@@ -30,6 +30,12 @@ static __always_inline int rl_applies(struct fw_config *cfg, struct pkt *p)
 	}
 }
 
+/* Whether the rate limit counts this packet: then its prefix limits count it too. */
+static __always_inline int rate_limited(struct fw_config *cfg, struct pkt *p)
+{
+	return cfg->rl_enabled && cfg->rl_pps && rl_applies(cfg, p);
+}
+
 /* A keyed multiplicative hash of a source's four 32-bit words: its low bits pick the set, its
  * high 16 bits are the source's tag in the index. Mirrored by src/firewall/model/ (source_hash). */
 static __always_inline __u32 source_hash(struct fw_config *cfg, struct fw_v6_addr *addr)
@@ -162,7 +168,7 @@ static __always_inline int over_rate_limit(struct clock *clk, struct pkt *p, str
 	 * source can lose an increment, which costs less than two atomics on every packet. */
 	src->packets++;
 	src->bytes += len;
-	if (!cfg->rl_enabled || !cfg->rl_pps || !rl_applies(cfg, p))
+	if (!rate_limited(cfg, p))
 		return 0;
 
 	/* Continuous refill from the last update: no windows, so no refill at a boundary.

@@ -84,6 +84,52 @@ pub(super) fn duration(text: &str) -> Result<std::time::Duration, String> {
     crate::input::parse_duration(text)
 }
 
+/// One `--prefix-limit`: `off` (no prefix limits), or `LEN=PPS` for one prefix length (IPv4
+/// 8, 16, 24; IPv6 32, 48, 64), PPS 0 or `off` turning that length's limit off.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PrefixLimitArg {
+    Off,
+    Level { level: usize, pps: u64 },
+}
+
+pub(super) fn prefix_limit(text: &str) -> Result<PrefixLimitArg, String> {
+    use crate::firewall::prefix_limits::level_of_length;
+    if text == "off" {
+        return Ok(PrefixLimitArg::Off);
+    }
+    let usage = "a prefix limit is LEN=PPS, LEN one of 8, 16, 24 (IPv4) or 32, 48, 64 (IPv6), \
+                 e.g. /24=16000, or `off`";
+    let Some((len, pps)) = text.split_once('=') else {
+        return Err(format!("{} is not a prefix limit: {usage}", shown(text)));
+    };
+    let level = len
+        .trim_start_matches('/')
+        .parse::<u8>()
+        .ok()
+        .and_then(level_of_length)
+        .ok_or_else(|| {
+            format!(
+                "{} is not a prefix length with a limit: {usage}",
+                shown(len)
+            )
+        })?;
+    let pps = match pps {
+        "off" => 0,
+        _ => pps
+            .parse::<u64>()
+            .ok()
+            .filter(|&p| p <= 1_000_000_000_000)
+            .ok_or_else(|| {
+                format!(
+                    "{} is not a packet rate: PPS is a number of packets per second up to \
+                     10^12, or `off`",
+                    shown(pps)
+                )
+            })?,
+    };
+    Ok(PrefixLimitArg::Level { level, pps })
+}
+
 pub(super) fn listen_address(text: &str) -> Result<std::net::SocketAddr, String> {
     text.parse().map_err(|_| {
         format!(
@@ -121,6 +167,31 @@ pub(super) fn positive_seconds(text: &str) -> Result<f64, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn prefix_limits_name_a_length_and_a_rate() {
+        assert_eq!(prefix_limit("off"), Ok(PrefixLimitArg::Off));
+        assert_eq!(
+            prefix_limit("/24=16000"),
+            Ok(PrefixLimitArg::Level {
+                level: 2,
+                pps: 16000
+            })
+        );
+        assert_eq!(
+            prefix_limit("48=off"),
+            Ok(PrefixLimitArg::Level { level: 4, pps: 0 })
+        );
+        let err = prefix_limit("/20=5").unwrap_err();
+        assert!(
+            err.contains("8, 16, 24") && err.contains("32, 48, 64"),
+            "{err}"
+        );
+        assert!(prefix_limit("/24").unwrap_err().contains("LEN=PPS"));
+        assert!(prefix_limit("/24=fast")
+            .unwrap_err()
+            .contains("packet rate"));
+    }
 
     #[test]
     fn clap_refusals_show_a_huge_argument_cut_short() {

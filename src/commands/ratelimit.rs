@@ -5,9 +5,10 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::{Args, Subcommand};
 
-use super::parsers::duration;
+use super::parsers::{duration, prefix_limit, PrefixLimitArg};
+use crate::firewall::prefix_limits::{PrefixLimits, DEFAULT_BLOCK_FOR_NS};
 use crate::firewall::{FirewallMaps, RateLimit};
-use crate::output::ratelimit::{describe, to_json};
+use crate::output::ratelimit::{describe, describe_prefixes, to_json};
 use crate::sys::privileges;
 
 #[derive(Debug, Args)]
@@ -34,6 +35,16 @@ pub enum RatelimitCommand {
         /// Which packets count.
         #[arg(long, value_enum, default_value_t = crate::firewall::RateLimitProto::All)]
         proto: crate::firewall::RateLimitProto,
+        /// The packets per second a whole source prefix may send, host-wide: LEN=PPS for IPv4
+        /// /8, /16, /24 and IPv6 /32, /48, /64 (e.g. /24=20000, /48=off), or `off`. Repeat it
+        /// for several lengths. A spoofed flood spread over many sources, each under its own
+        /// limit, trips its prefix. Default: /24 and /64 16 times --pps, /16 and /48 64
+        /// times, /8 and /32 256 times. A limit is never below twice what one source may pass.
+        #[arg(long, value_name = "LEN=PPS|off", value_parser = prefix_limit)]
+        prefix_limit: Vec<PrefixLimitArg>,
+        /// Block a prefix over its limit for this long (default 60s).
+        #[arg(long, value_name = "DURATION", value_parser = duration)]
+        prefix_block_for: Option<std::time::Duration>,
     },
     /// Turn rate limiting off.
     Off,
@@ -42,6 +53,24 @@ pub enum RatelimitCommand {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// The prefix limits `set` asks for: the defaults for the per-source rate, changed by each
+/// `--prefix-limit` in order.
+fn prefix_limits_of(
+    pps: u64,
+    args: &[PrefixLimitArg],
+    block_for: Option<std::time::Duration>,
+) -> PrefixLimits {
+    let mut limits = PrefixLimits::defaults(pps);
+    for arg in args {
+        match *arg {
+            PrefixLimitArg::Off => limits.pps = [0; crate::firewall::model::hhh::LEVELS],
+            PrefixLimitArg::Level { level, pps } => limits.pps[level] = pps,
+        }
+    }
+    limits.block_for_ns = block_for.map_or(DEFAULT_BLOCK_FOR_NS, crate::input::duration_ns);
+    limits
 }
 
 pub fn run(args: &RatelimitArgs) -> Result<ExitCode> {
@@ -53,15 +82,23 @@ pub fn run(args: &RatelimitArgs) -> Result<ExitCode> {
             burst,
             block_for,
             proto,
+            prefix_limit,
+            prefix_block_for,
         } => {
-            maps.set_rate_limit(&RateLimit {
-                enabled: true,
-                pps: *pps,
-                burst: burst.unwrap_or(*pps),
-                block_for_ns: block_for.map(crate::input::duration_ns).unwrap_or(0),
-                proto: *proto,
-            })?;
-            println!("Rate limit: {}", describe(&maps.config()?));
+            let prefixes = prefix_limits_of(*pps, prefix_limit, *prefix_block_for);
+            maps.set_rate_limit_and_prefixes(
+                &RateLimit {
+                    enabled: true,
+                    pps: *pps,
+                    burst: burst.unwrap_or(*pps),
+                    block_for_ns: block_for.map(crate::input::duration_ns).unwrap_or(0),
+                    proto: *proto,
+                },
+                &prefixes,
+            )?;
+            let config = maps.config()?;
+            println!("Rate limit: {}", describe(&config));
+            println!("Prefix limits: {}", describe_prefixes(&config));
             super::note_if_firewall_not_loaded();
         }
         RatelimitCommand::Off => {
@@ -78,6 +115,7 @@ pub fn run(args: &RatelimitArgs) -> Result<ExitCode> {
                 println!("{}", serde_json::to_string_pretty(&to_json(&config))?);
             } else {
                 println!("Rate limit: {}", describe(&config));
+                println!("Prefix limits: {}", describe_prefixes(&config));
             }
         }
     }

@@ -1,4 +1,5 @@
-//! `xdpctl top`: the busiest sources right now, from the firewall's per-source table.
+//! `xdpctl top`: the busiest sources right now, from the firewall's per-source table, and the
+//! heavy source prefixes, from the prefix limits' counts.
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -7,6 +8,7 @@ use anyhow::{bail, Result};
 use clap::Args;
 
 use super::parsers::{interface_name, positive_seconds};
+use crate::firewall::prefix_limits;
 use crate::firewall::talkers::{self, SourceSample};
 use crate::firewall::FirewallMaps;
 use crate::output;
@@ -26,7 +28,7 @@ pub struct TopArgs {
     #[arg(short, long, default_value_t = 1.0, value_parser = positive_seconds)]
     pub interval: f64,
 
-    /// Print JSON: {"interval", "by_pps": [...], "by_bytes": [...]}.
+    /// Print JSON: {"interval", "by_pps": [...], "by_bytes": [...], "heavy_prefixes": [...]}.
     #[arg(long)]
     pub json: bool,
 }
@@ -55,11 +57,17 @@ pub fn run(args: &TopArgs) -> Result<ExitCode> {
     }
     let after = SourceSample::take(&maps)?;
     let ranking = talkers::rank(&before, &after, args.count as usize);
+    let heavy = prefix_limits::heavy_prefixes(&maps, maps.now_ns()?)?;
     if args.json {
-        let value = output::talkers::to_json(args.interval, &ranking);
+        let mut value = output::talkers::to_json(args.interval, &ranking);
+        value["heavy_prefixes"] = output::prefixes::to_json(&heavy);
         println!("{}", serde_json::to_string_pretty(&value)?);
     } else {
         print!("{}", output::talkers::format_table(&ranking));
+        print!(
+            "\n{}",
+            output::prefixes::format_table(&heavy, args.count as usize)
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -85,7 +85,7 @@ pub struct Second {
     pub other: u64,
     pub bytes: u64,
     /// In DROP_REASONS order.
-    pub drops: [u64; 6],
+    pub drops: [u64; crate::abi::HISTORY_DROP_MAX as usize],
 }
 
 impl Second {
@@ -199,7 +199,7 @@ mod tests {
     use super::*;
 
     fn raw(second: u64, received: u64, passed: u64) -> RawSecond {
-        let mut drops = [0; 6];
+        let mut drops = [0; crate::abi::HISTORY_DROP_MAX as usize];
         drops[0] = received - passed;
         RawSecond {
             second,

@@ -42,6 +42,8 @@ pub struct PrefixCounts {
     pub ipv6: u64,
     /// Live rules with reason FW_REASON_RATELIMIT: sources auto-blocked right now.
     pub rate_limited: u64,
+    /// Live rules with reason FW_REASON_PREFIX: prefixes auto-blocked right now.
+    pub prefix_limited: u64,
 }
 
 /// How many port rules are on, per protocol.
@@ -134,13 +136,14 @@ pub fn count_rules(maps: &FirewallMaps, now_ns: u64) -> Result<RuleMetrics> {
                 continue;
             }
             let trie = maps.trie(list, ipv6);
-            let (live, rate_limited) = count_trie(trie, now_ns)?;
+            let trie_counts = count_trie(trie, now_ns)?;
             if ipv6 {
-                counts.ipv6 += live;
+                counts.ipv6 += trie_counts.ipv4;
             } else {
-                counts.ipv4 += live;
+                counts.ipv4 += trie_counts.ipv4;
             }
-            counts.rate_limited += rate_limited;
+            counts.rate_limited += trie_counts.rate_limited;
+            counts.prefix_limited += trie_counts.prefix_limited;
         }
     }
     Ok(RuleMetrics {
@@ -154,19 +157,21 @@ pub fn count_rules(maps: &FirewallMaps, now_ns: u64) -> Result<RuleMetrics> {
     })
 }
 
-/// The rules of an LPM trie that have not expired at `now_ns`, and those of them the rate limiter
-/// made (as count_rule in bpf/map_counts.bpf.c does for the hashes).
-fn count_trie(trie: &MapHandle, now_ns: u64) -> Result<(u64, u64)> {
-    let (mut live, mut rate_limited) = (0, 0);
+/// The rules of an LPM trie that have not expired at `now_ns` (in `ipv4`, whatever the trie's
+/// family), and those of them the rate limiter and the prefix limits made (as count_rule in
+/// bpf/map_counts.bpf.c does for the hashes).
+fn count_trie(trie: &MapHandle, now_ns: u64) -> Result<PrefixCounts> {
+    let mut counts = PrefixCounts::default();
     map_io::for_each_entry(trie, |_, value| {
         let mut rule = Rule::default();
         let _ = plain::copy_from_bytes(&mut rule, value);
         if rule.expires_ns == 0 || now_ns < rule.expires_ns {
-            live += 1;
-            rate_limited += (rule.reason == crate::abi::FW_REASON_RATELIMIT) as u64;
+            counts.ipv4 += 1;
+            counts.rate_limited += (rule.reason == crate::abi::FW_REASON_RATELIMIT) as u64;
+            counts.prefix_limited += (rule.reason == crate::abi::FW_REASON_PREFIX) as u64;
         }
     })?;
-    Ok((live, rate_limited))
+    Ok(counts)
 }
 
 /// Reads everything from the kernel. Map fds are opened here and closed on return, so nothing is

@@ -140,12 +140,16 @@ pub fn read_counters<M: MapCore>(map: &M) -> Result<Counters> {
     Ok(counters)
 }
 
+/// enum fw_proto's and enum fw_drop_reason's counters: the firewall's counter arrays' lengths.
+pub const PROTO_COUNT: usize = crate::abi::FW_PROTO_MAX as usize;
+pub const DROP_COUNT: usize = crate::abi::FW_DROP_MAX as usize;
+
 /// The firewall's counters, summed over CPUs.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct FwCounters {
-    pub proto_packets: [u64; 5],
-    pub drop_packets: [u64; 4],
-    pub drop_bytes: [u64; 4],
+    pub proto_packets: [u64; PROTO_COUNT],
+    pub drop_packets: [u64; DROP_COUNT],
+    pub drop_bytes: [u64; DROP_COUNT],
 }
 
 pub fn read_fw_counters<M: MapCore>(map: &M) -> Result<FwCounters> {
@@ -215,9 +219,9 @@ pub struct CounterRate {
 #[derive(Clone, Debug, PartialEq)]
 pub struct FwReport {
     /// In PROTOCOLS order (bytes are not counted per protocol: 0).
-    pub protocols: [CounterRate; 5],
+    pub protocols: [CounterRate; PROTO_COUNT],
     /// In DROP_REASONS order.
-    pub drops: [CounterRate; 4],
+    pub drops: [CounterRate; DROP_COUNT],
     pub bytes_total: u64,
     pub bytes_dropped: u64,
 }

@@ -35,6 +35,9 @@ pub struct FirewallMaps {
     /// The source table's index (struct fw_source_index), an entry per set of `sources`.
     pub source_index: MapHandle,
     range_bits: MapHandle,
+    /// Prefix limits: each CPU's sketches (struct fw_hhh_chunk) and heavy prefixes.
+    pub hhh_counts: MapHandle,
+    pub hhh_heavy: MapHandle,
     /// The name of the lock that serialises rule edits (None: maps opened only for reading).
     edit_lock: Option<String>,
 }
@@ -60,6 +63,8 @@ impl FirewallMaps {
             sources: find("sources")?,
             source_index: find("source_index")?,
             range_bits: find("range_bits")?,
+            hhh_counts: find("hhh_counts")?,
+            hhh_heavy: find("hhh_heavy")?,
             edit_lock,
         })
     }
@@ -229,10 +234,9 @@ impl FirewallMaps {
     /// table while auto-block may insert into it. Call with the edit lock held, after deleting.
     pub fn refresh_in_use(&self) -> Result<()> {
         let mut config = self.config()?;
-        let auto_block = config.rl_enabled != 0 && config.rl_block_for_ns != 0;
-        let mut in_use = 0;
+        let mut in_use = auto_block_bits(&config);
         for list in [List::Allow, List::Block] {
-            if !self.exact_table(list)?.is_empty() || (list == List::Block && auto_block) {
+            if !self.exact_table(list)?.is_empty() {
                 in_use |= FirewallMaps::rule_bit(list, None);
             }
             for ipv6 in [false, true] {
@@ -277,16 +281,30 @@ impl FirewallMaps {
     pub fn set_rate_limit(&self, rl: &RateLimit) -> Result<()> {
         let _lock = self.lock()?;
         let mut config = self.config()?;
-        config.rl_enabled = rl.enabled as u32;
-        config.rl_pps = rl.pps;
-        config.rl_burst = rl.burst;
-        config.rl_full_ns = rl.full_ns();
-        config.rl_block_for_ns = rl.block_for_ns;
-        config.rl_proto = rl.proto.to_abi();
-        if rl.enabled && rl.block_for_ns != 0 {
-            // Auto-block inserts into the block list's exact table: it must not be skipped.
-            config.maps_in_use |= FirewallMaps::rule_bit(List::Block, None);
-        }
+        write_rate_limit(&mut config, rl);
+        // Limits per window follow the per-source rate they are bounded by.
+        let prefixes = crate::firewall::prefix_limits::PrefixLimits::of_config(&config);
+        let seed = config.hhh_seed;
+        prefixes.write_to(&mut config, rl, crate::sys::cpus::online()?, seed);
+        config.maps_in_use |= auto_block_bits(&config);
+        self.set_config(&config)
+    }
+
+    /// Sets the rate limit and the prefix limits it bounds, in one write of fw_config.
+    pub fn set_rate_limit_and_prefixes(
+        &self,
+        rl: &RateLimit,
+        limits: &crate::firewall::prefix_limits::PrefixLimits,
+    ) -> Result<()> {
+        let _lock = self.lock()?;
+        let mut config = self.config()?;
+        write_rate_limit(&mut config, rl);
+        let seed = match config.hhh_seed {
+            0 => (random_u64()? as u32).max(1),
+            seed => seed,
+        };
+        limits.write_to(&mut config, rl, crate::sys::cpus::online()?, seed);
+        config.maps_in_use |= auto_block_bits(&config);
         self.set_config(&config)
     }
 
@@ -306,6 +324,29 @@ impl FirewallMaps {
         }
         Ok(monotonic_ns())
     }
+}
+
+fn write_rate_limit(config: &mut Config, rl: &RateLimit) {
+    config.rl_enabled = rl.enabled as u32;
+    config.rl_pps = rl.pps;
+    config.rl_burst = rl.burst;
+    config.rl_full_ns = rl.full_ns();
+    config.rl_block_for_ns = rl.block_for_ns;
+    config.rl_proto = rl.proto.to_abi();
+}
+
+/// The block list's maps the program itself may insert into, so they must never be skipped:
+/// the exact table while auto-block is on, both tries while prefix limits block.
+fn auto_block_bits(config: &Config) -> u32 {
+    let mut bits = 0;
+    if config.rl_enabled != 0 && config.rl_block_for_ns != 0 {
+        bits |= FirewallMaps::rule_bit(List::Block, None);
+    }
+    if config.rl_enabled != 0 && config.hhh_window_shift != 0 && config.hhh_block_for_ns != 0 {
+        bits |= FirewallMaps::rule_bit(List::Block, Some(false));
+        bits |= FirewallMaps::rule_bit(List::Block, Some(true));
+    }
+    bits
 }
 
 /// The name of one of this instance's locks (`what`: "edit" or "maps"), per pin root.

@@ -8,7 +8,8 @@
 //!   [`map_budget`]: their sizes and memory
 //! - [`rules`]: the block and allow lists and port rules; [`exact`]: the exact-address tables;
 //!   [`range_filter`]: which ranges' tries are worth a lookup
-//! - [`RateLimit`] (rate_limit.rs); [`talkers`]: the busiest sources, from the source table
+//! - [`RateLimit`] (rate_limit.rs); [`prefix_limits`]: the limits per source prefix, and the
+//!   heavy prefixes; [`talkers`]: the busiest sources, from the source table
 //! - [`model`]: the reference model the program is tested against
 
 pub mod exact;
@@ -17,6 +18,7 @@ pub mod map_budget;
 mod maps;
 pub mod model;
 pub mod pinset;
+pub mod prefix_limits;
 pub mod range_filter;
 mod rate_limit;
 pub mod rules;
@@ -43,6 +45,8 @@ pub type SourceIndex = abi::fw_source_index;
 pub type FwStats = abi::fw_stats;
 pub type ExactSlot = abi::fw_exact_slot;
 pub type ExactBucket = abi::fw_exact_bucket;
+pub type HhhChunk = abi::fw_hhh_chunk;
+pub type HhhHeavy = abi::fw_hhh_heavy;
 
 // SAFETY: plain-old-data structs of integers: any bytes are a valid value.
 unsafe impl plain::Plain for Config {}
@@ -52,6 +56,8 @@ unsafe impl plain::Plain for Source {}
 unsafe impl plain::Plain for SourceSet {}
 unsafe impl plain::Plain for SourceIndex {}
 unsafe impl plain::Plain for FwStats {}
+unsafe impl plain::Plain for HhhChunk {}
+unsafe impl plain::Plain for HhhHeavy {}
 
 /// enum fw_proto: the protocol counters, in order (named by the header, build.rs).
 pub const PROTOCOLS: [&str; crate::abi::FW_PROTO_MAX as usize] = crate::abi::names::FW_PROTO_NAMES;
@@ -77,12 +83,14 @@ pub const EXACT_MAPS: [[&str; 3]; 2] = [
     ["block_tags", "block_slots", "block_filter"],
 ];
 /// The other global (pinned, shared) maps of the firewall.
-pub const OTHER_GLOBAL_MAPS: [&str; 5] = [
+pub const OTHER_GLOBAL_MAPS: [&str; 7] = [
     "ports",
     "fw_config",
     "sources",
     "source_index",
     "range_bits",
+    "hhh_counts",
+    "hhh_heavy",
 ];
 /// The source table's two arrays, an entry per set each: the slots, and their index.
 pub const SOURCE_TABLE_MAPS: [&str; 2] = ["sources", "source_index"];
@@ -180,7 +188,7 @@ mod tests {
     fn abi_sizes_match_the_c_structs() {
         assert_eq!(std::mem::size_of::<Rule>(), 24);
         assert_eq!(std::mem::size_of::<PortRule>(), 16);
-        assert_eq!(std::mem::size_of::<Config>(), 88);
+        assert_eq!(std::mem::size_of::<Config>(), 176);
         assert_eq!(std::mem::size_of::<ExactSlot>(), 40);
         assert_eq!(
             std::mem::size_of::<ExactBucket>(),
@@ -189,6 +197,8 @@ mod tests {
         assert_eq!(std::mem::size_of::<Source>(), 48);
         assert_eq!(std::mem::size_of::<SourceSet>(), 48 * SOURCE_WAYS);
         assert_eq!(std::mem::size_of::<SourceIndex>(), 4 * SOURCE_WAYS);
-        assert_eq!(std::mem::size_of::<FwStats>(), (5 + 4 + 4) * 8);
+        assert_eq!(std::mem::size_of::<FwStats>(), (5 + 5 + 5) * 8);
+        assert_eq!(std::mem::size_of::<HhhChunk>(), 32768);
+        assert_eq!(std::mem::size_of::<HhhHeavy>(), 8192);
     }
 }

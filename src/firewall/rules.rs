@@ -440,13 +440,23 @@ fn remove_locked(maps: &FirewallMaps, list: List, prefixes: &[IpNet]) -> Result<
     Ok(removed)
 }
 
-/// Recomputes a trie's range filter from the ranges left in it (after removing some).
+/// Recomputes a trie's range filter from the ranges left in it (after removing some). The
+/// program inserts prefix blocks meanwhile, and marks their bits after inserting: one it
+/// inserted after the first walk may have lost its bit to the store, so a second walk marks
+/// what the trie holds then (whatever it inserts later marks its own bits after the store).
 fn refresh_range_filter(maps: &FirewallMaps, list: List, ipv6: bool) -> Result<()> {
-    let mut ranges = Vec::new();
-    map_io::for_each_entry(maps.trie(list, ipv6), |key, _| {
-        ranges.extend(prefix_of(ipv6, key));
-    })?;
-    maps.range_filter()?.set(list, ipv6, &ranges);
+    let ranges_now = || -> Result<Vec<IpNet>> {
+        let mut ranges = Vec::new();
+        map_io::for_each_entry(maps.trie(list, ipv6), |key, _| {
+            ranges.extend(prefix_of(ipv6, key));
+        })?;
+        Ok(ranges)
+    };
+    let filter = maps.range_filter()?;
+    filter.set(list, ipv6, &ranges_now()?);
+    if list == List::Block {
+        filter.mark(list, &ranges_now()?);
+    }
     Ok(())
 }
 

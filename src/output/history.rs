@@ -106,7 +106,7 @@ mod tests {
             passed: 4,
             dropped: 6,
             bytes: 640,
-            drops: [6, 0, 0, 0, 0, 0],
+            drops: [6, 0, 0, 0, 0, 0, 0],
             ..Default::default()
         };
         let json = to_json(std::slice::from_ref(&s));
@@ -123,7 +123,10 @@ mod tests {
             .next()
             .unwrap()
             .starts_with("time,received,passed,dropped"));
-        assert_eq!(lines.next().unwrap(), "1700000010,10,4,6,0,640,6,0,0,0,0,0");
+        assert_eq!(
+            lines.next().unwrap(),
+            "1700000010,10,4,6,0,640,6,0,0,0,0,0,0"
+        );
         let table = format_table(&[s]);
         assert!(table.contains("blocklist"), "{table}");
         assert!(!table.contains("ratelimit"), "{table}");

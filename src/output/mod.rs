@@ -6,6 +6,7 @@ pub mod graph;
 pub mod history;
 pub mod numbers;
 pub mod ports;
+pub mod prefixes;
 pub mod prometheus;
 pub mod ratelimit;
 pub mod rules;

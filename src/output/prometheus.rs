@@ -182,6 +182,11 @@ pub fn render(snapshot: &Snapshot) -> String {
         "Sources the rate limiter blocked whose block has not expired.",
     );
     autoblocked.add(&[], rules.block.rate_limited);
+    let mut autoblocked_prefixes = Family::gauge(
+        "xdpctl_autoblocked_prefixes",
+        "Source prefixes the prefix limits blocked whose block has not expired.",
+    );
+    autoblocked_prefixes.add(&[], rules.block.prefix_limited);
     let mut rate_limited = Family::gauge(
         "xdpctl_ratelimited_sources",
         "Sources whose token bucket was empty at their last packet, which came within the last second.",
@@ -205,6 +210,7 @@ pub fn render(snapshot: &Snapshot) -> String {
         &prefix_rules,
         &port_rules,
         &autoblocked,
+        &autoblocked_prefixes,
         &rate_limited,
         &duration,
     ] {
@@ -237,8 +243,8 @@ mod tests {
             actions: Some(actions),
             firewall: Some(FwCounters {
                 proto_packets: [4, 2, 7, 0, 1],
-                drop_packets: [3, 0, 0, 0],
-                drop_bytes: [294, 0, 0, 0],
+                drop_packets: [3, 0, 0, 0, 0],
+                drop_bytes: [294, 0, 0, 0, 0],
             }),
         }
     }
@@ -252,6 +258,7 @@ mod tests {
                     ipv4: 3,
                     ipv6: 1,
                     rate_limited: 1,
+                    prefix_limited: 2,
                 },
                 ports: PortCounts { tcp: 0, udp: 2 },
                 rate_limited_sources: 5,
@@ -323,6 +330,14 @@ mod tests {
             "294"
         );
         assert_eq!(
+            value(
+                &text,
+                r#"xdpctl_firewall_dropped_packets_total{interface="lab1",reason="prefix"}"#
+            ),
+            "0"
+        );
+        assert_eq!(value(&text, "xdpctl_autoblocked_prefixes"), "2");
+        assert_eq!(
             value(&text, r#"xdpctl_rules{list="block",family="ipv4"}"#),
             "3"
         );
@@ -367,7 +382,7 @@ mod tests {
                 assert!(name.starts_with("xdpctl_"), "{name}");
             }
         }
-        assert_eq!(seen.len(), 12, "{text}");
+        assert_eq!(seen.len(), 13, "{text}");
     }
 
     #[test]

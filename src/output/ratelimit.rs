@@ -2,6 +2,8 @@
 
 use serde_json::{json, Value};
 
+use crate::firewall::model::hhh::{LEVELS, LEVEL_LENGTHS};
+use crate::firewall::prefix_limits::{is_v6_level, level_name};
 use crate::firewall::{Config, RateLimitProto};
 use crate::output::numbers::thousands;
 
@@ -29,14 +31,66 @@ pub fn describe(config: &Config) -> String {
     )
 }
 
-/// `{"enabled", "pps", "burst", "block_for", "proto"}`; block_for in seconds or null.
+/// "off", or each prefix length's host-wide limit and per-CPU threshold, and what happens over it.
+pub fn describe_prefixes(config: &Config) -> String {
+    if config.rl_enabled == 0 || config.hhh_window_shift == 0 {
+        return "off".into();
+    }
+    let limits: Vec<String> = (0..LEVELS)
+        .filter(|&level| config.hhh_pps[level] != 0)
+        .map(|level| {
+            format!(
+                "{} {} packets/s ({} per CPU a window)",
+                level_name(level),
+                thousands(config.hhh_pps[level]),
+                thousands(u64::from(config.hhh_limit[level]))
+            )
+        })
+        .collect();
+    let block = if config.hhh_block_for_ns == 0 {
+        "over-limit packets are dropped".to_owned()
+    } else {
+        format!(
+            "over-limit prefixes are blocked for {}s",
+            config.hhh_block_for_ns / 1_000_000_000
+        )
+    };
+    format!(
+        "{}; windows of {} ms; {block}",
+        limits.join(", "),
+        (1u64 << config.hhh_window_shift) / 1_000_000
+    )
+}
+
+/// `{"enabled", "pps", "burst", "block_for", "proto", "prefix_limits"}`; block_for in seconds
+/// or null; prefix_limits null when off, else `{"block_for", "window_ms", "limits": [{"length",
+/// "family", "pps", "per_cpu_window"}]}`.
 pub fn to_json(config: &Config) -> Value {
+    let prefixes = (config.rl_enabled != 0 && config.hhh_window_shift != 0).then(|| {
+        let limits: Vec<Value> = (0..LEVELS)
+            .filter(|&level| config.hhh_pps[level] != 0)
+            .map(|level| {
+                json!({
+                    "length": LEVEL_LENGTHS[level],
+                    "family": if is_v6_level(level) { "ipv6" } else { "ipv4" },
+                    "pps": config.hhh_pps[level],
+                    "per_cpu_window": config.hhh_limit[level],
+                })
+            })
+            .collect();
+        json!({
+            "block_for": (config.hhh_block_for_ns != 0).then(|| config.hhh_block_for_ns as f64 / 1e9),
+            "window_ms": (1u64 << config.hhh_window_shift) as f64 / 1e6,
+            "limits": limits,
+        })
+    });
     json!({
         "enabled": config.rl_enabled != 0,
         "pps": config.rl_pps,
         "burst": config.rl_burst,
         "block_for": (config.rl_block_for_ns != 0).then(|| config.rl_block_for_ns as f64 / 1e9),
         "proto": RateLimitProto::from_abi(config.rl_proto),
+        "prefix_limits": prefixes,
     })
 }
 
@@ -60,7 +114,8 @@ mod tests {
         assert_eq!(describe(&Config::default()), "off");
         assert_eq!(
             to_json(&Config::default()),
-            json!({"enabled": false, "pps": 0, "burst": 0, "block_for": null, "proto": "all"})
+            json!({"enabled": false, "pps": 0, "burst": 0, "block_for": null, "proto": "all",
+                   "prefix_limits": null})
         );
     }
 
@@ -74,8 +129,29 @@ mod tests {
         );
         assert_eq!(
             to_json(&config).to_string(),
-            r#"{"enabled":true,"pps":1000,"burst":2500,"block_for":null,"proto":"udp"}"#
+            r#"{"enabled":true,"pps":1000,"burst":2500,"block_for":null,"proto":"udp","prefix_limits":null}"#
         );
+    }
+
+    #[test]
+    fn prefix_limits_name_each_length_its_rate_and_threshold() {
+        let mut config = limit(1000, 1000, 0, crate::abi::FW_RL_ALL);
+        assert_eq!(describe_prefixes(&config), "off");
+        let rl = crate::firewall::RateLimit::of_config(&config);
+        let mut limits = crate::firewall::prefix_limits::PrefixLimits::defaults(1000);
+        limits.pps[3..].fill(0);
+        limits.write_to(&mut config, &rl, 2, 7);
+        assert_eq!(
+            describe_prefixes(&config),
+            "/8 256,000 packets/s (34,360 per CPU a window), /16 64,000 packets/s (8,590 per CPU a \
+             window), /24 16,000 packets/s (2,540 per CPU a window); windows of 268 ms; \
+             over-limit prefixes are blocked for 60s"
+        );
+        let json = to_json(&config);
+        assert_eq!(json["prefix_limits"]["block_for"], 60.0);
+        assert_eq!(json["prefix_limits"]["limits"][2]["length"], 24);
+        assert_eq!(json["prefix_limits"]["limits"][2]["per_cpu_window"], 2540);
+        assert_eq!(json["prefix_limits"]["limits"].as_array().unwrap().len(), 3);
     }
 
     #[test]
@@ -88,7 +164,7 @@ mod tests {
         );
         assert_eq!(
             to_json(&config).to_string(),
-            r#"{"enabled":true,"pps":1000000,"burst":1000000,"block_for":90.5,"proto":"syn"}"#
+            r#"{"enabled":true,"pps":1000000,"burst":1000000,"block_for":90.5,"proto":"syn","prefix_limits":null}"#
         );
     }
 }

@@ -9,13 +9,13 @@ use crate::input::{self, PortSpec};
 use crate::output::numbers::thousands;
 use crate::output::ratelimit;
 
-/// Why a prefix is blocked: "ratelimit" (blocked by the rate limit) or "manual".
+/// Why a prefix is blocked (enum fw_rule_reason): "manual", "ratelimit" (a source over the rate
+/// limit) or "prefix" (a prefix over its prefix limit).
 pub fn reason(entry: &PrefixEntry) -> &'static str {
-    if entry.reason == crate::abi::FW_REASON_RATELIMIT {
-        "ratelimit"
-    } else {
-        "manual"
-    }
+    crate::abi::names::FW_RULE_REASON_NAMES
+        .get(entry.reason as usize)
+        .copied()
+        .unwrap_or("manual")
 }
 
 /// The mark of a rule an older version made of an IPv4-mapped entry (an IPv6 prefix within
@@ -101,6 +101,10 @@ pub fn format_table(
         ));
     }
     out.push_str(&format!("\nRATELIMIT  {}\n", ratelimit::describe(config)));
+    out.push_str(&format!(
+        "PREFIXES   {}\n",
+        ratelimit::describe_prefixes(config)
+    ));
     out
 }
 

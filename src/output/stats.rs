@@ -158,8 +158,8 @@ mod tests {
         };
         b.firewall = Some(FwCounters {
             proto_packets: [4, 6, 0, 0, 2],
-            drop_packets: [8, 0, 2, 0],
-            drop_bytes: [800, 0, 200, 0],
+            drop_packets: [8, 0, 2, 0, 0],
+            drop_bytes: [800, 0, 200, 0, 0],
         });
         let r = report(&a, &b);
         let v = to_json("fw0", &r);

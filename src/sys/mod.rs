@@ -3,6 +3,7 @@
 
 pub mod attach;
 pub mod clock;
+pub mod cpus;
 pub mod ifname;
 pub mod libbpf_log;
 pub mod locks;

@@ -47,6 +47,13 @@ pub(crate) use require_root;
 
 /// The test's path in its crate ("name" or "module::name") from the type name of a function
 /// declared in it ("crate::module::name::here").
+/// Pins this thread to one CPU, so BPF_PROG_RUN counts in that CPU's per-CPU maps only.
+pub fn pin_to_cpu(cpu: usize) {
+    let mut set = nix::sched::CpuSet::new();
+    set.set(cpu).expect("a CPU number");
+    nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set).expect("pinning to a CPU");
+}
+
 pub fn test_name(here: &'static str) -> &'static str {
     let in_crate = here.split_once("::").map_or(here, |(_, rest)| rest);
     in_crate.strip_suffix("::here").unwrap_or(in_crate)

@@ -18,7 +18,8 @@
 //! # Decision, in order
 //! allowlist → PASS; blocklist → DROP(blocklist); malformed → DROP(malformed);
 //! TCP/UDP destination port rule → DROP(port); per-source token bucket → DROP(ratelimit)
-//! (plus an auto-block for `block_for`); otherwise PASS.
+//! (plus an auto-block for `block_for`); prefix limits (hhh.rs) → DROP(prefix) (plus a prefix
+//! auto-block); otherwise PASS. A block list rule the prefix limits made drops as DROP(prefix).
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
@@ -29,7 +30,9 @@ pub use crate::firewall::RateLimit;
 use crate::firewall::{RateLimitProto, SOURCE_WAYS, TOKEN};
 use crate::input::{PortProto, PortSpec};
 
+pub mod hhh;
 mod packet;
+pub use hhh::{PrefixConfig, PrefixCounts};
 pub use packet::{parse, IpPacket, Parsed};
 use packet::{proto_index, IPPROTO_TCP, IPPROTO_UDP};
 
@@ -40,6 +43,7 @@ pub enum DropReason {
     Port = crate::abi::FW_DROP_PORT as isize,
     RateLimit = crate::abi::FW_DROP_RATELIMIT as isize,
     Malformed = crate::abi::FW_DROP_MALFORMED as isize,
+    Prefix = crate::abi::FW_DROP_PREFIX as isize,
 }
 
 /// The firewall's answer for one packet.
@@ -149,9 +153,9 @@ pub struct IndexWay {
 pub struct Counters {
     /// (packets, bytes) per XDP action.
     pub actions: [(u64, u64); 5],
-    pub proto_packets: [u64; 5],
-    pub drop_packets: [u64; 4],
-    pub drop_bytes: [u64; 4],
+    pub proto_packets: [u64; crate::abi::FW_PROTO_MAX as usize],
+    pub drop_packets: [u64; crate::abi::FW_DROP_MAX as usize],
+    pub drop_bytes: [u64; crate::abi::FW_DROP_MAX as usize],
 }
 
 /// The whole firewall: rules, rate limit, per-source state and counters.
@@ -169,6 +173,8 @@ pub struct Firewall {
     /// fw_config.source_set_mask and .source_seed.
     pub source_set_mask: u32,
     pub source_seed: u32,
+    /// Prefix limits: one CPU's sketches (the program's on the CPU a test runs it on).
+    pub prefix: PrefixCounts,
     pub counters: Counters,
 }
 
@@ -207,6 +213,9 @@ impl Firewall {
         }
         if let Some(rule) = self.block.matching(packet.source, now) {
             rule.hits += 1;
+            if rule.reason == crate::abi::FW_REASON_PREFIX {
+                return Verdict::Drop(DropReason::Prefix);
+            }
             return Verdict::Drop(DropReason::Blocklist);
         }
         if packet.malformed {
@@ -234,7 +243,26 @@ impl Firewall {
             }
             return Verdict::Drop(DropReason::RateLimit);
         }
+        if self.rate_limited(packet) {
+            if let Some(trip) = self.prefix.count(packet.source, now) {
+                let block_for = self.prefix.config.block_for_ns;
+                if block_for != 0 {
+                    let rule = RuleState {
+                        hits: 0,
+                        expires_ns: now.wrapping_add(block_for),
+                        reason: crate::abi::FW_REASON_PREFIX,
+                    };
+                    self.block.ranges.insert(trip.prefix, rule);
+                }
+                return Verdict::Drop(DropReason::Prefix);
+            }
+        }
         Verdict::Pass
+    }
+
+    /// Whether the rate limit counts this packet (and so the prefix limits do).
+    fn rate_limited(&self, packet: &IpPacket) -> bool {
+        self.rate_limit.enabled && self.rate_limit.pps != 0 && self.applies(packet)
     }
 
     fn applies(&self, packet: &IpPacket) -> bool {
@@ -303,7 +331,7 @@ impl Firewall {
     /// A source's first packet is only counted in the index: its bucket starts at its second.
     fn over_rate_limit(&mut self, packet: &IpPacket, len: u64, now: u64) -> bool {
         let rl = self.rate_limit;
-        let applies = self.applies(packet);
+        let applies = self.rate_limited(packet);
         let cap = rl.burst.wrapping_mul(TOKEN);
         let (set, way, has_slot) = self.find_source(source_key(packet.source), cap, now);
         let indexed = &mut self.source_index.get_mut(&set).unwrap()[way].packets;
@@ -314,7 +342,7 @@ impl Firewall {
         let source = &mut self.sources.get_mut(&set).unwrap()[way];
         source.packets = source.packets.wrapping_add(1);
         source.bytes = source.bytes.wrapping_add(len);
-        if !rl.enabled || rl.pps == 0 || !applies {
+        if !applies {
             return false;
         }
         let mut tokens = source.tokens;

@@ -48,7 +48,7 @@ fn the_blocklist_applies_before_malformed_and_allow_before_both() {
     assert_eq!(fw.process(&other, 1), Verdict::Drop(DropReason::Malformed));
     fw.allow.insert("10.1.2.3/32".parse().unwrap(), rule);
     assert_eq!(fw.process(&truncated, 1), Verdict::Pass);
-    assert_eq!(fw.counters.drop_packets, [1, 0, 0, 1]);
+    assert_eq!(fw.counters.drop_packets, [1, 0, 0, 1, 0]);
     assert_eq!(fw.counters.proto_packets[1], 3);
 }
 

@@ -126,6 +126,7 @@ fn flood_snapshot(talkers: usize) -> Snapshot {
                     rate(600, 0.0),
                     rate(78, 0.0),
                     rate(3, 0.0),
+                    rate(0, 0.0),
                 ],
                 bytes_total: 748_000_000,
                 bytes_dropped: 740_000_000,

@@ -1,0 +1,181 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * Prefix limits (enum fw_hhh_level in xdpctl.h): per-CPU counts of each source prefix in a
+ * tumbling window, and the auto-block of a prefix over its limit, in the block list's trie.
+ * src/firewall/model/hhh.rs mirrors every step, cell for cell.
+ */
+#ifndef XDPCTL_FIREWALL_HHH_H
+#define XDPCTL_FIREWALL_HHH_H
+
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+#include "xdpctl.h"
+#include "firewall/maps.h"
+#include "firewall/clock.h"
+#include "firewall/packet.h"
+#include "firewall/lists.h"
+
+/* A prefix's key: the source's first `len` bits, as its first 8 bytes (IPv6) or 4 (IPv4) load
+ * on this little-endian machine, the rest masked off. */
+static __always_inline __u64 hhh_key(__u64 first, __u32 len)
+{
+	return len >= 64 ? first : first & ((1ULL << len) - 1);
+}
+
+/* A keyed 64-bit mix of a prefix and its level: row 0 takes its low bits, row 1 the next. */
+static __always_inline __u64 hhh_hash(__u32 seed, __u64 key, __u32 level)
+{
+	__u64 h = (key ^ ((__u64)seed << 32 | seed) ^ ((__u64)level << 59)) * 0x9E3779B97F4A7C15ULL;
+
+	h ^= h >> 29;
+	h *= 0xBF58476D1CE4E5B9ULL;
+	return h ^ (h >> 32);
+}
+
+/* Counts one packet of a prefix in its level's two rows, conservatively: the estimate is the
+ * smaller cell, and only cells below the new estimate rise to it. A cell of another window
+ * counts as 0 and restarts. Returns the prefix's new estimate in this window. */
+static __always_inline __u32 hhh_count(__u32 level, __u64 h, __u32 window)
+{
+	__u32 row0 = level * FW_HHH_ROWS, row1 = row0 + 1;
+	struct fw_hhh_chunk *r0 = bpf_map_lookup_elem(&hhh_counts, &row0);
+	struct fw_hhh_chunk *r1 = bpf_map_lookup_elem(&hhh_counts, &row1);
+	struct fw_hhh_cell *a, *b;
+	__u32 va, vb, n;
+
+	if (!r0 || !r1)
+		return 0;
+	a = &r0->cell[h & (FW_HHH_CELLS - 1)];
+	b = &r1->cell[(h >> 16) & (FW_HHH_CELLS - 1)];
+	va = a->window == window ? a->count : 0;
+	vb = b->window == window ? b->count : 0;
+	n = va < vb ? va : vb;
+	if (n < ~0U)
+		n++;
+	if (va < n) {
+		a->window = window;
+		a->count = n;
+	}
+	if (vb < n) {
+		b->window = window;
+		b->count = n;
+	}
+	return n;
+}
+
+/* Notes a prefix for `top` when it reaches a quarter of its limit (once a window). */
+static __always_inline void hhh_note_heavy(__u32 limit, __u32 n, __u64 key, __u32 level, __u64 h,
+					   __u32 window)
+{
+	struct fw_hhh_heavy *heavy;
+	struct fw_hhh_candidate *slot;
+	__u32 zero = 0;
+
+	if (!limit || n != limit / 4 + 1)
+		return;
+	heavy = bpf_map_lookup_elem(&hhh_heavy, &zero);
+	if (!heavy)
+		return;
+	slot = &heavy->prefix[(h >> 32) & (FW_HHH_HEAVY - 1)];
+	slot->key = key;
+	slot->level = level;
+	slot->window = window;
+}
+
+/* The prefix a packet tripped: its level (FW_HHH_LEVELS: none) and key. */
+struct hhh_trip {
+	__u64 key;
+	__u32 level;
+	__u32 len;
+};
+
+/* Counts the packet's source at its family's three lengths, and finds the longest prefix over
+ * its level's limit whose shorter prefixes are all over that limit too. */
+static __always_inline struct hhh_trip prefix_over_limit(struct clock *clk, struct pkt *p)
+{
+	struct fw_config *cfg = clk->cfg;
+	struct hhh_trip trip = {.level = FW_HHH_LEVELS};
+	__u32 base = p->is_v6 ? FW_HHH_V6_32 : FW_HHH_V4_8;
+	__u32 n[FW_HHH_FAMILY_LEVELS], window, limit, len, i, j;
+	__u64 first, keys[FW_HHH_FAMILY_LEVELS], h;
+	int over;
+
+	if (!cfg->hhh_window_shift)
+		return trip;
+	window = now_ns(clk) >> (cfg->hhh_window_shift & 63);
+	if (p->is_v6)
+		__builtin_memcpy(&first, p->saddr6.addr, 8);
+	else
+		first = p->saddr4;
+#pragma unroll
+	for (i = 0; i < FW_HHH_FAMILY_LEVELS; i++) {
+		len = p->is_v6 ? 32 + 16 * i : 8 + 8 * i;
+		keys[i] = hhh_key(first, len);
+		h = hhh_hash(cfg->hhh_seed, keys[i], base + i);
+		n[i] = hhh_count(base + i, h, window);
+		hhh_note_heavy(cfg->hhh_limit[base + i], n[i], keys[i], base + i, h, window);
+	}
+#pragma unroll
+	for (i = FW_HHH_FAMILY_LEVELS; i-- > 0;) {
+		limit = cfg->hhh_limit[base + i];
+		over = limit && n[i] > limit;
+#pragma unroll
+		for (j = 0; j < i; j++)
+			over = over && n[j] > limit;
+		if (over) {
+			trip.level = base + i;
+			trip.key = keys[i];
+			trip.len = p->is_v6 ? 32 + 16 * i : 8 + 8 * i;
+			return trip;
+		}
+	}
+	return trip;
+}
+
+/* Sets the range filter's bit for every value of the first 16 bits a new block spans (a /8:
+ * 256 values, four whole words), after the trie holds it: userspace recomputes the filter
+ * from the trie and then marks what the trie holds again, so a block is never left unmarked. */
+static __always_inline void prefix_mark_filter(__u32 word, __u64 bits)
+{
+	__u64 *at = bpf_map_lookup_elem(&range_bits, &word);
+
+	if (at)
+		__sync_fetch_and_or(at, bits);
+}
+
+/* Blocks the tripped prefix for fw_config.hhh_block_for_ns. A full trie refuses it: the packet
+ * is still dropped, and so is every packet over the limit in this window. */
+static __always_inline void prefix_block(struct clock *clk, struct pkt *p, struct hhh_trip *trip)
+{
+	struct fw_config *cfg = clk->cfg;
+	struct fw_rule rule = {.reason = FW_REASON_PREFIX, .prefixlen = trip->len};
+	struct fw_lpm_v6_key key6 = {.prefixlen = trip->len};
+	struct fw_lpm_v4_key key4 = {.prefixlen = trip->len, .addr = (__u32)trip->key};
+	__u32 top, word, k;
+
+	if (!cfg->hhh_block_for_ns)
+		return;
+	rule.expires_ns = now_ns(clk) + cfg->hhh_block_for_ns;
+	if (p->is_v6) {
+		__builtin_memcpy(key6.addr, &trip->key, 8);
+		if (bpf_map_update_elem(&block_v6_lpm, &key6, &rule, BPF_ANY))
+			return;
+		top = (__u32)key6.addr[0] << 8 | key6.addr[1];
+		prefix_mark_filter(BLOCK_V6_TRIE * FW_RANGE_WORDS + (top >> 6), 1ULL << (top & 63));
+		return;
+	}
+	if (bpf_map_update_elem(&block_v4_lpm, &key4, &rule, BPF_ANY))
+		return;
+	top = bpf_ntohl(key4.addr) >> 16;
+	word = BLOCK_V4_TRIE * FW_RANGE_WORDS + (top >> 6);
+	if (trip->len >= 16) {
+		prefix_mark_filter(word, 1ULL << (top & 63));
+		return;
+	}
+#pragma unroll
+	for (k = 0; k < 4; k++)
+		prefix_mark_filter(word + k, ~0ULL);
+}
+
+#endif /* XDPCTL_FIREWALL_HHH_H */
