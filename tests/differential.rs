@@ -159,6 +159,33 @@ fn install_rules(
     };
     model.rate_limit = rl;
     maps.set_rate_limit(&rl).unwrap();
+    // Prefix limits in every sure rule set and half the others, with thresholds past what
+    // `ratelimit set` allows (so the universe's few /24s and /48s trip), windows of 4-268 ms
+    // that the clock crosses.
+    if sure || rng.gen_bool(0.5) {
+        let prefix = model::PrefixConfig {
+            thresholds: std::array::from_fn(|_| {
+                if sure || rng.gen_bool(0.8) {
+                    rng.gen_range(3..60)
+                } else {
+                    0
+                }
+            }),
+            window_shift: rng.gen_range(22..29),
+            seed: rng.gen(),
+            block_for_ns: if rng.gen_bool(0.7) {
+                rng.gen_range(1..500_000_000)
+            } else {
+                0
+            },
+        };
+        let mut config = maps.config().unwrap();
+        prefix.write_to(&mut config);
+        config.maps_in_use |= FirewallMaps::rule_bit(List::Block, Some(false))
+            | FirewallMaps::rule_bit(List::Block, Some(true));
+        maps.set_config(&config).unwrap();
+        model.prefix.config = prefix;
+    }
     maps.set_clock(now).unwrap();
     RuleSet { model, now }
 }
@@ -285,6 +312,27 @@ fn compare_state(
             model_ways.insert((*index, way), *entry);
         }
     }
+    // Prefix counts: the sketch cells and heavy prefixes of the CPU this thread is pinned to.
+    let counts = firewall::prefix_limits::cpu_counts(maps, 0).unwrap();
+    if counts.cells != rs.model.prefix.cells {
+        let differing = rs
+            .model
+            .prefix
+            .cells
+            .iter()
+            .find(|(at, want)| counts.cells.get(at) != Some(want));
+        diffs.push(format!(
+            "prefix cells: kernel has {}, model {}; first difference: {differing:?}",
+            counts.cells.len(),
+            rs.model.prefix.cells.len()
+        ));
+    }
+    if counts.heavy != rs.model.prefix.heavy {
+        diffs.push(format!(
+            "heavy prefixes: kernel {:?}, model {:?}",
+            counts.heavy, rs.model.prefix.heavy
+        ));
+    }
     if kernel_ways != model_ways {
         diffs.push(format!(
             "source index: kernel has {} ways in use, model {}; first difference: {:?}",
@@ -302,6 +350,8 @@ fn compare_state(
 #[test]
 fn firewall_matches_its_model_on_random_and_mutated_packets() {
     common::require_root!();
+    // Per-CPU prefix counts are compared on one CPU: BPF_PROG_RUN counts where it runs.
+    common::pin_to_cpu(0);
     let total: usize = env_or("XDPCTL_DIFF_PACKETS", 40_000);
     let base_seed: u64 = env_or("XDPCTL_DIFF_SEED", rand::random::<u32>() as u64);
     let rule_sets = total.div_ceil(PACKETS_PER_RULE_SET);
@@ -397,6 +447,7 @@ fn firewall_matches_its_model_on_random_and_mutated_packets() {
         model::DropReason::Port,
         model::DropReason::RateLimit,
         model::DropReason::Malformed,
+        model::DropReason::Prefix,
     ] {
         assert!(
             verdicts.get(&Verdict::Drop(reason)).copied().unwrap_or(0) > 0,
