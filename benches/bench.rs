@@ -23,6 +23,8 @@ mod harness;
 mod per_packet;
 #[path = "bench/report.rs"]
 mod report;
+#[path = "bench/spoofed.rs"]
+mod spoofed;
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -37,9 +39,10 @@ use end_to_end::end_to_end;
 use harness::{say, Scale, XDPCTL};
 use per_packet::per_packet;
 use report::{render, Report};
+use spoofed::spoofed;
 
 /// The sections of the benchmark, for `--only`.
-const SECTIONS: [&str; 5] = ["per-packet", "cores", "e2e", "bulk", "control"];
+const SECTIONS: [&str; 6] = ["per-packet", "cores", "e2e", "spoofed", "bulk", "control"];
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -58,7 +61,8 @@ fn main() -> Result<()> {
     unsafe { std::env::set_var("XDPCTL_PIN_ROOT", &root) };
     let started = Instant::now();
     let mut report = Report::default();
-    // `--only SECTION[,SECTION]` runs some sections (per-packet, cores, e2e, bulk, control), for
+    // `--only SECTION[,SECTION]` runs some sections (per-packet, cores, e2e, spoofed, bulk,
+    // control), for
     // working on one figure; `make bench` runs them all.
     let only: Option<Vec<String>> = args
         .iter()
@@ -78,10 +82,11 @@ fn main() -> Result<()> {
     let wanted = |section: &str| only.as_ref().is_none_or(|o| o.iter().any(|s| s == section));
     let mut result = Ok(());
     type Section = fn(&Scale, &mut Report) -> Result<()>;
-    let sections: [(&str, Section); 5] = [
+    let sections: [(&str, Section); 6] = [
         ("per-packet", per_packet),
         ("cores", cores),
         ("e2e", end_to_end),
+        ("spoofed", spoofed),
         ("bulk", bulk_and_memory),
         ("control", control_plane),
     ];
@@ -114,9 +119,9 @@ fn main() -> Result<()> {
     }
     // Every section makes a table, but `cores` only where there are two CPUs to compare.
     let expected = if std::thread::available_parallelism().map_or(1, |n| n.get()) > 1 {
-        6
+        7
     } else {
-        5
+        6
     };
     if quick && only.is_none() && report.tables.len() < expected {
         bail!(

@@ -24,14 +24,19 @@ struct Receiver {
     sources: String,
 }
 
-fn xdp_drops(lab: &LabGuard) -> Result<u64> {
+/// The counter maps of what veth0 runs inside the lab (map ids are global: they open here).
+pub fn lab_stats_maps(lab: &LabGuard) -> Result<xdpctl::counters::stats::StatsMaps> {
     let status: serde_json::Value =
         serde_json::from_str(&in_lab(lab, &[XDPCTL, "status", "veth0", "--json"])?)?;
     let id = status[0]["id"]
         .as_u64()
         .context("no XDP program on veth0")? as u32;
     let program = xdpctl::sys::attach::program_summary(id)?;
-    let maps = xdpctl::counters::stats::StatsMaps::of_program(&program).context("no stats map")?;
+    xdpctl::counters::stats::StatsMaps::of_program(&program).context("no stats map")
+}
+
+pub fn xdp_drops(lab: &LabGuard) -> Result<u64> {
+    let maps = lab_stats_maps(lab)?;
     Ok(xdpctl::counters::stats::read_counters(&maps.actions)?
         .action("XDP_DROP")
         .packets)
