@@ -62,6 +62,7 @@ fn machine() -> Vec<(String, String)> {
             ),
         ),
         ("kernel".into(), kernel.trim().to_owned()),
+        ("mitigations".into(), mitigations()),
         (
             "xdpctl".into(),
             format!("{} ({})", env!("CARGO_PKG_VERSION"), git_rev()),
@@ -71,6 +72,31 @@ fn machine() -> Vec<(String, String)> {
         ("nftables".into(), version("nftables", "")),
         ("ipset".into(), version("ipset", "")),
     ]
+}
+
+/// The CPU's vulnerabilities and the kernel's mitigations of them, as `lscpu` lists them: the
+/// ones that are not "Not affected", since they set what calls, returns and misses cost.
+fn mitigations() -> String {
+    let dir = "/sys/devices/system/cpu/vulnerabilities";
+    let mut lines: Vec<String> = std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter_map(|e| {
+                    let state = std::fs::read_to_string(e.path()).ok()?;
+                    let state = state.trim();
+                    (state != "Not affected")
+                        .then(|| format!("{}: {state}", e.file_name().to_string_lossy()))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    lines.sort();
+    if lines.is_empty() {
+        "none listed".into()
+    } else {
+        lines.join("; ")
+    }
 }
 
 fn git_rev() -> String {
@@ -129,8 +155,10 @@ pub fn render(report: &Report) -> String {
 const ANALYSIS: &str = "
 ## What limits the figures
 
-Measured on this machine with variants of the programs (BPF_PROG_RUN, same method as above),
-and with `perf record -e cpu-clock` during floods:
+Measured on 2026-11-28 on the AMD EPYC (Zen 4, \"Safe RET\") machine kind, not necessarily
+the one the tables above come from: [docs/testing.md](docs/testing.md) says which costs depend
+on the CPU, with figures from both kinds. Method: variants of the programs (BPF_PROG_RUN, same
+method as above), and `perf record -e cpu-clock` during floods:
 
 - **Calls cost more than work here.** The kernel runs this CPU (AMD EPYC, Zen 4) with the
   speculative-return-stack mitigation \"Safe RET\": every return goes through a thunk. A lookup
