@@ -31,15 +31,6 @@ fn find<'a>(list: &'a Value, which: &str, prefix: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("{prefix} not in {which}: {list}"))
 }
 
-/// One `stats --json` sample.
-fn stats_json(fw: &Instance, ifname: &str) -> Value {
-    serde_json::from_str(
-        fw.ok(&["stats", ifname, "-i", "0.1", "-c", "1", "--json"])
-            .trim(),
-    )
-    .unwrap()
-}
-
 #[test]
 fn block_and_unblock_a_source_with_exact_hit_counts() {
     require_root!();
@@ -60,7 +51,7 @@ fn block_and_unblock_a_source_with_exact_hit_counts() {
     assert_eq!(rule["reason"], "manual");
     assert!(rule["expires_in"].is_null());
 
-    let stats = stats_json(&fw, lab.outer_ifname());
+    let stats = fw.stats_json(lab.outer_ifname());
     assert_eq!(stats["drops"]["blocklist"]["packets"], 3, "{stats}");
     assert!(
         stats["protocols"]["icmp"]["packets"].as_u64().unwrap() >= 5,
@@ -210,7 +201,7 @@ fn rate_limit_auto_blocks_a_flood_then_the_block_expires() {
     assert_eq!(rule["reason"], "ratelimit", "{list}");
     let left = rule["expires_in"].as_f64().unwrap();
     assert!(left > 0.0 && left <= 2.0, "{list}");
-    let stats = stats_json(&fw, lab.outer_ifname());
+    let stats = fw.stats_json(lab.outer_ifname());
     assert!(
         stats["drops"]["ratelimit"]["packets"].as_u64().unwrap() >= 1,
         "{stats}"

@@ -9,7 +9,6 @@ use std::mem::MaybeUninit;
 use std::net::IpAddr;
 
 use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
-use libbpf_rs::ProgramInput;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use xdpctl::firewall::model::{DropReason, Firewall, RateLimit, RuleState, Verdict};
@@ -399,17 +398,6 @@ fn say(text: &str) {
     let _ = std::io::stderr().write_all(format!("{text}\n").as_bytes());
 }
 
-fn run(skel: &FirewallSkel, bytes: &[u8]) -> u32 {
-    skel.progs
-        .firewall
-        .test_run(ProgramInput {
-            data_in: Some(bytes),
-            ..Default::default()
-        })
-        .expect("BPF_PROG_TEST_RUN")
-        .return_value
-}
-
 /// The firewall loaded (not attached), with its maps (unpinned: this test's own).
 fn load_firewall() -> (FirewallSkel<'static>, FirewallMaps) {
     load_firewall_for(xdpctl::abi::FW_DEFAULT_MAX_RULES)
@@ -465,7 +453,7 @@ fn every_fixture_gets_its_exact_verdict_from_kernel_and_model() {
     assert!(fixtures.len() >= 40, "only {} fixtures", fixtures.len());
     let mut failures = Vec::new();
     for (name, bytes, expected) in &fixtures {
-        let kernel = run(&skel, bytes);
+        let kernel = common::firewall_verdict(&skel, bytes);
         let modeled = model.process(bytes, T0);
         if kernel != expected.xdp_action() || modeled != *expected {
             failures.push(format!(
@@ -506,7 +494,7 @@ fn sequence_on(
     maps.set_rate_limit(&rl).unwrap();
     for (i, (now, bytes, expected)) in steps.iter().enumerate() {
         maps.set_clock(*now).unwrap();
-        let kernel = run(skel, bytes);
+        let kernel = common::firewall_verdict(skel, bytes);
         let modeled = model.process(bytes, *now);
         assert_eq!(
             (kernel, modeled),
@@ -691,7 +679,7 @@ fn ranges_still_match_after_edits_of_their_neighbours() {
             .map(|t| xdpctl::input::parse_prefix(t).unwrap())
             .collect()
     };
-    let verdict = |src: &str| run(&skel, &udp(src, 1000).bytes());
+    let verdict = |src: &str| common::firewall_verdict(&skel, &udp(src, 1000).bytes());
     let (pass, drop) = (PASS.xdp_action(), BLOCKLIST.xdp_action());
     // Two ranges in one /16, a range over sixteen /16s, and IPv6 ranges in one /16 too.
     let ranges = nets(&[
@@ -763,7 +751,9 @@ fn load_firewall_for(max_rules: u32) -> (FirewallSkel<'static>, FirewallMaps) {
 fn exact_addresses_stay_blocked_across_rebuilds_of_the_presence_filter() {
     common::require_root!();
     let (skel, maps) = load_firewall_for(4096);
-    let verdict = |src: IpAddr| run(&skel, &Frame::new(src, L4::Udp { dport: 1000 }).bytes());
+    let verdict = |src: IpAddr| {
+        common::firewall_verdict(&skel, &Frame::new(src, L4::Udp { dport: 1000 }).bytes())
+    };
     let (pass, drop) = (PASS.xdp_action(), BLOCKLIST.xdp_action());
     let key = |addr: IpAddr| xdpctl::firewall::exact::Key::of(addr);
     // 3,000 IPv4 and 1,000 IPv6 addresses.

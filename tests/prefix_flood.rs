@@ -9,15 +9,6 @@ use std::thread::sleep;
 use std::time::Duration;
 
 use common::*;
-use serde_json::Value;
-
-fn stats_json(fw: &Instance, ifname: &str) -> Value {
-    serde_json::from_str(
-        fw.ok(&["stats", ifname, "-i", "0.1", "-c", "1", "--json"])
-            .trim(),
-    )
-    .unwrap()
-}
 
 #[test]
 fn a_spoofed_slash_16_flood_is_blocked_as_a_prefix_while_a_good_host_pings() {
@@ -88,12 +79,13 @@ fn a_spoofed_slash_16_flood_is_blocked_as_a_prefix_while_a_good_host_pings() {
         .iter()
         .map(|s| s["drops"]["prefix"].as_u64().unwrap_or(0))
         .sum();
-    assert!(prefix_drops > 25_000, "{history}");
+    // The history holds whole seconds only: the flood's last one may not be there yet.
+    assert!(prefix_drops > 10_000, "{history}");
     let metrics_line = fw.ok(&["list"]);
     assert!(metrics_line.contains("prefix"), "{metrics_line}");
 
     // A flood of a /16 with no source over the per-source limit: no source was rate limited.
-    let stats = stats_json(&fw, &ifname);
+    let stats = fw.stats_json(&ifname);
     assert_eq!(stats["drops"]["ratelimit"]["packets"], 0, "{stats}");
 
     // The block expires by itself, and the prefix passes again.

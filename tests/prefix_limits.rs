@@ -10,7 +10,6 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
-use libbpf_rs::ProgramInput;
 use xdpctl::firewall::model::{DropReason, Firewall, PrefixConfig, RateLimit, RuleState, Verdict};
 use xdpctl::firewall::{prefix_limits, rules, FirewallMaps, List};
 use xdpctl::skel::firewall::{FirewallSkel, FirewallSkelBuilder};
@@ -73,17 +72,6 @@ fn setup(
     (skel, maps, model)
 }
 
-fn run(skel: &FirewallSkel, bytes: &[u8]) -> u32 {
-    skel.progs
-        .firewall
-        .test_run(ProgramInput {
-            data_in: Some(bytes),
-            ..Default::default()
-        })
-        .expect("BPF_PROG_TEST_RUN")
-        .return_value
-}
-
 /// Runs (time, packet, expected) steps through kernel and model; then compares their state.
 fn sequence(
     skel: &FirewallSkel,
@@ -93,7 +81,7 @@ fn sequence(
 ) {
     for (i, (now, bytes, expected)) in steps.iter().enumerate() {
         maps.set_clock(*now).unwrap();
-        let kernel = run(skel, bytes);
+        let kernel = common::firewall_verdict(skel, bytes);
         let modeled = model.process(bytes, *now);
         assert_eq!(
             (kernel, modeled),

@@ -24,6 +24,23 @@ struct Receiver {
     sources: String,
 }
 
+/// `xdpctl flood --max` of 64-byte UDP from the lab's outer veth into it, each frame's source
+/// from `sources`, for `seconds`.
+pub fn lab_flood(lab: &LabGuard, sources: &str, seconds: f64) -> Plan {
+    Plan {
+        ifname: lab.outer_ifname().to_owned(),
+        ifindex: xdpctl::sys::attach::ifindex(lab.outer_ifname()).unwrap(),
+        proto: FloodProto::Udp,
+        source: sources.parse().unwrap(),
+        destination: IpAddr::V4(lab.inner_ipv4()),
+        source_mac: lab.outer_mac(),
+        destination_mac: lab.inner_mac(),
+        size: 64,
+        pps: None,
+        until: Until::Duration(Duration::from_secs_f64(seconds)),
+    }
+}
+
 /// The counter maps of what veth0 runs inside the lab (map ids are global: they open here).
 pub fn lab_stats_maps(lab: &LabGuard) -> Result<xdpctl::counters::stats::StatsMaps> {
     let status: serde_json::Value =
@@ -263,18 +280,7 @@ pub fn end_to_end(scale: &Scale, report: &mut Report) -> Result<()> {
                 let args: Vec<&str> = command.iter().map(String::as_str).collect();
                 in_lab(&lab, &args)?;
             }
-            let plan = |seconds: f64| Plan {
-                ifname: lab.outer_ifname().to_owned(),
-                ifindex: xdpctl::sys::attach::ifindex(lab.outer_ifname()).unwrap(),
-                proto: FloodProto::Udp,
-                source: receiver.sources.parse().unwrap(),
-                destination: IpAddr::V4(lab.inner_ipv4()),
-                source_mac: lab.outer_mac(),
-                destination_mac: lab.inner_mac(),
-                size: 64,
-                pps: None,
-                until: Until::Duration(Duration::from_secs_f64(seconds)),
-            };
+            let plan = |seconds: f64| lab_flood(&lab, &receiver.sources, seconds);
             // Warm up (and let the rate limiter block its sources), then measure.
             flood::run(&plan(0.5), &stop)?;
             let before = (receiver.counter)(&lab)?;

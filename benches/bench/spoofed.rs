@@ -3,16 +3,15 @@
 //! How long the prefix limits take to stop each flood, and the drop rate once they have, as a
 //! ratio to trivial XDP_DROP under the same random draws.
 
-use std::net::IpAddr;
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use xdpctl::counters::stats::{self, StatsMaps};
-use xdpctl::lab::flood::{self, FloodProto, Plan, Until};
+use xdpctl::lab::flood;
 use xdpctl::lab::testenv::{unique_name, LabGuard};
 
-use crate::end_to_end::{lab_stats_maps, xdp_drops};
+use crate::end_to_end::{lab_flood as plan, lab_stats_maps, xdp_drops};
 use crate::harness::{in_lab, median, say, Scale, XDPCTL};
 use crate::report::{Report, Table, Target};
 
@@ -20,21 +19,6 @@ use crate::report::{Report, Table, Target};
 const FLOODS: [&str; 3] = ["100.64.7.0/24", "100.64.0.0/16", "100.0.0.0/8"];
 /// How often the receiver's counters are sampled while a flood runs.
 const SAMPLE: Duration = Duration::from_millis(5);
-
-fn plan(lab: &LabGuard, source: &str, seconds: f64) -> Plan {
-    Plan {
-        ifname: lab.outer_ifname().to_owned(),
-        ifindex: xdpctl::sys::attach::ifindex(lab.outer_ifname()).unwrap(),
-        proto: FloodProto::Udp,
-        source: source.parse().unwrap(),
-        destination: IpAddr::V4(lab.inner_ipv4()),
-        source_mac: lab.outer_mac(),
-        destination_mac: lab.inner_mac(),
-        size: 64,
-        pps: None,
-        until: Until::Duration(Duration::from_secs_f64(seconds)),
-    }
-}
 
 /// (received, dropped as prefix) so far.
 fn sample(maps: &StatsMaps) -> Result<(u64, u64)> {

@@ -163,22 +163,27 @@ pub fn heavy_prefixes(maps: &FirewallMaps, now_ns: u64) -> Result<Vec<HeavyPrefi
         let level = candidate.level as usize;
         let h = hhh::hash(config.hhh_seed, candidate.key, candidate.level);
         let cells = hhh::cells_of(h, candidate.level);
-        let mut packets = 0u64;
-        for cpu in &chunks {
-            let count = |(chunk, cell): (u32, u32)| {
-                let c = cpu[chunk as usize].cell[cell as usize];
-                if c.window == candidate.window {
-                    c.count
-                } else {
-                    0
-                }
-            };
-            packets += u64::from(count(cells[0]).min(count(cells[1])));
-        }
-        let elapsed = if candidate.window == current {
-            (now_ns & (window_ns - 1)).max(1)
-        } else {
-            window_ns
+        // Its count in the latest window its cells hold: the candidate may be from the last
+        // window while its cells already count this one.
+        let count_in = |window: u32| -> u64 {
+            chunks
+                .iter()
+                .map(|cpu| {
+                    let count = |(chunk, cell): (u32, u32)| {
+                        let c = cpu[chunk as usize].cell[cell as usize];
+                        if c.window == window {
+                            c.count
+                        } else {
+                            0
+                        }
+                    };
+                    u64::from(count(cells[0]).min(count(cells[1])))
+                })
+                .sum()
+        };
+        let (packets, elapsed) = match count_in(current) {
+            0 => (count_in(current.wrapping_sub(1)), window_ns),
+            now => (now, (now_ns & (window_ns - 1)).max(1)),
         };
         found.push(HeavyPrefix {
             prefix: hhh::prefix_of(candidate.key, level),

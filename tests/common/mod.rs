@@ -47,6 +47,18 @@ pub(crate) use require_root;
 
 /// The test's path in its crate ("name" or "module::name") from the type name of a function
 /// declared in it ("crate::module::name::here").
+/// The firewall's verdict for one frame, by BPF_PROG_TEST_RUN.
+pub fn firewall_verdict(skel: &xdpctl::skel::firewall::FirewallSkel, bytes: &[u8]) -> u32 {
+    skel.progs
+        .firewall
+        .test_run(libbpf_rs::ProgramInput {
+            data_in: Some(bytes),
+            ..Default::default()
+        })
+        .expect("BPF_PROG_TEST_RUN")
+        .return_value
+}
+
 /// Pins this thread to one CPU, so BPF_PROG_RUN counts in that CPU's per-CPU maps only.
 pub fn pin_to_cpu(cpu: usize) {
     let mut set = nix::sched::CpuSet::new();
@@ -198,6 +210,11 @@ impl Instance {
 
     pub fn json(&self, args: &[&str]) -> serde_json::Value {
         serde_json::from_str(&self.ok(args)).expect("JSON")
+    }
+
+    /// One `stats IFACE --json` sample over 0.1 s.
+    pub fn stats_json(&self, ifname: &str) -> serde_json::Value {
+        self.json(&["stats", ifname, "-i", "0.1", "-c", "1", "--json"])
     }
 
     /// The prefixes of the blocklist, as `list --json` shows them.
