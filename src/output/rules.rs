@@ -180,6 +180,7 @@ mod tests {
             "53/udp                                               1,000",
             "",
             "RATELIMIT  off",
+            "PREFIXES   off",
             "",
         ]
         .join("\n");
@@ -194,7 +195,7 @@ mod tests {
         assert_eq!(
             format_table(&[], &[], &[], &Config::default()),
             format!(
-                "{:<43} {:>14}  {:>9}  REASON\n\n{:<43} {:>14}\n\n{:<43} {:>14}\n\nRATELIMIT  off\n",
+                "{:<43} {:>14}  {:>9}  REASON\n\n{:<43} {:>14}\n\n{:<43} {:>14}\n\nRATELIMIT  off\nPREFIXES   off\n",
                 "BLOCK", "HITS", "EXPIRES", "ALLOW", "HITS", "PORT", "HITS"
             )
         );
@@ -214,7 +215,7 @@ mod tests {
                 r#""allow":[{"prefix":"2001:db8::/32","hits":42},"#,
                 r#"{"prefix":"::ffff:10.0.0.0/104","hits":0,"note":"IPv4-mapped: never matches; disallow it"}],"#,
                 r#""ports":[{"port":53,"proto":"udp","hits":1000}],"#,
-                r#""ratelimit":{"enabled":false,"pps":0,"burst":0,"block_for":null,"proto":"all"}}"#
+                r#""ratelimit":{"enabled":false,"pps":0,"burst":0,"block_for":null,"proto":"all","prefix_limits":null}}"#
             )
         );
     }
