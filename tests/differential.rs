@@ -165,7 +165,9 @@ fn install_rules(
     if sure || rng.gen_bool(0.5) {
         let prefix = model::PrefixConfig {
             thresholds: std::array::from_fn(|_| {
-                if sure || rng.gen_bool(0.8) {
+                if sure {
+                    rng.gen_range(2..8)
+                } else if rng.gen_bool(0.8) {
                     rng.gen_range(3..60)
                 } else {
                     0
