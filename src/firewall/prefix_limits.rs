@@ -131,25 +131,14 @@ pub fn heavy_prefixes(maps: &FirewallMaps, now_ns: u64) -> Result<Vec<HeavyPrefi
         return Ok(Vec::new());
     }
     let current = hhh::window_of(now_ns, shift);
-    let heavy = maps
-        .hhh_heavy
-        .lookup_percpu(&0u32.to_ne_bytes(), MapFlags::ANY)
-        .context("reading hhh_heavy")?
-        .unwrap_or_default();
+    // Each prefix once, whichever CPUs and windows noted it: its count is read below.
     let mut wanted = std::collections::BTreeSet::new();
-    for bytes in &heavy {
-        let mut cpu = HhhHeavy::default();
-        plain::copy_from_bytes(&mut cpu, bytes).map_err(|_| anyhow::anyhow!("hhh_heavy size"))?;
+    for cpu in read_heavy(maps)? {
         for c in cpu.prefix.iter() {
             let recent = c.window == current || c.window == current.wrapping_sub(1);
             let written = c.window != 0 || c.key != 0;
             if recent && written && (c.level as usize) < LEVELS {
-                let candidate = Candidate {
-                    key: c.key,
-                    level: c.level,
-                    window: c.window,
-                };
-                wanted.insert(candidate);
+                wanted.insert((c.key, c.level));
             }
         }
     }
@@ -159,10 +148,10 @@ pub fn heavy_prefixes(maps: &FirewallMaps, now_ns: u64) -> Result<Vec<HeavyPrefi
     let chunks = read_chunks(maps)?;
     let window_ns = 1u64 << shift;
     let mut found = Vec::new();
-    for candidate in wanted {
-        let level = candidate.level as usize;
-        let h = hhh::hash(config.hhh_seed, candidate.key, candidate.level);
-        let cells = hhh::cells_of(h, candidate.level);
+    for (key, level) in wanted {
+        let h = hhh::hash(config.hhh_seed, key, level);
+        let cells = hhh::cells_of(h, level);
+        let level = level as usize;
         // Its count in the latest window its cells hold: the candidate may be from the last
         // window while its cells already count this one.
         let count_in = |window: u32| -> u64 {
@@ -186,17 +175,14 @@ pub fn heavy_prefixes(maps: &FirewallMaps, now_ns: u64) -> Result<Vec<HeavyPrefi
             now => (now, (now_ns & (window_ns - 1)).max(1)),
         };
         found.push(HeavyPrefix {
-            prefix: hhh::prefix_of(candidate.key, level),
+            prefix: hhh::prefix_of(key, level),
             level,
             packets,
             pps: packets as f64 * 1e9 / elapsed as f64,
             threshold: config.hhh_limit[level],
         });
     }
-    // One entry per prefix: its latest window.
     found.sort_by(|a, b| b.pps.total_cmp(&a.pps));
-    let mut seen = std::collections::HashSet::new();
-    found.retain(|h| seen.insert(h.prefix));
     Ok(found)
 }
 
@@ -217,14 +203,8 @@ pub fn cpu_counts(maps: &FirewallMaps, cpu: usize) -> Result<hhh::PrefixCounts> 
             }
         }
     }
-    let heavy = maps
-        .hhh_heavy
-        .lookup_percpu(&0u32.to_ne_bytes(), MapFlags::ANY)
-        .context("reading hhh_heavy")?
-        .unwrap_or_default();
-    let mut noted = HhhHeavy::default();
-    let bytes = heavy.get(cpu).context("no such CPU")?;
-    plain::copy_from_bytes(&mut noted, bytes).map_err(|_| anyhow::anyhow!("hhh_heavy size"))?;
+    let heavy = read_heavy(maps)?;
+    let noted = heavy.get(cpu).context("no such CPU")?;
     for (slot, c) in noted.prefix.iter().enumerate() {
         if c.window != 0 || c.key != 0 || c.level != 0 {
             let candidate = Candidate {
@@ -236,6 +216,24 @@ pub fn cpu_counts(maps: &FirewallMaps, cpu: usize) -> Result<hhh::PrefixCounts> 
         }
     }
     Ok(counts)
+}
+
+/// Every CPU's heavy prefixes (hhh_heavy).
+fn read_heavy(maps: &FirewallMaps) -> Result<Vec<Box<HhhHeavy>>> {
+    let values = maps
+        .hhh_heavy
+        .lookup_percpu(&0u32.to_ne_bytes(), MapFlags::ANY)
+        .context("reading hhh_heavy")?
+        .unwrap_or_default();
+    values
+        .iter()
+        .map(|bytes| {
+            let mut cpu: Box<HhhHeavy> = Box::default();
+            plain::copy_from_bytes(&mut *cpu, bytes)
+                .map_err(|_| anyhow::anyhow!("hhh_heavy size"))?;
+            Ok(cpu)
+        })
+        .collect()
 }
 
 /// Every CPU's sketch chunks.
