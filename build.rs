@@ -56,7 +56,7 @@ fn generate_abi(out_dir: &std::path::Path) {
         .clang_arg("-Iinclude")
         .allowlist_var("XDP_ACTION_MAX|XDPCTL_.*|FW_.*")
         .allowlist_type(
-            "history_drop|fw_(proto|drop_reason|exact_state|rule_reason|rl_proto|map_bit|list|hhh_level)",
+            "history_drop|fw_(proto|drop_reason|exact_state|rule_reason|rl_proto|map_bit|list|hhh_level|hit_kind)",
         )
         // The counters every program shares: no one program's skeleton is theirs.
         .allowlist_type("datarec|history_second")

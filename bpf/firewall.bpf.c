@@ -21,8 +21,8 @@
  *
  * This file is the pipeline; each stage lives in bpf/firewall/: the parse in packet.h, the lists
  * in lists.h (exact tables in exact.h), the per-source table and rate limit in ratelimit.h, the
- * prefix limits in hhh.h, the maps in maps.h. The per-action counters and history come from
- * bpf/lib/.
+ * prefix limits in hhh.h, rule hit counts in hits.h, the maps in maps.h. The per-action counters
+ * and history come from bpf/lib/.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -31,6 +31,7 @@
 #include "lib/xdp_stats.h"
 #include "firewall/maps.h"
 #include "firewall/packet.h"
+#include "firewall/hits.h"
 #include "firewall/lists.h"
 #include "firewall/ratelimit.h"
 #include "firewall/hhh.h"
@@ -70,7 +71,7 @@ int firewall(struct xdp_md *ctx)
 	struct clock clk = {};
 	struct source_loc source;
 	struct hhh_trip trip;
-	__u64 *hits;
+	struct hit_rule hit;
 	__u32 zero = 0, slot, reason = 0;
 	int eth_type, proto;
 
@@ -96,14 +97,12 @@ int firewall(struct xdp_md *ctx)
 			(*port_count)++;
 	}
 
-	hits = match_list(FW_LIST_ALLOW, &p, &clk, &reason);
-	if (hits) {
-		__sync_fetch_and_add(hits, 1);
+	if (match_list(FW_LIST_ALLOW, &p, &clk, &hit, &reason)) {
+		count_hit(&hit);
 		return count(ctx, clk.cache, proto, p.syn, FW_NOT_DROPPED, len);
 	}
-	hits = match_list(FW_LIST_BLOCK, &p, &clk, &reason);
-	if (hits) {
-		__sync_fetch_and_add(hits, 1);
+	if (match_list(FW_LIST_BLOCK, &p, &clk, &hit, &reason)) {
+		count_hit(&hit);
 		return count(ctx, clk.cache, proto, p.syn,
 			     reason == FW_REASON_PREFIX ? FW_DROP_PREFIX : FW_DROP_BLOCKLIST, len);
 	}
@@ -114,7 +113,8 @@ int firewall(struct xdp_md *ctx)
 
 		port = bpf_map_lookup_elem(&ports, &slot);
 		if (port && port->enabled) {
-			__sync_fetch_and_add(&port->hits, 1);
+			hit = hit_rule(FW_HIT_PORT, 0, port->generation, slot, 0, 0);
+			count_hit(&hit);
 			return count(ctx, clk.cache, proto, p.syn, FW_DROP_PORT, len);
 		}
 	}

@@ -147,9 +147,10 @@ enum fw_exact_state {
 /* One exact rule. An IPv4 address fills addr[0..4] (the rest is zero). */
 struct fw_exact_slot {
 	__u8 addr[16];
-	__u64 hits;	  /* bumped atomically by the program */
+	__u64 hits;	  /* hits folded from the CPUs' hit caches (struct fw_hit_cache) */
 	__u64 expires_ns; /* as in struct fw_rule */
-	__u32 reason;	  /* enum fw_rule_reason */
+	__u16 reason;	  /* enum fw_rule_reason */
+	__u16 generation; /* one more at each new rule in the slot: see struct fw_hit_entry */
 	__u32 state;	  /* enum fw_exact_state */
 };
 
@@ -160,14 +161,15 @@ enum fw_rule_reason {
 	FW_REASON_PREFIX = 2, /* a prefix auto-blocked for its traffic (enum fw_hhh_level) */
 };
 
-/* The value of every range rule. hits is bumped atomically (no lock); expires_ns is
- * CLOCK_MONOTONIC_COARSE (bpf_ktime_get_coarse_ns), 0 for never. prefixlen repeats the key's,
- * because a trie lookup does not say which prefix matched: past an expired match, the program looks
- * again among the shorter prefixes. */
+/* The value of every range rule. hits holds the hits folded from the CPUs' hit caches;
+ * expires_ns is CLOCK_MONOTONIC_COARSE (bpf_ktime_get_coarse_ns), 0 for never. prefixlen
+ * repeats the key's, because a trie lookup does not say which prefix matched: past an expired
+ * match, the program looks again among the shorter prefixes. */
 struct fw_rule {
 	__u64 hits;
 	__u64 expires_ns;
-	__u32 reason; /* enum fw_rule_reason */
+	__u16 reason;	  /* enum fw_rule_reason */
+	__u16 generation; /* see struct fw_hit_entry */
 	__u32 prefixlen;
 };
 
@@ -181,9 +183,10 @@ _Static_assert(FW_PORT_ROWS == FW_PROTO_UDP + 1, "a port row for TCP and one for
 #define FW_PORT_SLOTS (FW_PORT_ROWS * 65536)
 
 struct fw_port_rule {
-	__u64 hits;
+	__u64 hits; /* as in struct fw_exact_slot */
 	__u32 enabled;
-	__u32 _pad;
+	__u16 generation; /* one more at each enable: see struct fw_hit_entry */
+	__u16 _pad;
 };
 
 /* What the rate limit counts (fw_config.rl_proto): a selector, not a protocol (ALL and SYN
@@ -284,6 +287,38 @@ struct fw_hhh_heavy {
 	struct fw_hhh_candidate prefix[FW_HHH_HEAVY];
 };
 
+/* --- Rule hit counts: per-CPU hit caches -------------------------------------------------
+ * A rule's hits are counted in the hitting CPU's cache (hit_cache, one element per CPU), so a
+ * flood that hits one rule from every CPU writes no shared line. An entry holds one rule's
+ * hits not yet added to the rule's own counter; a hit on another rule that maps to the same
+ * entry first adds them there (atomically: it is shared) and takes the entry over. A rule's
+ * hits are its counter plus its entries on every CPU (src/firewall/hit_cache.rs). A rule is
+ * known by its kind, list, generation, index and address: the generation of a slot (or range,
+ * or port) goes up with each new rule there, so counts of a rule removed or expired and
+ * renewed meanwhile never reach its successor. */
+#define FW_HIT_CACHE_ENTRIES 1024
+
+enum fw_hit_kind {
+	FW_HIT_FREE = 0,
+	FW_HIT_EXACT_V4 = 1, /* index: the slot; addr: the address, as struct fw_exact_slot */
+	FW_HIT_EXACT_V6 = 2,
+	FW_HIT_RANGE_V4 = 3, /* index: the prefix length; addr: the range's first address */
+	FW_HIT_RANGE_V6 = 4,
+	FW_HIT_PORT = 5, /* index: the port slot; addr: zero */
+};
+
+struct fw_hit_entry {
+	__u64 count; /* hits not yet in the rule's counter */
+	__u64 addr[2];
+	__u8 kind; /* enum fw_hit_kind */
+	__u8 list; /* enum fw_list; 0 for ports */
+	__u16 generation;
+	__u32 index;
+};
+
+struct fw_hit_cache {
+	struct fw_hit_entry entry[FW_HIT_CACHE_ENTRIES];
+};
 /* The single element of fw_config. */
 struct fw_config {
 	__u64 rl_pps;	       /* tokens per second; 0 with rl_enabled = 0 */

@@ -131,13 +131,14 @@ fn install_rules(
         rules::set_ports(maps, &[spec], true).unwrap();
         model.ports.insert(spec, 0);
     }
-    // Even rule sets get a limiter that surely acts (every packet counts, a low rate, the
-    // flooders neither blocked nor allowed); odd ones anything at all.
+    // Even rule sets get a limiter that surely acts (every packet counts, a low rate, a small
+    // burst that a flooder empties before its prefix trips, the flooders neither blocked nor
+    // allowed); odd ones anything at all.
     let sure = set % 2 == 0;
     let rl = RateLimit {
         enabled: sure || rng.gen_bool(0.5),
         pps: rng.gen_range(1..if sure { 30 } else { 100 }),
-        burst: rng.gen_range(1..20),
+        burst: rng.gen_range(1..if sure { 4 } else { 20 }),
         block_for_ns: if rng.gen_bool(0.5) {
             rng.gen_range(1..2_000_000_000)
         } else {

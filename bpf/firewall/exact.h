@@ -223,26 +223,26 @@ static __always_inline void exact_filter_add(void *filter, struct fw_config *cfg
  * the filter, which rules out most absent keys without reading the tags. */
 static __always_inline struct fw_exact_slot *
 exact_lookup(void *tags, void *slots, void *filter, enum fw_list list, struct fw_exact_memo *memo,
-	     struct fw_config *cfg, struct exact_key *key)
+	     struct fw_config *cfg, struct exact_key *key, __u32 *index)
 {
 	struct exact_place place;
 	struct fw_exact_slot *slot;
-	__u32 index;
 
 	if (memo && memo->lo == key->lo && memo->hi == key->hi && memo->state == key->state) {
-		slot = bpf_map_lookup_elem(slots, &memo->slot);
+		*index = memo->slot;
+		slot = bpf_map_lookup_elem(slots, index);
 		if (slot && exact_slot_holds(slot, key))
 			return slot;
 	}
 	place = exact_place(cfg, key);
 	if (!exact_filter_may_hold(filter, cfg, list, &place))
 		return NULL;
-	slot = exact_find(tags, slots, &place, key, &index);
+	slot = exact_find(tags, slots, &place, key, index);
 	if (slot && memo) {
 		memo->lo = key->lo;
 		memo->hi = key->hi;
 		memo->state = key->state;
-		memo->slot = index;
+		memo->slot = *index;
 	}
 	return slot;
 }
@@ -285,6 +285,7 @@ static __always_inline int exact_claim(void *tags, void *slots, __u32 bucket, __
 		slot->hits = 0;
 		slot->expires_ns = expires_ns;
 		slot->reason = reason;
+		slot->generation++; /* a new rule: hits cached for the slot's last are not its */
 		/* x86 keeps stores in order: a reader that sees the tag sees the whole slot. */
 		EXACT_ONCE(slot->state) = key->state;
 		asm volatile("" ::: "memory");
@@ -312,8 +313,10 @@ static __always_inline int exact_insert(void *tags, void *slots, void *filter,
 	/* Also for a renewal: it mends bits a rebuild racing the key's first insert missed. */
 	exact_filter_add(filter, cfg, &place);
 	if (slot) {
-		if (slot->expires_ns && now >= slot->expires_ns)
+		if (slot->expires_ns && now >= slot->expires_ns) {
 			slot->hits = 0;
+			slot->generation++;
+		}
 		slot->expires_ns = expires_ns;
 		slot->reason = reason;
 		return 0;

@@ -152,19 +152,29 @@ static __always_inline void prefix_block(struct clock *clk, struct pkt *p, struc
 	struct fw_rule rule = {.reason = FW_REASON_PREFIX, .prefixlen = trip->len};
 	struct fw_lpm_v6_key key6 = {.prefixlen = trip->len};
 	struct fw_lpm_v4_key key4 = {.prefixlen = trip->len, .addr = (__u32)trip->key};
+	struct fw_rule *old;
 	__u32 top, word, k;
 
 	if (!cfg->hhh_block_for_ns)
 		return;
 	rule.expires_ns = now_ns(clk) + cfg->hhh_block_for_ns;
+	/* A new rule's generation: one more than the expired block it replaces, or a new one
+	 * from the clock (hit counts cached for a block swept since could otherwise reach it). */
+	rule.generation = now_ns(clk) >> 10;
 	if (p->is_v6) {
 		__builtin_memcpy(key6.addr, &trip->key, 8);
+		old = bpf_map_lookup_elem(&block_v6_lpm, &key6);
+		if (old && old->prefixlen == trip->len)
+			rule.generation = old->generation + 1;
 		if (bpf_map_update_elem(&block_v6_lpm, &key6, &rule, BPF_ANY))
 			return;
 		top = (__u32)key6.addr[0] << 8 | key6.addr[1];
 		prefix_mark_filter(BLOCK_V6_TRIE * FW_RANGE_WORDS + (top >> 6), 1ULL << (top & 63));
 		return;
 	}
+	old = bpf_map_lookup_elem(&block_v4_lpm, &key4);
+	if (old && old->prefixlen == trip->len)
+		rule.generation = old->generation + 1;
 	if (bpf_map_update_elem(&block_v4_lpm, &key4, &rule, BPF_ANY))
 		return;
 	top = bpf_ntohl(key4.addr) >> 16;

@@ -14,14 +14,16 @@
 #include "firewall/clock.h"
 #include "firewall/exact.h"
 #include "firewall/packet.h"
+#include "firewall/hits.h"
 
-/* The exact rule of an address, if it has not expired. */
+/* The exact rule of an address (its slot in *index), if it has not expired. */
 static __always_inline struct fw_exact_slot *live_exact(void *tags, void *slots, void *filter,
 							enum fw_list list, struct exact_key *key,
-							struct clock *clk)
+							struct clock *clk, __u32 *index)
 {
 	struct fw_exact_memo *memo = bpf_map_lookup_elem(&exact_memo, &list);
-	struct fw_exact_slot *slot = exact_lookup(tags, slots, filter, list, memo, clk->cfg, key);
+	struct fw_exact_slot *slot =
+	    exact_lookup(tags, slots, filter, list, memo, clk->cfg, key, index);
 
 	if (slot && slot->expires_ns && now_ns(clk) >= slot->expires_ns)
 		return NULL;
@@ -105,12 +107,13 @@ static __always_inline struct fw_rule *live_lpm(enum trie_index trie, struct fw_
 	return bpf_map_lookup_elem(map, key);
 }
 
-/* The hit counter of the list's live rule for the packet's source, or NULL, and the rule's
- * reason (enum fw_rule_reason): the exact table first, then the trie, each only if it may hold
- * entries (maps_in_use), and the trie only if the range filter says a range may cover the
- * source. `list` is a constant where this is inlined, so the maps below are too. */
-static __always_inline __u64 *match_list(enum fw_list list, struct pkt *p, struct clock *clk,
-					 __u32 *reason)
+/* Whether the list has a live rule for the packet's source: then *hit is that rule (for
+ * count_hit) and *reason its reason (enum fw_rule_reason). The exact table first, then the
+ * trie, each only if it may hold entries (maps_in_use), and the trie only if the range filter
+ * says a range may cover the source. `list` is a constant where this is inlined, so the maps
+ * below are too. */
+static __always_inline int match_list(enum fw_list list, struct pkt *p, struct clock *clk,
+				      struct hit_rule *hit, __u32 *reason)
 {
 	int block = list == FW_LIST_BLOCK;
 	__u32 in_use = clk->cfg->maps_in_use;
@@ -120,21 +123,24 @@ static __always_inline __u64 *match_list(enum fw_list list, struct pkt *p, struc
 	struct fw_exact_slot *slot;
 	struct exact_key key;
 	struct fw_rule *rule;
-	__u32 top;
+	__u64 lo, hi;
+	__u32 top, index;
 
 	if (in_use & (block ? FW_BLOCK_EXACT : FW_ALLOW_EXACT)) {
 		key = p->is_v6 ? exact_key_v6(&p->saddr6) : exact_key_v4(p->saddr4);
 		slot = live_exact(block ? (void *)&block_tags : (void *)&allow_tags,
 				  block ? (void *)&block_slots : (void *)&allow_slots,
 				  block ? (void *)&block_filter : (void *)&allow_filter, list, &key,
-				  clk);
+				  clk, &index);
 		if (slot) {
 			*reason = slot->reason;
-			return &slot->hits;
+			*hit = hit_rule(p->is_v6 ? FW_HIT_EXACT_V6 : FW_HIT_EXACT_V4, list,
+					slot->generation, index, key.lo, key.hi);
+			return 1;
 		}
 	}
 	if (!(in_use & lpm_bit))
-		return NULL;
+		return 0;
 	if (p->is_v6) {
 		lpm_key.prefixlen = 128;
 		__builtin_memcpy(lpm_key.addr, p->saddr6.addr, 16);
@@ -145,12 +151,19 @@ static __always_inline __u64 *match_list(enum fw_list list, struct pkt *p, struc
 		top = bpf_ntohl(p->saddr4) >> 16;
 	}
 	if (!range_may_match(trie, top))
-		return NULL;
+		return 0;
 	rule = live_lpm(trie, &lpm_key, clk);
 	if (!rule)
-		return NULL;
+		return 0;
 	*reason = rule->reason;
-	return &rule->hits;
+	__builtin_memcpy(&lo, lpm_key.addr, 8);
+	__builtin_memcpy(&hi, lpm_key.addr + 8, 8);
+	if (!p->is_v6)
+		lo &= 0xffffffff;
+	range_start(&lo, &hi, rule->prefixlen, p->is_v6);
+	*hit = hit_rule(p->is_v6 ? FW_HIT_RANGE_V6 : FW_HIT_RANGE_V4, list, rule->generation,
+			rule->prefixlen, lo, hi);
+	return 1;
 }
 
 #endif /* XDPCTL_FIREWALL_LISTS_H */

@@ -118,6 +118,15 @@ struct {
 	__uint(max_entries, 1);
 } hhh_heavy SEC(".maps");
 
+/* Rule hits not yet in their rules' counters (struct fw_hit_cache, bpf/firewall/hits.h). Global,
+ * as the rules are: a reload keeps them. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__type(key, __u32);
+	__type(value, struct fw_hit_cache);
+	__uint(max_entries, 1);
+} hit_cache SEC(".maps");
+
 /* Per interface (not pinned): packets per destination port, slot FW_PROTO_TCP/UDP * 65536 + port,
  * counted whatever the verdict (`xdpctl ports`). */
 struct {

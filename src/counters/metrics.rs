@@ -167,8 +167,10 @@ fn count_trie(trie: &MapHandle, now_ns: u64) -> Result<PrefixCounts> {
         let _ = plain::copy_from_bytes(&mut rule, value);
         if rule.expires_ns == 0 || now_ns < rule.expires_ns {
             counts.ipv4 += 1;
-            counts.rate_limited += (rule.reason == crate::abi::FW_REASON_RATELIMIT) as u64;
-            counts.prefix_limited += (rule.reason == crate::abi::FW_REASON_PREFIX) as u64;
+            counts.rate_limited +=
+                (u32::from(rule.reason) == crate::abi::FW_REASON_RATELIMIT) as u64;
+            counts.prefix_limited +=
+                (u32::from(rule.reason) == crate::abi::FW_REASON_PREFIX) as u64;
         }
     })?;
     Ok(counts)

@@ -88,6 +88,15 @@ impl Key {
         }
     }
 
+    pub fn is_v6(&self) -> bool {
+        self.state == LIVE_V6
+    }
+
+    /// The address's 16 bytes as two words, as the program loads them.
+    pub fn words(&self) -> [u64; 2] {
+        [self.lo, self.hi]
+    }
+
     pub fn addr(&self) -> IpAddr {
         let mut bytes = [0u8; 16];
         bytes[..8].copy_from_slice(&self.lo.to_ne_bytes());
@@ -136,14 +145,29 @@ fn lanes_in(set: u16) -> impl Iterator<Item = usize> {
     (0..LANES).filter(move |lane| set & (1 << lane) != 0)
 }
 
-/// struct fw_exact_slot, as atomics over the shared memory.
+/// struct fw_exact_slot, as atomics over the shared memory. `reason_generation` is its reason
+/// (low 16 bits) and generation (high 16) together.
 #[repr(C)]
 struct Slot {
     addr: [AtomicU64; 2],
     hits: AtomicU64,
     expires_ns: AtomicU64,
-    reason: AtomicU32,
+    reason_generation: AtomicU32,
     state: AtomicU32,
+}
+
+impl Slot {
+    fn generation(&self) -> u16 {
+        (self.reason_generation.load(Ordering::Relaxed) >> 16) as u16
+    }
+
+    /// Sets the reason and the generation (that of a new rule, or the one there).
+    fn set_reason(&self, reason: u16, generation: u16) {
+        self.reason_generation.store(
+            u32::from(reason) | u32::from(generation) << 16,
+            Ordering::Relaxed,
+        );
+    }
 }
 
 // The program's layout (struct fw_exact_slot).
@@ -154,9 +178,12 @@ const _: () =
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Entry {
     pub key: Key,
+    /// The rule's own counter: without the hits CPUs' caches hold (hit_cache::PendingHits).
     pub hits: u64,
     pub expires_ns: u64,
     pub reason: u32,
+    /// One more at each new rule in the slot (struct fw_hit_entry).
+    pub generation: u16,
 }
 
 /// What an insert did.
@@ -315,7 +342,8 @@ impl Table {
             key,
             hits: slot.hits.load(Ordering::Relaxed),
             expires_ns: slot.expires_ns.load(Ordering::Relaxed),
-            reason: slot.reason.load(Ordering::Relaxed),
+            reason: slot.reason_generation.load(Ordering::Relaxed) & 0xffff,
+            generation: slot.generation(),
         }
     }
 
@@ -336,7 +364,7 @@ impl Table {
             let old = self.entry(index, *key);
             let slot = self.slot(index);
             slot.expires_ns.store(expires_ns, Ordering::Relaxed);
-            slot.reason.store(reason, Ordering::Relaxed);
+            slot.set_reason(reason as u16, slot.generation());
             return Ok(Inserted::Renewed(old));
         }
         let mut choices = [
@@ -361,7 +389,7 @@ impl Table {
                 slot.addr[1].store(key.hi, Ordering::Relaxed);
                 slot.hits.store(0, Ordering::Relaxed);
                 slot.expires_ns.store(expires_ns, Ordering::Relaxed);
-                slot.reason.store(reason, Ordering::Relaxed);
+                slot.set_reason(reason as u16, slot.generation().wrapping_add(1));
                 slot.state.store(key.state, Ordering::Release);
                 self.tag(bucket, lane).store(place.tag, Ordering::Release);
                 return Ok(Inserted::New);
@@ -424,7 +452,7 @@ impl Table {
         for index in self.slots_of(&old.key) {
             let slot = self.slot(index);
             slot.expires_ns.store(old.expires_ns, Ordering::Relaxed);
-            slot.reason.store(old.reason, Ordering::Relaxed);
+            slot.set_reason(old.reason as u16, slot.generation());
         }
     }
 
@@ -446,7 +474,8 @@ impl Table {
         slot.addr[1].store(0, Ordering::Relaxed);
         slot.hits.store(0, Ordering::Relaxed);
         slot.expires_ns.store(0, Ordering::Relaxed);
-        slot.reason.store(0, Ordering::Relaxed);
+        // The generation stays: the slot's next rule takes the one after it.
+        slot.set_reason(0, slot.generation());
         slot.state.store(FREE, Ordering::Release);
     }
 

@@ -338,7 +338,12 @@ mod tests {
         shapes.push(array("ports", 16, 2 * 65536, false));
         shapes.push(array("fw_config", 176, 1, false));
         shapes.push(array("range_bits", 8, 4096, true));
-        for (name, size, entries) in [("hhh_counts", 32768, 12), ("hhh_heavy", 8192, 1)] {
+        let per_cpu = [
+            ("hhh_counts", 32768, 12),
+            ("hhh_heavy", 8192, 1),
+            ("hit_cache", 32768, 1),
+        ];
+        for (name, size, entries) in per_cpu {
             shapes.push(MapShape {
                 map_type: MapType::PercpuArray,
                 ..array(name, size, entries, false)
@@ -410,8 +415,8 @@ mod tests {
         // About 110 bytes per rule (both lists' slots, tags and filter) and 52 per source.
         let rules = 2 * (81_920 * 32 + 81_920 * 16 * 40 + 81_920 * 4 * 8);
         let sources = 65_536 * (192 + 16);
-        let prefix_sketches = 2 * (12 * 32768 + 8192);
-        let fixed = 2 * 65536 * 16 + 176 + 4096 * 8 + prefix_sketches;
+        let per_cpu = 2 * (12 * 32768 + 8192 + 32768);
+        let fixed = 2 * 65536 * 16 + 176 + 4096 * 8 + per_cpu;
         assert_eq!(default, (rules + sources + fixed) as u64);
         assert!((100 << 20..140 << 20).contains(&default), "{default}");
         // 300 million rules: the 13 GB the kernel ground through before failing, and more.

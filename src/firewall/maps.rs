@@ -38,6 +38,8 @@ pub struct FirewallMaps {
     /// Prefix limits: each CPU's sketches (struct fw_hhh_chunk) and heavy prefixes.
     pub hhh_counts: MapHandle,
     pub hhh_heavy: MapHandle,
+    /// Rule hits not yet in their rules' counters, per CPU (struct fw_hit_cache).
+    pub hit_cache: MapHandle,
     /// The name of the lock that serialises rule edits (None: maps opened only for reading).
     edit_lock: Option<String>,
 }
@@ -65,6 +67,7 @@ impl FirewallMaps {
             range_bits: find("range_bits")?,
             hhh_counts: find("hhh_counts")?,
             hhh_heavy: find("hhh_heavy")?,
+            hit_cache: find("hit_cache")?,
             edit_lock,
         })
     }

@@ -13,6 +13,7 @@
 //! - [`model`]: the reference model the program is tested against
 
 pub mod exact;
+pub mod hit_cache;
 pub mod load;
 pub mod map_budget;
 mod maps;
@@ -47,6 +48,7 @@ pub type ExactSlot = abi::fw_exact_slot;
 pub type ExactBucket = abi::fw_exact_bucket;
 pub type HhhChunk = abi::fw_hhh_chunk;
 pub type HhhHeavy = abi::fw_hhh_heavy;
+pub type HitEntry = abi::fw_hit_entry;
 
 // SAFETY: plain-old-data structs of integers: any bytes are a valid value.
 unsafe impl plain::Plain for Config {}
@@ -58,6 +60,7 @@ unsafe impl plain::Plain for SourceIndex {}
 unsafe impl plain::Plain for FwStats {}
 unsafe impl plain::Plain for HhhChunk {}
 unsafe impl plain::Plain for HhhHeavy {}
+unsafe impl plain::Plain for HitEntry {}
 
 /// enum fw_proto: the protocol counters, in order (named by the header, build.rs).
 pub const PROTOCOLS: [&str; crate::abi::FW_PROTO_MAX as usize] = crate::abi::names::FW_PROTO_NAMES;
@@ -83,7 +86,7 @@ pub const EXACT_MAPS: [[&str; 3]; 2] = [
     ["block_tags", "block_slots", "block_filter"],
 ];
 /// The other global (pinned, shared) maps of the firewall.
-pub const OTHER_GLOBAL_MAPS: [&str; 7] = [
+pub const OTHER_GLOBAL_MAPS: [&str; 8] = [
     "ports",
     "fw_config",
     "sources",
@@ -91,6 +94,7 @@ pub const OTHER_GLOBAL_MAPS: [&str; 7] = [
     "range_bits",
     "hhh_counts",
     "hhh_heavy",
+    "hit_cache",
 ];
 /// The source table's two arrays, an entry per set each: the slots, and their index.
 pub const SOURCE_TABLE_MAPS: [&str; 2] = ["sources", "source_index"];

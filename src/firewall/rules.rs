@@ -11,6 +11,7 @@ use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use libbpf_rs::{MapCore, MapFlags, MapHandle};
 
 use crate::firewall::exact;
+use crate::firewall::hit_cache::PendingHits;
 use crate::firewall::{self, FirewallMaps, List, Rule};
 use crate::input::{self, Gathered};
 use crate::sys::map_io;
@@ -271,15 +272,18 @@ pub fn add_prefixes(
         let map = maps.trie(list, plan.ipv6);
         let mut values = Vec::with_capacity(plan.len() * std::mem::size_of::<Rule>());
         for i in 0..plan.len() {
-            let hits = plan
+            // A rule there already keeps its hits, and so its generation (hits cached for it
+            // stay its own); a new one draws a generation (hit_cache).
+            let (hits, generation) = plan
                 .existing
                 .get(plan.key(i))
-                .map(|v| rule_of(v).hits)
-                .unwrap_or(0);
+                .map(|v| (rule_of(v).hits, rule_of(v).generation))
+                .unwrap_or_else(|| (0, new_generation()));
             let rule = Rule {
                 hits,
                 expires_ns,
-                reason,
+                reason: reason as u16,
+                generation,
                 prefixlen: plan.prefixlens[i],
             };
             values.extend_from_slice(&rule_bytes(&rule));
@@ -310,6 +314,18 @@ pub fn add_prefixes(
         }
     }
     Ok(report)
+}
+
+/// A new range rule's generation: drawn, so that hits cached for a range removed before
+/// (whose generation is not known any more) meet the new rule only once in 65,536.
+fn new_generation() -> u16 {
+    use std::sync::atomic::{AtomicU16, Ordering};
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    (nanos as u16 ^ (nanos >> 16) as u16).wrapping_add(NEXT.fetch_add(1, Ordering::Relaxed))
 }
 
 fn list_name(list: List) -> &'static str {
@@ -508,8 +524,9 @@ pub fn list_prefixes(maps: &FirewallMaps, list: List, now_ns: u64) -> Result<Vec
     let _lock = maps.lock()?;
     let mut out = Vec::new();
     let table = maps.exact_table(list)?;
+    let pending = PendingHits::read(maps)?;
     let mut expired = Vec::new();
-    collect_exact(&table, now_ns, &mut out, |index, key| {
+    collect_exact(&table, list, &pending, now_ns, &mut out, |index, key| {
         expired.push((index, key))
     });
     let swept = expired.len();
@@ -520,7 +537,7 @@ pub fn list_prefixes(maps: &FirewallMaps, list: List, now_ns: u64) -> Result<Vec
     for ipv6 in [false, true] {
         let map = maps.trie(list, ipv6);
         let mut expired = Vec::new();
-        collect_ranges(map, ipv6, now_ns, &mut out, |key| {
+        collect_ranges(map, list, &pending, ipv6, now_ns, &mut out, |key| {
             expired.push(key.to_vec())
         })?;
         if !expired.is_empty() {
@@ -536,9 +553,12 @@ pub fn list_prefixes(maps: &FirewallMaps, list: List, now_ns: u64) -> Result<Vec
 /// often or without the edit lock (`top`, `watch`).
 pub fn read_prefixes(maps: &FirewallMaps, list: List, now_ns: u64) -> Result<Vec<PrefixEntry>> {
     let mut out = Vec::new();
-    collect_exact(&maps.exact_table(list)?, now_ns, &mut out, |_, _| {});
+    let pending = PendingHits::read(maps)?;
+    let table = maps.exact_table(list)?;
+    collect_exact(&table, list, &pending, now_ns, &mut out, |_, _| {});
     for ipv6 in [false, true] {
-        collect_ranges(maps.trie(list, ipv6), ipv6, now_ns, &mut out, |_| {})?;
+        let map = maps.trie(list, ipv6);
+        collect_ranges(map, list, &pending, ipv6, now_ns, &mut out, |_| {})?;
     }
     Ok(out)
 }
@@ -547,6 +567,8 @@ pub fn read_prefixes(maps: &FirewallMaps, list: List, now_ns: u64) -> Result<Vec
 /// to `expired`. An address twice in the table (an insert raced the program's) shows once.
 fn collect_exact(
     table: &exact::Table,
+    list: List,
+    pending: &PendingHits,
     now_ns: u64,
     out: &mut Vec<PrefixEntry>,
     mut expired: impl FnMut(usize, exact::Key),
@@ -557,9 +579,10 @@ fn collect_exact(
             expired(index, entry.key);
         } else if seen.insert(entry.key) {
             let prefix = IpNet::from(entry.key.addr());
+            let cached = pending.exact(list, &entry.key, index, entry.generation);
             out.push(PrefixEntry::new(
                 prefix,
-                entry.hits,
+                entry.hits + cached,
                 entry.expires_ns,
                 entry.reason,
                 now_ns,
@@ -571,6 +594,8 @@ fn collect_exact(
 /// Appends the live rules of a trie to `out`, and hands each expired key to `expired`.
 fn collect_ranges(
     map: &MapHandle,
+    list: List,
+    pending: &PendingHits,
     ipv6: bool,
     now_ns: u64,
     out: &mut Vec<PrefixEntry>,
@@ -583,11 +608,13 @@ fn collect_ranges(
             return;
         }
         if let Some(prefix) = prefix_of(ipv6, key) {
+            let addr = &key[4..if ipv6 { 20 } else { 8 }];
+            let cached = pending.range(list, addr, rule.prefixlen, rule.generation);
             out.push(PrefixEntry::new(
                 prefix,
-                rule.hits,
+                rule.hits + cached,
                 rule.expires_ns,
-                rule.reason,
+                u32::from(rule.reason),
                 now_ns,
             ));
         }

@@ -5,6 +5,7 @@ use std::collections::HashSet;
 use anyhow::{bail, Context, Result};
 use libbpf_rs::{MapCore, MapFlags};
 
+use crate::firewall::hit_cache::PendingHits;
 use crate::firewall::{FirewallMaps, PortRule};
 use crate::input::{PortProto, PortSpec};
 use crate::sys::map_io::entries;
@@ -55,13 +56,17 @@ pub fn set_ports(maps: &FirewallMaps, specs: &[PortSpec], enabled: bool) -> Resu
         }
     }
     for (spec, rule) in specs.iter().zip(current) {
+        // A rule turned on anew starts at 0 hits, in a new generation: hits cached for it
+        // before it was off are not the new rule's.
+        let keep = enabled && rule.enabled != 0;
         let rule = PortRule {
-            hits: if enabled && rule.enabled != 0 {
-                rule.hits
-            } else {
-                0
-            },
+            hits: if keep { rule.hits } else { 0 },
             enabled: enabled as u32,
+            generation: if enabled && !keep {
+                rule.generation.wrapping_add(1)
+            } else {
+                rule.generation
+            },
             _pad: 0,
         };
         // SAFETY: PortRule is plain old data.
@@ -75,13 +80,15 @@ pub fn set_ports(maps: &FirewallMaps, specs: &[PortSpec], enabled: bool) -> Resu
 
 /// Every port rule that is on, with its hits.
 pub fn list_ports(maps: &FirewallMaps) -> Result<Vec<(PortSpec, u64)>> {
+    let pending = PendingHits::read(maps)?;
     let mut out = Vec::new();
     for (key, value) in entries(&maps.ports)? {
         let mut rule = PortRule::default();
         let _ = plain::copy_from_bytes(&mut rule, &value);
         if rule.enabled != 0 {
             let slot = u32::from_ne_bytes(key[..4].try_into().unwrap());
-            out.push((port_of_slot(slot), rule.hits));
+            let hits = rule.hits + pending.port(slot, rule.generation);
+            out.push((port_of_slot(slot), hits));
         }
     }
     out.sort();
