@@ -336,7 +336,7 @@ struct fw_config {
 	__u32 exact_filter_half; /* bit 1 << list: the half of a list's filter that is read */
 	/* per enum fw_list: removals since its filter's build */
 	__u32 exact_filter_stale[FW_LIST_MAX];
-	__u32 exact_filter_pad;
+	__u32 rl_lease_max; /* tokens a CPU's lease takes at most (struct fw_lease); 0, 1: none */
 	/* Prefix limits (bpf/firewall/hhh.h): per level, the count in one window on one CPU
 	 * above which a prefix trips; 0 turns the level's limit off. */
 	__u32 hhh_limit[FW_HHH_LEVELS];
@@ -375,6 +375,31 @@ struct fw_source_index {
 	__u16 packets[FW_SOURCE_WAYS];
 };
 #define FW_SOURCE_INDEX_MAX_PACKETS 65535
+
+/* Leases (bpf/firewall/ratelimit.h): a CPU takes up to fw_config.rl_lease_max of a source's
+ * tokens from its bucket at once, and passes the source's next packets from its lease,
+ * counting them there, without writing the shared slot. A lease is good for FW_LEASE_NS. What
+ * a lease holds goes back to the slot (tokens up to the bucket's size, and the packet counts)
+ * when the source next reaches the bucket on that CPU, or when another source takes the
+ * lease's place. Tokens in leases are outside the bucket's cap, so a source may pass up to
+ * (rl_lease_max - 1) packets per CPU more than its burst; and while one CPU holds some, the
+ * source may be refused on another that many earlier than its bucket alone would. */
+#define FW_LEASES   256
+#define FW_LEASE_NS (1ULL << 20)
+
+struct fw_lease {
+	__u64 addr[2]; /* the source's key, as fw_source.addr; left == 0 and packets == 0: free */
+	__u64 granted_ns;
+	__u32 left;    /* tokens (packets) not used yet */
+	__u32 packets; /* passed from the lease, not yet in the slot's counters */
+	__u64 bytes;
+	__u32 set; /* the source's slot */
+	__u32 way;
+};
+
+struct fw_leases {
+	struct fw_lease lease[FW_LEASES];
+};
 
 /* The firewall's map sizes when none are asked for (--max-rules, --max-sources): the rule
  * maps hold FW_DEFAULT_MAX_RULES entries each, the source table FW_DEFAULT_MAX_SOURCES. An

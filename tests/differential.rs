@@ -21,7 +21,7 @@ use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use xdpctl::counters::stats;
 use xdpctl::firewall::model::{self, Firewall, RateLimit, RuleState, Verdict};
-use xdpctl::firewall::rules;
+use xdpctl::firewall::{rules, talkers};
 use xdpctl::firewall::{self, FirewallMaps, List, RateLimitProto};
 use xdpctl::input::{PortProto, PortSpec};
 use xdpctl::packets::non_ip_frame;
@@ -160,6 +160,12 @@ fn install_rules(
     };
     model.rate_limit = rl;
     maps.set_rate_limit(&rl).unwrap();
+    // Leases of 0-5 tokens (0 and 1: none; the sure sets always have some), whatever the
+    // burst: `ratelimit set` gives the sure sets' small bursts none.
+    model.lease_max = rng.gen_range(if sure { 2 } else { 0 }..6);
+    let mut config = maps.config().unwrap();
+    config.rl_lease_max = model.lease_max;
+    maps.set_config(&config).unwrap();
     // Prefix limits in every sure rule set and half the others, with thresholds past what
     // `ratelimit set` allows (so the universe's few /24s and /48s trip), windows of 4-268 ms
     // that the clock crosses.
@@ -192,6 +198,9 @@ fn install_rules(
     maps.set_clock(now).unwrap();
     RuleSet { model, now }
 }
+
+/// Checkpoints at which the kernel held a lease with tokens left: the run must see some.
+static LEASES_HELD: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
 /// Compares every piece of state; returns the differences.
 fn compare_state(
@@ -314,6 +323,24 @@ fn compare_state(
         for (way, entry) in ways.iter().enumerate().filter(|(_, w)| w.packets > 0) {
             model_ways.insert((*index, way), *entry);
         }
+    }
+    // The leases of the CPU this thread is pinned to.
+    let leases = talkers::cpu_leases(maps, 0).unwrap();
+    if leases.values().any(|lease| lease.left > 0) {
+        LEASES_HELD.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+    rs.model.leases.retain(|_, lease| *lease != Default::default());
+    if leases != rs.model.leases {
+        let differing = rs
+            .model
+            .leases
+            .iter()
+            .find(|(at, lease)| leases.get(at) != Some(lease));
+        diffs.push(format!(
+            "leases: kernel has {}, model {}; first difference: {differing:?}",
+            leases.len(),
+            rs.model.leases.len()
+        ));
     }
     // Prefix counts: the sketch cells and heavy prefixes of the CPU this thread is pinned to.
     let counts = firewall::prefix_limits::cpu_counts(maps, 0).unwrap();
@@ -458,4 +485,8 @@ fn firewall_matches_its_model_on_random_and_mutated_packets() {
         );
     }
     assert!(verdicts.get(&Verdict::Pass).copied().unwrap_or(0) > 0);
+    assert!(
+        LEASES_HELD.load(std::sync::atomic::Ordering::Relaxed) > 0,
+        "no checkpoint found a lease holding tokens"
+    );
 }

@@ -487,11 +487,14 @@ fn sequence_on(
     rl: RateLimit,
     steps: &[(u64, Vec<u8>, Verdict)],
 ) {
+    // Leases are per CPU, and the model is one.
+    common::pin_to_cpu(0);
+    maps.set_rate_limit(&rl).unwrap();
     let mut model = Firewall {
         rate_limit: rl,
+        lease_max: maps.config().unwrap().rl_lease_max,
         ..model_for(maps)
     };
-    maps.set_rate_limit(&rl).unwrap();
     for (i, (now, bytes, expected)) in steps.iter().enumerate() {
         maps.set_clock(*now).unwrap();
         let kernel = common::firewall_verdict(skel, bytes);

@@ -66,6 +66,7 @@ fn setup(
         source_set_mask: config.source_set_mask,
         source_seed: config.source_seed,
         rate_limit: rl,
+        lease_max: config.rl_lease_max,
         ..Firewall::default()
     };
     model.prefix.config = prefix;

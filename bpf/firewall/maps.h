@@ -102,6 +102,15 @@ struct {
 	__uint(max_entries, FW_DEFAULT_MAX_SOURCES / FW_SOURCE_WAYS);
 } source_index SEC(".maps");
 
+/* Each CPU's leases of sources' tokens (struct fw_leases, bpf/firewall/ratelimit.h). Global,
+ * with the buckets they come from. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__type(key, __u32);
+	__type(value, struct fw_leases);
+	__uint(max_entries, 1);
+} source_leases SEC(".maps");
+
 /* Prefix limits (bpf/firewall/hhh.h): each CPU's sketches, a chunk per level and row, and the
  * prefixes it noted as heavy. Global: a host's limits count its traffic on every interface. */
 struct {

@@ -81,12 +81,12 @@ static __always_inline void source_locate(struct fw_config *cfg, struct pkt *p,
 }
 
 /* Whether a slot holds the source's address. */
-static __always_inline int source_holds(struct fw_source *slot, struct source_loc *loc)
+static __always_inline int source_holds(struct fw_source *slot, __u64 *want)
 {
 	__u64 have[2];
 
 	__builtin_memcpy(have, slot->addr, 16);
-	return have[0] == loc->want[0] && have[1] == loc->want[1];
+	return have[0] == want[0] && have[1] == want[1];
 }
 
 /* A source's place in the table: its slot (NULL: none, or its first packet), and its packet
@@ -94,6 +94,7 @@ static __always_inline int source_holds(struct fw_source *slot, struct source_lo
 struct source_ref {
 	struct fw_source *slot;
 	__u16 *packets;
+	__u32 way;
 };
 
 /* Finds the source in its set, by the index (struct fw_source_index). A way with one packet is
@@ -119,7 +120,7 @@ static __always_inline struct source_ref source_slot(struct clock *clk, struct s
 		slot = &set->way[i];
 		/* A way seen once is this source's by its tag alone: its slot holds nothing yet. */
 		if (index->packets[i] && index->tag[i] == loc->tag &&
-		    (seen_once || source_holds(slot, loc))) {
+		    (seen_once || source_holds(slot, loc->want))) {
 			if (seen_once) {
 				/* Its second packet: the slot starts now, the first counted. */
 				__builtin_memcpy(slot->addr, loc->want, 16);
@@ -130,6 +131,7 @@ static __always_inline struct source_ref source_slot(struct clock *clk, struct s
 			}
 			ref.slot = slot;
 			ref.packets = &index->packets[i];
+			ref.way = i;
 			return ref;
 		}
 		if (index->packets[i] < fewest) {
@@ -147,17 +149,77 @@ static __always_inline struct source_ref source_slot(struct clock *clk, struct s
 	return ref;
 }
 
+/* This CPU's lease for the source's place (struct fw_lease), if leases are on. */
+static __always_inline struct fw_lease *lease_of(struct fw_config *cfg, struct source_loc *loc)
+{
+	struct fw_leases *leases;
+	__u32 zero = 0;
+
+	if (cfg->rl_lease_max < 2)
+		return NULL;
+	leases = bpf_map_lookup_elem(&source_leases, &zero);
+	return leases ? &leases->lease[loc->tag & (FW_LEASES - 1)] : NULL;
+}
+
+static __always_inline int lease_holds(struct fw_lease *lease, __u64 *want)
+{
+	return lease->addr[0] == want[0] && lease->addr[1] == want[1];
+}
+
+/* Gives what a lease holds back to its source's slot (if the slot still holds the source):
+ * its tokens, up to the bucket's size, and its packet counts; then the lease is empty. */
+static __always_inline void lease_settle(struct fw_lease *lease, __u64 cap)
+{
+	struct fw_source_set *set;
+	struct fw_source *slot;
+	__u64 tokens;
+
+	if (!lease->left && !lease->packets)
+		return;
+	set = bpf_map_lookup_elem(&sources, &lease->set);
+	if (set) {
+		slot = &set->way[lease->way & (FW_SOURCE_WAYS - 1)];
+		if (slot->packets && source_holds(slot, lease->addr)) {
+			tokens = slot->tokens + (__u64)lease->left * FW_TOKEN;
+			slot->tokens = tokens < cap ? tokens : cap;
+			slot->packets += lease->packets;
+			slot->bytes += lease->bytes;
+		}
+	}
+	lease->left = 0;
+	lease->packets = 0;
+	lease->bytes = 0;
+}
+
 /* Counts the source (top talkers) and runs its token bucket. Returns 1 if over the limit. A
- * source's first packet is only counted in the index: its bucket starts at its second. */
+ * source's first packet is only counted in the index: its bucket starts at its second. With
+ * leases on, a packet of the source this CPU holds a live lease for passes from it, and the
+ * shared slot is written only at each grant: once per rl_lease_max packets. */
 static __always_inline int over_rate_limit(struct clock *clk, struct pkt *p, struct source_loc *loc,
 					   __u64 len)
 {
 	struct fw_config *cfg = clk->cfg;
 	__u64 cap = cfg->rl_burst * FW_TOKEN;
-	struct source_ref ref = source_slot(clk, loc, cap);
-	struct fw_source *src = ref.slot;
-	__u64 tokens, elapsed, now;
+	struct fw_lease *lease = NULL;
+	struct source_ref ref;
+	struct fw_source *src;
+	__u64 tokens, elapsed, now = 0, grant;
 
+	if (rate_limited(cfg, p))
+		lease = lease_of(cfg, loc);
+	if (lease) {
+		now = now_ns(clk);
+		if (lease->left && lease_holds(lease, loc->want) && now >= lease->granted_ns &&
+		    now - lease->granted_ns < FW_LEASE_NS) {
+			lease->left--;
+			lease->packets++;
+			lease->bytes += len;
+			return 0;
+		}
+		lease_settle(lease, cap);
+	}
+	ref = source_slot(clk, loc, cap);
+	src = ref.slot;
 	if (!ref.packets)
 		return 0;
 	if (*ref.packets < FW_SOURCE_INDEX_MAX_PACKETS)
@@ -186,12 +248,24 @@ static __always_inline int over_rate_limit(struct clock *clk, struct pkt *p, str
 	}
 	if (tokens > cap)
 		tokens = cap;
-	if (tokens >= FW_TOKEN) {
-		src->tokens = tokens - FW_TOKEN;
-		return 0;
+	if (tokens < FW_TOKEN) {
+		src->tokens = tokens;
+		return 1;
 	}
-	src->tokens = tokens;
-	return 1;
+	grant = 1;
+	if (lease) {
+		grant = tokens / FW_TOKEN;
+		if (grant > cfg->rl_lease_max)
+			grant = cfg->rl_lease_max;
+		lease->addr[0] = loc->want[0];
+		lease->addr[1] = loc->want[1];
+		lease->granted_ns = now;
+		lease->left = grant - 1;
+		lease->set = loc->set;
+		lease->way = ref.way;
+	}
+	src->tokens = tokens - grant * FW_TOKEN;
+	return 0;
 }
 
 static __always_inline void auto_block(struct clock *clk, struct pkt *p)

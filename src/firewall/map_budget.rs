@@ -342,6 +342,7 @@ mod tests {
             ("hhh_counts", 32768, 12),
             ("hhh_heavy", 8192, 1),
             ("hit_cache", 32768, 1),
+            ("source_leases", 12288, 1),
         ];
         for (name, size, entries) in per_cpu {
             shapes.push(MapShape {
@@ -415,7 +416,7 @@ mod tests {
         // About 110 bytes per rule (both lists' slots, tags and filter) and 52 per source.
         let rules = 2 * (81_920 * 32 + 81_920 * 16 * 40 + 81_920 * 4 * 8);
         let sources = 65_536 * (192 + 16);
-        let per_cpu = 2 * (12 * 32768 + 8192 + 32768);
+        let per_cpu = 2 * (12 * 32768 + 8192 + 32768 + 12288);
         let fixed = 2 * 65536 * 16 + 176 + 4096 * 8 + per_cpu;
         assert_eq!(default, (rules + sources + fixed) as u64);
         assert!((100 << 20..140 << 20).contains(&default), "{default}");

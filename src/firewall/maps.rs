@@ -40,6 +40,8 @@ pub struct FirewallMaps {
     pub hhh_heavy: MapHandle,
     /// Rule hits not yet in their rules' counters, per CPU (struct fw_hit_cache).
     pub hit_cache: MapHandle,
+    /// Each CPU's leases of sources' tokens (struct fw_leases).
+    pub source_leases: MapHandle,
     /// The name of the lock that serialises rule edits (None: maps opened only for reading).
     edit_lock: Option<String>,
 }
@@ -68,6 +70,7 @@ impl FirewallMaps {
             hhh_counts: find("hhh_counts")?,
             hhh_heavy: find("hhh_heavy")?,
             hit_cache: find("hit_cache")?,
+            source_leases: find("source_leases")?,
             edit_lock,
         })
     }
@@ -284,11 +287,12 @@ impl FirewallMaps {
     pub fn set_rate_limit(&self, rl: &RateLimit) -> Result<()> {
         let _lock = self.lock()?;
         let mut config = self.config()?;
-        write_rate_limit(&mut config, rl);
+        let cpus = crate::sys::cpus::online()?;
+        write_rate_limit(&mut config, rl, cpus);
         // Limits per window follow the per-source rate they are bounded by.
         let prefixes = crate::firewall::prefix_limits::PrefixLimits::of_config(&config);
         let seed = config.hhh_seed;
-        prefixes.write_to(&mut config, rl, crate::sys::cpus::online()?, seed);
+        prefixes.write_to(&mut config, rl, cpus, seed);
         config.maps_in_use |= auto_block_bits(&config);
         self.set_config(&config)
     }
@@ -301,12 +305,13 @@ impl FirewallMaps {
     ) -> Result<()> {
         let _lock = self.lock()?;
         let mut config = self.config()?;
-        write_rate_limit(&mut config, rl);
+        let cpus = crate::sys::cpus::online()?;
+        write_rate_limit(&mut config, rl, cpus);
         let seed = match config.hhh_seed {
             0 => (random_u64()? as u32).max(1),
             seed => seed,
         };
-        limits.write_to(&mut config, rl, crate::sys::cpus::online()?, seed);
+        limits.write_to(&mut config, rl, cpus, seed);
         config.maps_in_use |= auto_block_bits(&config);
         self.set_config(&config)
     }
@@ -329,7 +334,8 @@ impl FirewallMaps {
     }
 }
 
-fn write_rate_limit(config: &mut Config, rl: &RateLimit) {
+fn write_rate_limit(config: &mut Config, rl: &RateLimit, cpus: u32) {
+    config.rl_lease_max = rl.lease_max(cpus);
     config.rl_enabled = rl.enabled as u32;
     config.rl_pps = rl.pps;
     config.rl_burst = rl.burst;

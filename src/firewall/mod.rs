@@ -49,6 +49,7 @@ pub type ExactBucket = abi::fw_exact_bucket;
 pub type HhhChunk = abi::fw_hhh_chunk;
 pub type HhhHeavy = abi::fw_hhh_heavy;
 pub type HitEntry = abi::fw_hit_entry;
+pub type Lease = abi::fw_lease;
 
 // SAFETY: plain-old-data structs of integers: any bytes are a valid value.
 unsafe impl plain::Plain for Config {}
@@ -61,6 +62,7 @@ unsafe impl plain::Plain for FwStats {}
 unsafe impl plain::Plain for HhhChunk {}
 unsafe impl plain::Plain for HhhHeavy {}
 unsafe impl plain::Plain for HitEntry {}
+unsafe impl plain::Plain for Lease {}
 
 /// enum fw_proto: the protocol counters, in order (named by the header, build.rs).
 pub const PROTOCOLS: [&str; crate::abi::FW_PROTO_MAX as usize] = crate::abi::names::FW_PROTO_NAMES;
@@ -86,7 +88,7 @@ pub const EXACT_MAPS: [[&str; 3]; 2] = [
     ["block_tags", "block_slots", "block_filter"],
 ];
 /// The other global (pinned, shared) maps of the firewall.
-pub const OTHER_GLOBAL_MAPS: [&str; 8] = [
+pub const OTHER_GLOBAL_MAPS: [&str; 9] = [
     "ports",
     "fw_config",
     "sources",
@@ -95,6 +97,7 @@ pub const OTHER_GLOBAL_MAPS: [&str; 8] = [
     "hhh_counts",
     "hhh_heavy",
     "hit_cache",
+    "source_leases",
 ];
 /// The source table's two arrays, an entry per set each: the slots, and their index.
 pub const SOURCE_TABLE_MAPS: [&str; 2] = ["sources", "source_index"];

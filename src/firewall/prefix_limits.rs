@@ -71,7 +71,7 @@ impl PrefixLimits {
 
     /// Each level's count per CPU and window above which a prefix trips (fw_config.hhh_limit).
     pub fn thresholds(&self, rl: &RateLimit, cpus: u32, shift: u32) -> [u32; LEVELS] {
-        let floor = 2 * single_source_bound(rl, shift);
+        let floor = 2 * single_source_bound(rl, shift, cpus);
         self.pps.map(|pps| {
             if pps == 0 {
                 return 0;
@@ -103,11 +103,14 @@ fn packets_in_window(pps: u64, shift: u32) -> u64 {
 }
 
 /// The most packets one source can pass through its bucket in one window: its burst, its
-/// refill over the window, and its first packet (only noted).
-pub fn single_source_bound(rl: &RateLimit, shift: u32) -> u64 {
+/// refill over the window, its first packet (only noted), and what the CPUs' leases may hold
+/// beyond its bucket (RateLimit::lease_max).
+pub fn single_source_bound(rl: &RateLimit, shift: u32, cpus: u32) -> u64 {
+    let leased = u64::from(cpus.max(1)) * u64::from(rl.lease_max(cpus) - 1);
     rl.burst
         .saturating_add(1)
         .saturating_add(packets_in_window(rl.pps, shift))
+        .saturating_add(leased)
 }
 
 /// A prefix the program noted as heavy, with its count summed over CPUs.
@@ -284,19 +287,21 @@ mod tests {
 
     #[test]
     fn a_threshold_is_the_rate_per_window_and_cpu_but_never_below_twice_one_source() {
-        // 1000 pps, burst 1000: one source passes at most 1000 + 1 + 269 packets a window.
+        // 1000 pps, burst 1000: one source passes at most 1000 + 1 + 269 packets a window,
+        // and on two CPUs 2 * 31 more from their leases of 32.
         let rl = rl(1000, 1000);
-        assert_eq!(single_source_bound(&rl, 28), 1270);
+        assert_eq!(single_source_bound(&rl, 28, 1), 1270 + 31);
+        assert_eq!(single_source_bound(&rl, 28, 2), 1270 + 62);
         let limits = PrefixLimits::defaults(1000);
         let t = limits.thresholds(&rl, 2, 28);
         // /8: 256,000 pps is 68,720 a window, 34,360 per CPU; /24: 16,000 is 4,295, 2,148 per
-        // CPU, raised to the floor of 2,540.
-        assert_eq!(t, [34_360, 8_590, 2_540, 34_360, 8_590, 2_540]);
+        // CPU, raised to the floor of 2,664.
+        assert_eq!(t, [34_360, 8_590, 2_664, 34_360, 8_590, 2_664]);
         let one_level = PrefixLimits {
             pps: [0, 0, 1, 0, 0, 0],
             block_for_ns: 0,
         };
-        assert_eq!(one_level.thresholds(&rl, 1, 28), [0, 0, 2540, 0, 0, 0]);
+        assert_eq!(one_level.thresholds(&rl, 1, 28), [0, 0, 2602, 0, 0, 0]);
     }
 
     #[test]

@@ -66,6 +66,15 @@ impl RateLimit {
         u64::try_from(full).unwrap_or(u64::MAX)
     }
 
+    /// The most tokens one CPU's lease takes from a source's bucket (fw_config.rl_lease_max):
+    /// a quarter of the burst shared among the CPUs, at most 32. Leases spare the shared slot
+    /// a write per packet; what they cost is a source passing up to `cpus * (lease - 1)`
+    /// packets more than its bucket holds, a quarter of its burst at most, or being refused as
+    /// many early for at most FW_LEASE_NS. 1: no leases (a small burst).
+    pub fn lease_max(&self, cpus: u32) -> u32 {
+        (self.burst / (4 * u64::from(cpus.max(1)))).clamp(1, 32) as u32
+    }
+
     pub fn of_config(config: &Config) -> RateLimit {
         RateLimit {
             enabled: config.rl_enabled != 0,

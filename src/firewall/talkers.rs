@@ -6,11 +6,50 @@ use std::collections::HashMap;
 use std::net::{IpAddr, Ipv6Addr};
 use std::time::Instant;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
+use libbpf_rs::MapCore;
 
 use crate::firewall::rules::{self, PrefixEntry};
 use crate::firewall::{FirewallMaps, List, SourceSet};
 use crate::sys::map_io;
+
+/// One CPU's leases that hold anything (struct fw_leases), by index: packets they passed are
+/// in the source table's counts only once they go back to it.
+pub fn cpu_leases(
+    maps: &FirewallMaps,
+    cpu: usize,
+) -> Result<HashMap<usize, crate::firewall::model::leases::Lease>> {
+    let values = maps
+        .source_leases
+        .lookup_percpu(&0u32.to_ne_bytes(), libbpf_rs::MapFlags::ANY)
+        .context("reading source_leases")?
+        .unwrap_or_default();
+    let bytes = values.get(cpu).context("no such CPU")?;
+    let mut out = HashMap::new();
+    for (at, raw) in bytes
+        .chunks_exact(std::mem::size_of::<crate::firewall::Lease>())
+        .enumerate()
+    {
+        let lease: &crate::firewall::Lease =
+            plain::from_bytes(raw).map_err(|_| anyhow::anyhow!("a lease's size"))?;
+        let mut addr = [0u8; 16];
+        addr[..8].copy_from_slice(&lease.addr[0].to_ne_bytes());
+        addr[8..].copy_from_slice(&lease.addr[1].to_ne_bytes());
+        let lease = crate::firewall::model::leases::Lease {
+            addr,
+            granted_ns: lease.granted_ns,
+            left: lease.left,
+            packets: lease.packets,
+            bytes: lease.bytes,
+            set: lease.set,
+            way: lease.way,
+        };
+        if lease != Default::default() {
+            out.insert(at, lease);
+        }
+    }
+    Ok(out)
+}
 
 /// One source's traffic between two samples.
 #[derive(Clone, Debug, PartialEq)]

@@ -144,13 +144,13 @@ mod tests {
         assert_eq!(
             describe_prefixes(&config),
             "/8 256,000 packets/s (34,360 per CPU a window), /16 64,000 packets/s (8,590 per CPU a \
-             window), /24 16,000 packets/s (2,540 per CPU a window); windows of 268 ms; \
+             window), /24 16,000 packets/s (2,664 per CPU a window); windows of 268 ms; \
              over-limit prefixes are blocked for 60s"
         );
         let json = to_json(&config);
         assert_eq!(json["prefix_limits"]["block_for"], 60.0);
         assert_eq!(json["prefix_limits"]["limits"][2]["length"], 24);
-        assert_eq!(json["prefix_limits"]["limits"][2]["per_cpu_window"], 2540);
+        assert_eq!(json["prefix_limits"]["limits"][2]["per_cpu_window"], 2664);
         assert_eq!(json["prefix_limits"]["limits"].as_array().unwrap().len(), 3);
     }
 

@@ -343,7 +343,7 @@ mod tests {
         let thresholds = PrefixLimits::defaults(pps).thresholds(&rl, 2, 28);
         assert!(thresholds
             .iter()
-            .all(|&t| u64::from(t) >= 2 * single_source_bound(&rl, 28)));
+            .all(|&t| u64::from(t) >= 2 * single_source_bound(&rl, 28, 2)));
         let mut fw = firewall(pps, thresholds, 60_000_000_000);
         let host = udp_from([203, 0, 113, 9].into());
         let mut now = 1u64 << 40;

@@ -31,6 +31,7 @@ use crate::firewall::{RateLimitProto, SOURCE_WAYS, TOKEN};
 use crate::input::{PortProto, PortSpec};
 
 pub mod hhh;
+pub mod leases;
 mod packet;
 pub use hhh::{PrefixConfig, PrefixCounts};
 pub use packet::{parse, IpPacket, Parsed};
@@ -173,6 +174,10 @@ pub struct Firewall {
     /// fw_config.source_set_mask and .source_seed.
     pub source_set_mask: u32,
     pub source_seed: u32,
+    /// fw_config.rl_lease_max: 0 or 1, no leases.
+    pub lease_max: u32,
+    /// One CPU's leases (leases.rs), by index; absent: empty.
+    pub leases: HashMap<usize, leases::Lease>,
     /// Prefix limits: one CPU's sketches (the program's on the CPU a test runs it on).
     pub prefix: PrefixCounts,
     pub counters: Counters,
@@ -329,11 +334,21 @@ impl Firewall {
     /// Counts the source and runs its token bucket: continuous refill at `pps` up to `burst`
     /// packets, in nano-tokens; a clock that reads earlier than the last refill adds nothing.
     /// A source's first packet is only counted in the index: its bucket starts at its second.
+    /// With leases, a packet may pass from its source's lease instead (leases.rs).
     fn over_rate_limit(&mut self, packet: &IpPacket, len: u64, now: u64) -> bool {
         let rl = self.rate_limit;
         let applies = self.rate_limited(packet);
         let cap = rl.burst.wrapping_mul(TOKEN);
-        let (set, way, has_slot) = self.find_source(source_key(packet.source), cap, now);
+        let addr = source_key(packet.source);
+        let lease = (applies && self.lease_max > 1)
+            .then(|| leases::lease_index(source_tag(self.source_seed, &addr)));
+        if let Some(at) = lease {
+            if self.pass_from_lease(at, addr, len, now) {
+                return false;
+            }
+            self.settle_lease(at, cap);
+        }
+        let (set, way, has_slot) = self.find_source(addr, cap, now);
         let indexed = &mut self.source_index.get_mut(&set).unwrap()[way].packets;
         *indexed = indexed.saturating_add(1);
         if !has_slot {
@@ -356,13 +371,16 @@ impl Firewall {
             source.last_ns = now;
         }
         tokens = tokens.min(cap);
-        if tokens >= TOKEN {
-            source.tokens = tokens - TOKEN;
-            false
-        } else {
+        if tokens < TOKEN {
             source.tokens = tokens;
-            true
+            return true;
         }
+        let grant = match lease {
+            Some(at) => self.grant_lease(at, (set, way), addr, tokens, now),
+            None => 1,
+        };
+        self.sources.get_mut(&set).unwrap()[way].tokens = tokens - grant * TOKEN;
+        false
     }
 
     fn count(&mut self, len: u64, proto: usize, syn: bool, verdict: Verdict) {

@@ -1,0 +1,89 @@
+//! Leases of a source's tokens (struct fw_lease) on both CPUs: a source whose packets arrive on
+//! both passes exactly as many as its bucket holds, as on one CPU; tokens a CPU holds are its
+//! own (the other CPU is refused meanwhile), and go back to the bucket when that CPU sees the
+//! source after its lease expired.
+
+mod common;
+
+use std::mem::MaybeUninit;
+use std::net::IpAddr;
+
+use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
+use xdpctl::firewall::{FirewallMaps, RateLimit};
+use xdpctl::skel::firewall::{FirewallSkel, FirewallSkelBuilder};
+
+const XDP_PASS: u32 = 2;
+const T0: u64 = 7_000_000_000_000;
+
+/// The firewall with a rate limit of 1 pps and a burst of 40 (leases of 5 on two CPUs), and
+/// the clock fixed, so no bucket refills.
+fn setup() -> (FirewallSkel<'static>, FirewallMaps) {
+    let object = Box::leak(Box::new(MaybeUninit::uninit()));
+    let skel = FirewallSkelBuilder::default()
+        .open(object)
+        .unwrap()
+        .load()
+        .unwrap();
+    let maps = FirewallMaps::from_object(skel.object()).unwrap();
+    let rl = RateLimit {
+        enabled: true,
+        pps: 1,
+        burst: 40,
+        ..RateLimit::default()
+    };
+    maps.set_rate_limit(&rl).unwrap();
+    let mut config = maps.config().unwrap();
+    config.rl_lease_max = 5; // what two CPUs get; one CPU would get 10
+    maps.set_config(&config).unwrap();
+    maps.set_clock(T0).unwrap();
+    (skel, maps)
+}
+
+fn packet() -> Vec<u8> {
+    let src: IpAddr = "198.51.100.20".parse().unwrap();
+    xdpctl::packets::udp(src, "192.0.2.1".parse().unwrap(), 53, &[])
+}
+
+/// The verdicts of `n` packets sent on `cpu`.
+fn send_on(skel: &FirewallSkel, cpu: usize, n: usize) -> Vec<u32> {
+    common::pin_to_cpu(cpu);
+    let bytes = packet();
+    (0..n)
+        .map(|_| common::firewall_verdict(skel, &bytes))
+        .collect()
+}
+
+fn passed(verdicts: &[u32]) -> usize {
+    verdicts.iter().filter(|&&v| v == XDP_PASS).count()
+}
+
+#[test]
+fn a_source_on_both_cpus_passes_what_its_bucket_holds_and_no_more() {
+    common::require_root!();
+    let (skel, _maps) = setup();
+    // Its first packet is only noted; then its 40 tokens, taken 5 at a time by whichever CPU
+    // sees it, in batches of 3 alternating between the CPUs.
+    let mut verdicts = send_on(&skel, 0, 1);
+    for round in 0..30 {
+        verdicts.extend(send_on(&skel, round % 2, 3));
+    }
+    // Not all first: a CPU is refused while the other still holds tokens.
+    assert_eq!(passed(&verdicts), 41, "{verdicts:?}");
+}
+
+#[test]
+fn tokens_a_cpu_holds_go_back_to_the_bucket_when_its_lease_expires() {
+    common::require_root!();
+    let (skel, maps) = setup();
+    // CPU 0 notes the source, then takes a lease of 5 and uses one of them.
+    assert_eq!(passed(&send_on(&skel, 0, 2)), 2);
+    // CPU 1 drains the bucket: 35 tokens are left, and CPU 0 holds 4.
+    let on_one = send_on(&skel, 1, 40);
+    assert_eq!(passed(&on_one), 35, "{on_one:?}");
+    // After the lease's time (about 1 ms; at 1 pps the bucket refills nothing meanwhile),
+    // CPU 0's next packet gives the 4 back to the bucket and takes a new lease of them.
+    maps.set_clock(T0 + 2 * xdpctl::abi::FW_LEASE_NS as u64).unwrap();
+    let later = send_on(&skel, 0, 10);
+    assert_eq!(passed(&later), 4, "{later:?}");
+    assert_eq!(passed(&send_on(&skel, 1, 5)), 0);
+}
