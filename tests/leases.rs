@@ -9,7 +9,8 @@ use std::mem::MaybeUninit;
 use std::net::IpAddr;
 
 use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
-use xdpctl::firewall::{FirewallMaps, RateLimit};
+use xdpctl::firewall::model::Firewall;
+use xdpctl::firewall::{talkers, FirewallMaps, RateLimit};
 use xdpctl::skel::firewall::{FirewallSkel, FirewallSkelBuilder};
 
 const XDP_PASS: u32 = 2;
@@ -82,8 +83,59 @@ fn tokens_a_cpu_holds_go_back_to_the_bucket_when_its_lease_expires() {
     assert_eq!(passed(&on_one), 35, "{on_one:?}");
     // After the lease's time (about 1 ms; at 1 pps the bucket refills nothing meanwhile),
     // CPU 0's next packet gives the 4 back to the bucket and takes a new lease of them.
-    maps.set_clock(T0 + 2 * xdpctl::abi::FW_LEASE_NS as u64).unwrap();
+    maps.set_clock(T0 + 2 * xdpctl::abi::FW_LEASE_NS as u64)
+        .unwrap();
     let later = send_on(&skel, 0, 10);
     assert_eq!(passed(&later), 4, "{later:?}");
     assert_eq!(passed(&send_on(&skel, 1, 5)), 0);
+}
+
+#[test]
+fn leases_follow_the_model_packet_by_packet_with_sources_sharing_a_lease() {
+    common::require_root!();
+    common::pin_to_cpu(0);
+    let (skel, maps) = setup();
+    let config = maps.config().unwrap();
+    let mut model = Firewall {
+        rate_limit: RateLimit::of_config(&config),
+        lease_max: config.rl_lease_max,
+        source_set_mask: config.source_set_mask,
+        source_seed: config.source_seed,
+        ..Firewall::default()
+    };
+    // 600 sources would share 256 leases: find two whose leases are the same, so one takes
+    // the other's place and gives its tokens back.
+    let key = |i: u32| -> IpAddr { IpAddr::from([198, 18, (i >> 8) as u8, i as u8]) };
+    let lease_of = |addr: IpAddr| {
+        let tag = xdpctl::firewall::model::source_tag(
+            config.source_seed,
+            &xdpctl::firewall::model::source_key(addr),
+        );
+        xdpctl::firewall::model::leases::lease_index(tag)
+    };
+    let first = key(0);
+    let second = (1..600)
+        .map(key)
+        .find(|&addr| lease_of(addr) == lease_of(first))
+        .expect("two sources that share a lease");
+    let frames =
+        [first, second].map(|src| xdpctl::packets::udp(src, "192.0.2.1".parse().unwrap(), 53, &[]));
+    // Bursts from each in turn, at steps of 0-0.4 ms: leases granted, used, expired,
+    // given back and taken over; the bucket refills at 1 pps meanwhile.
+    let mut now = T0;
+    let mut rng = 0x2545_f491_4f6c_dd1du64;
+    for i in 0..400 {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        now += rng % 400_000;
+        maps.set_clock(now).unwrap();
+        let bytes = &frames[(i / 7) % 2];
+        let kernel = common::firewall_verdict(&skel, bytes);
+        let modeled = model.process(bytes, now);
+        assert_eq!(kernel, modeled.xdp_action(), "packet {i} at {now}");
+    }
+    model.leases.retain(|_, lease| *lease != Default::default());
+    assert_eq!(talkers::cpu_leases(&maps, 0).unwrap(), model.leases);
+    assert!(model.leased_passes > 0, "no packet passed from a lease");
 }

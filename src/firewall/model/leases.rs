@@ -30,7 +30,13 @@ pub fn lease_index(tag: u16) -> usize {
 
 impl Firewall {
     /// Whether this packet of `addr` passes from its live lease (and counts there).
-    pub(super) fn pass_from_lease(&mut self, at: usize, addr: [u8; 16], len: u64, now: u64) -> bool {
+    pub(super) fn pass_from_lease(
+        &mut self,
+        at: usize,
+        addr: [u8; 16],
+        len: u64,
+        now: u64,
+    ) -> bool {
         let lease = self.leases.entry(at).or_default();
         if lease.left > 0
             && lease.addr == addr
@@ -40,6 +46,7 @@ impl Firewall {
             lease.left -= 1;
             lease.packets = lease.packets.wrapping_add(1);
             lease.bytes = lease.bytes.wrapping_add(len);
+            self.leased_passes += 1;
             return true;
         }
         false

@@ -178,6 +178,9 @@ pub struct Firewall {
     pub lease_max: u32,
     /// One CPU's leases (leases.rs), by index; absent: empty.
     pub leases: HashMap<usize, leases::Lease>,
+    /// Packets passed from a lease: no state of the program's, a count for tests to check
+    /// that leases were exercised.
+    pub leased_passes: u64,
     /// Prefix limits: one CPU's sketches (the program's on the CPU a test runs it on).
     pub prefix: PrefixCounts,
     pub counters: Counters,
