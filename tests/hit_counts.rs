@@ -5,30 +5,16 @@
 mod common;
 
 use std::collections::HashMap;
-use std::mem::MaybeUninit;
 use std::net::IpAddr;
 
 use ipnet::IpNet;
-use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use xdpctl::firewall::{exact, rules, FirewallMaps, List};
 use xdpctl::input::{PortProto, PortSpec};
-use xdpctl::skel::firewall::{FirewallSkel, FirewallSkelBuilder};
 
 const XDP_DROP: u32 = 1;
-
-fn load() -> (FirewallSkel<'static>, FirewallMaps) {
-    let object = Box::leak(Box::new(MaybeUninit::uninit()));
-    let skel = FirewallSkelBuilder::default()
-        .open(object)
-        .unwrap()
-        .load()
-        .unwrap();
-    let maps = FirewallMaps::from_object(skel.object()).unwrap();
-    (skel, maps)
-}
 
 fn udp(src: IpAddr, dport: u16) -> Vec<u8> {
     let dst: IpAddr = if src.is_ipv6() {
@@ -63,7 +49,7 @@ fn folded_exact_hits(maps: &FirewallMaps) -> u64 {
 #[test]
 fn hits_stay_exact_with_many_more_rules_than_a_cache_holds_on_both_cpus() {
     common::require_root!();
-    let (skel, maps) = load();
+    let (skel, maps) = common::loaded_firewall();
     // 3,000 IPv4 and 300 IPv6 addresses, 200 IPv4 /24s and 50 IPv6 /48s: 3,550 rules for
     // caches of 1,024 entries, so most hits hand an entry over to another rule.
     let mut rules_and_sources: Vec<(IpNet, IpAddr)> = Vec::new();
@@ -139,7 +125,7 @@ fn hits_stay_exact_with_many_more_rules_than_a_cache_holds_on_both_cpus() {
 fn a_rule_added_again_or_a_port_turned_on_again_starts_from_zero() {
     common::require_root!();
     common::pin_to_cpu(0);
-    let (skel, maps) = load();
+    let (skel, maps) = common::loaded_firewall();
     let addr: IpAddr = "203.0.113.5".parse().unwrap();
     let range: IpNet = "203.0.112.0/24".parse().unwrap();
     let in_range: IpAddr = "203.0.112.77".parse().unwrap();

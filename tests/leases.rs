@@ -5,13 +5,11 @@
 
 mod common;
 
-use std::mem::MaybeUninit;
 use std::net::IpAddr;
 
-use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
 use xdpctl::firewall::model::Firewall;
 use xdpctl::firewall::{talkers, FirewallMaps, RateLimit};
-use xdpctl::skel::firewall::{FirewallSkel, FirewallSkelBuilder};
+use xdpctl::skel::firewall::FirewallSkel;
 
 const XDP_PASS: u32 = 2;
 const T0: u64 = 7_000_000_000_000;
@@ -19,13 +17,7 @@ const T0: u64 = 7_000_000_000_000;
 /// The firewall with a rate limit of 1 pps and a burst of 40 (leases of 5 on two CPUs), and
 /// the clock fixed, so no bucket refills.
 fn setup() -> (FirewallSkel<'static>, FirewallMaps) {
-    let object = Box::leak(Box::new(MaybeUninit::uninit()));
-    let skel = FirewallSkelBuilder::default()
-        .open(object)
-        .unwrap()
-        .load()
-        .unwrap();
-    let maps = FirewallMaps::from_object(skel.object()).unwrap();
+    let (skel, maps) = common::loaded_firewall();
     let rl = RateLimit {
         enabled: true,
         pps: 1,

@@ -5,14 +5,12 @@
 
 mod common;
 
-use std::mem::MaybeUninit;
 use std::net::IpAddr;
 
 use ipnet::IpNet;
-use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
 use xdpctl::firewall::model::{DropReason, Firewall, PrefixConfig, RateLimit, RuleState, Verdict};
 use xdpctl::firewall::{prefix_limits, rules, FirewallMaps, List};
-use xdpctl::skel::firewall::{FirewallSkel, FirewallSkelBuilder};
+use xdpctl::skel::firewall::FirewallSkel;
 
 const PASS: Verdict = Verdict::Pass;
 const PREFIX: Verdict = Verdict::Drop(DropReason::Prefix);
@@ -36,13 +34,7 @@ fn setup(
     block_for_ns: u64,
 ) -> (FirewallSkel<'static>, FirewallMaps, Firewall) {
     common::pin_to_cpu(0);
-    let object = Box::leak(Box::new(MaybeUninit::uninit()));
-    let skel = FirewallSkelBuilder::default()
-        .open(object)
-        .unwrap()
-        .load()
-        .unwrap();
-    let maps = FirewallMaps::from_object(skel.object()).unwrap();
+    let (skel, maps) = common::loaded_firewall();
     let rl = RateLimit {
         enabled: true,
         pps: 1000,

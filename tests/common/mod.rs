@@ -59,6 +59,23 @@ pub fn firewall_verdict(skel: &xdpctl::skel::firewall::FirewallSkel, bytes: &[u8
         .return_value
 }
 
+/// The firewall loaded (not attached) on maps of its own, for BPF_PROG_RUN. Leaked: a test
+/// keeps it to its end.
+pub fn loaded_firewall() -> (
+    xdpctl::skel::firewall::FirewallSkel<'static>,
+    xdpctl::firewall::FirewallMaps,
+) {
+    use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
+    let object = Box::leak(Box::new(std::mem::MaybeUninit::uninit()));
+    let skel = xdpctl::skel::firewall::FirewallSkelBuilder::default()
+        .open(object)
+        .expect("opening the firewall")
+        .load()
+        .expect("loading the firewall");
+    let maps = xdpctl::firewall::FirewallMaps::from_object(skel.object()).unwrap();
+    (skel, maps)
+}
+
 /// Pins this thread to one CPU, so BPF_PROG_RUN counts in that CPU's per-CPU maps only.
 pub fn pin_to_cpu(cpu: usize) {
     let mut set = nix::sched::CpuSet::new();
