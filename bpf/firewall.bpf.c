@@ -71,6 +71,7 @@ int firewall(struct xdp_md *ctx)
 	struct clock clk = {};
 	struct source_loc source;
 	struct hhh_trip trip;
+	enum bucket_verdict bucket;
 	struct hit_rule hit;
 	__u32 zero = 0, slot, reason = 0;
 	int eth_type, proto;
@@ -119,14 +120,15 @@ int firewall(struct xdp_md *ctx)
 		}
 	}
 	source_locate(clk.cfg, &p, &source);
-	if (over_rate_limit(&clk, &p, &source, len)) {
+	bucket = over_rate_limit(&clk, &p, &source, len);
+	if (bucket == BUCKET_OVER) {
 		auto_block(&clk, &p);
 		return count(ctx, clk.cache, proto, p.syn, FW_DROP_RATELIMIT, len);
 	}
-	if (rate_limited(clk.cfg, &p)) {
+	if (bucket == BUCKET_PASS && rate_limited(clk.cfg, &p)) {
 		trip = prefix_over_limit(&clk, &p);
 		if (trip.level < FW_HHH_LEVELS) {
-			prefix_block(&clk, &p, &trip);
+			prefix_block(&clk, p.is_v6, &trip);
 			return count(ctx, clk.cache, proto, p.syn, FW_DROP_PREFIX, len);
 		}
 	}

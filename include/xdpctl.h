@@ -381,7 +381,8 @@ struct fw_source_index {
  * counting them there, without writing the shared slot. A lease is good for FW_LEASE_NS. What
  * a lease holds goes back to the slot (tokens up to the bucket's size, and the packet counts)
  * when the source next reaches the bucket on that CPU, or when another source takes the
- * lease's place. Tokens in leases are outside the bucket's cap, so a source may pass up to
+ * lease's place; the packets it passed count towards the source's prefixes then (hhh.h).
+ * Tokens in leases are outside the bucket's cap, so a source may pass up to
  * (rl_lease_max - 1) packets per CPU more than its burst; and while one CPU holds some, the
  * source may be refused on another that many earlier than its bucket alone would. */
 #define FW_LEASES   256
@@ -394,7 +395,8 @@ struct fw_lease {
 	__u32 packets; /* passed from the lease, not yet in the slot's counters */
 	__u64 bytes;
 	__u32 set; /* the source's slot */
-	__u32 way;
+	__u16 way;
+	__u16 is_v6; /* the source's family, for its prefixes (addr alone does not tell) */
 };
 
 struct fw_leases {

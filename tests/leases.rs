@@ -1,14 +1,15 @@
 //! Leases of a source's tokens (struct fw_lease) on both CPUs: a source whose packets arrive on
 //! both passes exactly as many as its bucket holds, as on one CPU; tokens a CPU holds are its
 //! own (the other CPU is refused meanwhile), and go back to the bucket when that CPU sees the
-//! source after its lease expired.
+//! source after its lease expired; and against the model, packet by packet, with the packets a
+//! lease passed counted towards their prefix when it goes back.
 
 mod common;
 
 use std::net::IpAddr;
 
-use xdpctl::firewall::model::Firewall;
-use xdpctl::firewall::{talkers, FirewallMaps, RateLimit};
+use xdpctl::firewall::model::{Firewall, PrefixConfig};
+use xdpctl::firewall::{prefix_limits, talkers, FirewallMaps, List, RateLimit};
 use xdpctl::skel::firewall::FirewallSkel;
 
 const XDP_PASS: u32 = 2;
@@ -87,7 +88,18 @@ fn leases_follow_the_model_packet_by_packet_with_sources_sharing_a_lease() {
     common::require_root!();
     common::pin_to_cpu(0);
     let (skel, maps) = setup();
-    let config = maps.config().unwrap();
+    // A /24 limit of 30 packets a window (268 ms): packets a lease passed count when it goes
+    // back, and may trip it then.
+    let prefix = PrefixConfig {
+        thresholds: [0, 0, 30, 0, 0, 0],
+        window_shift: 28,
+        seed: 0x1ea5e,
+        block_for_ns: 50_000_000,
+    };
+    let mut config = maps.config().unwrap();
+    prefix.write_to(&mut config);
+    config.maps_in_use |= FirewallMaps::rule_bit(List::Block, Some(false));
+    maps.set_config(&config).unwrap();
     let mut model = Firewall {
         rate_limit: RateLimit::of_config(&config),
         lease_max: config.rl_lease_max,
@@ -95,6 +107,7 @@ fn leases_follow_the_model_packet_by_packet_with_sources_sharing_a_lease() {
         source_seed: config.source_seed,
         ..Firewall::default()
     };
+    model.prefix.config = prefix;
     // 600 sources would share 256 leases: find two whose leases are the same, so one takes
     // the other's place and gives its tokens back.
     let key = |i: u32| -> IpAddr { IpAddr::from([198, 18, (i >> 8) as u8, i as u8]) };
@@ -129,5 +142,10 @@ fn leases_follow_the_model_packet_by_packet_with_sources_sharing_a_lease() {
     }
     model.leases.retain(|_, lease| *lease != Default::default());
     assert_eq!(talkers::cpu_leases(&maps, 0).unwrap(), model.leases);
+    let counts = prefix_limits::cpu_counts(&maps, 0).unwrap();
+    assert_eq!(counts.cells, model.prefix.cells, "sketch cells of CPU 0");
+    assert_eq!(counts.heavy, model.prefix.heavy, "heavy prefixes of CPU 0");
     assert!(model.leased_passes > 0, "no packet passed from a lease");
+    let prefix_drops = model.counters.drop_packets[xdpctl::abi::FW_DROP_PREFIX as usize];
+    assert!(prefix_drops > 0, "the /24 never tripped");
 }

@@ -140,7 +140,7 @@ pub fn cores(scale: &Scale, report: &mut Report) -> Result<()> {
              all {} CPUs at once (a thread pinned to each, started together): ns per packet, \
              the best of {} rounds, the mean over the threads when they run together. The \
              firewall holds {} mixed block rules and the rate limit is on at a rate no source \
-             reaches. A ratio above 1 is the cost of cache lines that every packet writes and \
+             reaches, with its default prefix limits. A ratio above 1 is the cost of cache lines that every packet writes and \
              the CPUs share. *Before*: issue 14's measurement on this machine kind, before rule \
              hits went through per-CPU hit caches and buckets through per-CPU leases \
              (docs/firewall.md, No shared line written per packet).",

@@ -163,13 +163,17 @@ pub fn armed_firewall<'a>(
     let skel = open.load()?;
     let maps = FirewallMaps::from_object(skel.object())?;
     xdpctl::firewall::rules::add_prefixes(&maps, List::Block, rules, 0, 0)?;
-    maps.set_rate_limit(&RateLimit {
+    // The rate limit at a rate no source reaches, with its default prefix limits: the pass
+    // path runs the whole limiter and counts every packet's prefixes.
+    let rl = RateLimit {
         enabled: true,
         pps: 1_000_000_000,
         burst: 1_000_000_000,
         block_for_ns: 0,
         proto: RateLimitProto::All,
-    })?;
+    };
+    let prefixes = xdpctl::firewall::prefix_limits::PrefixLimits::defaults(rl.pps);
+    maps.set_rate_limit_and_prefixes(&rl, &prefixes)?;
     Ok(skel)
 }
 
@@ -402,8 +406,8 @@ pub fn per_packet(scale: &Scale, report: &mut Report) -> Result<()> {
              repetition first draws a new source (bpf/flood.bpf.c's `spray`, which then \
              tail-calls the program). *Program cost* = measured minus the floor of the same \
              kind; in brackets, its ratio to xdp-filter's for the same path. Rules are block \
-             rules; the rate limit is on at a rate no source reaches, so the pass path runs the \
-             whole limiter. xdp-filter holds at most 10,000 addresses (its maps' size). The \
+             rules; the rate limit is on at a rate no source reaches, with its default prefix \
+             limits, so the pass path runs the whole limiter and counts the packet's prefixes. xdp-filter holds at most 10,000 addresses (its maps' size). The \
              one-miss floor reads the word of a 64 MB array its source hashes to \
              (bpf/flood.bpf.c's `one_read`): its cost is what any lookup of a table far larger \
              than the cache costs at least.",

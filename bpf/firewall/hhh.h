@@ -33,10 +33,10 @@ static __always_inline __u64 hhh_hash(__u32 seed, __u64 key, __u32 level)
 	return h ^ (h >> 32);
 }
 
-/* Counts one packet of a prefix in its level's two rows, conservatively: the estimate is the
- * smaller cell, and only cells below the new estimate rise to it. A cell of another window
- * counts as 0 and restarts. Returns the prefix's new estimate in this window. */
-static __always_inline __u32 hhh_count(__u32 level, __u64 h, __u32 window)
+/* Counts `packets` of a prefix in its level's two rows, conservatively: the estimate is the
+ * smaller cell plus the packets, and only cells below the new estimate rise to it. A cell of
+ * another window counts as 0 and restarts. Returns the prefix's new estimate in this window. */
+static __always_inline __u32 hhh_count(__u32 level, __u64 h, __u32 window, __u32 packets)
 {
 	__u32 row0 = level * FW_HHH_ROWS, row1 = row0 + 1;
 	struct fw_hhh_chunk *r0 = bpf_map_lookup_elem(&hhh_counts, &row0);
@@ -51,8 +51,7 @@ static __always_inline __u32 hhh_count(__u32 level, __u64 h, __u32 window)
 	va = a->window == window ? a->count : 0;
 	vb = b->window == window ? b->count : 0;
 	n = va < vb ? va : vb;
-	if (n < ~0U)
-		n++;
+	n = n > ~0U - packets ? ~0U : n + packets;
 	if (va < n) {
 		a->window = window;
 		a->count = n;
@@ -64,15 +63,16 @@ static __always_inline __u32 hhh_count(__u32 level, __u64 h, __u32 window)
 	return n;
 }
 
-/* Notes a prefix for `top` when it reaches a quarter of its limit (once a window). */
-static __always_inline void hhh_note_heavy(__u32 limit, __u32 n, __u64 key, __u32 level, __u64 h,
-					   __u32 window)
+/* Notes a prefix for `top` when its count `n` (up by `packets`) passes a quarter of its
+ * limit (once a window). */
+static __always_inline void hhh_note_heavy(__u32 limit, __u32 n, __u32 packets, __u64 key,
+					   __u32 level, __u64 h, __u32 window)
 {
 	struct fw_hhh_heavy *heavy;
 	struct fw_hhh_candidate *slot;
 	__u32 zero = 0;
 
-	if (!limit || n != limit / 4 + 1)
+	if (!limit || n <= limit / 4 || (__u64)n > (__u64)(limit / 4) + packets)
 		return;
 	heavy = bpf_map_lookup_elem(&hhh_heavy, &zero);
 	if (!heavy)
@@ -90,31 +90,30 @@ struct hhh_trip {
 	__u32 len;
 };
 
-/* Counts the packet's source at its family's three lengths, and finds the longest prefix over
- * its level's limit whose shorter prefixes are all over that limit too. */
-static __always_inline struct hhh_trip prefix_over_limit(struct clock *clk, struct pkt *p)
+/* Counts `packets` of a source at its family's three lengths, and finds the longest prefix
+ * over its level's limit whose shorter prefixes are all over that limit too. `first`: the
+ * source's first 8 bytes (IPv6) or 4 (IPv4), as loaded. */
+static __always_inline struct hhh_trip prefix_count(struct clock *clk, __u64 first, int is_v6,
+						    __u32 packets)
 {
 	struct fw_config *cfg = clk->cfg;
 	struct hhh_trip trip = {.level = FW_HHH_LEVELS};
-	__u32 base = p->is_v6 ? FW_HHH_V6_32 : FW_HHH_V4_8;
+	__u32 base = is_v6 ? FW_HHH_V6_32 : FW_HHH_V4_8;
 	__u32 n[FW_HHH_FAMILY_LEVELS], window, limit, len, i, j;
-	__u64 first, keys[FW_HHH_FAMILY_LEVELS], h;
+	__u64 keys[FW_HHH_FAMILY_LEVELS], h;
 	int over;
 
 	if (!cfg->hhh_window_shift)
 		return trip;
 	window = now_ns(clk) >> (cfg->hhh_window_shift & 63);
-	if (p->is_v6)
-		__builtin_memcpy(&first, p->saddr6.addr, 8);
-	else
-		first = p->saddr4;
 #pragma unroll
 	for (i = 0; i < FW_HHH_FAMILY_LEVELS; i++) {
-		len = p->is_v6 ? 32 + 16 * i : 8 + 8 * i;
+		len = is_v6 ? 32 + 16 * i : 8 + 8 * i;
 		keys[i] = hhh_key(first, len);
 		h = hhh_hash(cfg->hhh_seed, keys[i], base + i);
-		n[i] = hhh_count(base + i, h, window);
-		hhh_note_heavy(cfg->hhh_limit[base + i], n[i], keys[i], base + i, h, window);
+		n[i] = hhh_count(base + i, h, window, packets);
+		hhh_note_heavy(cfg->hhh_limit[base + i], n[i], packets, keys[i], base + i, h,
+			       window);
 	}
 #pragma unroll
 	for (i = FW_HHH_FAMILY_LEVELS; i-- > 0;) {
@@ -126,11 +125,21 @@ static __always_inline struct hhh_trip prefix_over_limit(struct clock *clk, stru
 		if (over) {
 			trip.level = base + i;
 			trip.key = keys[i];
-			trip.len = p->is_v6 ? 32 + 16 * i : 8 + 8 * i;
+			trip.len = is_v6 ? 32 + 16 * i : 8 + 8 * i;
 			return trip;
 		}
 	}
 	return trip;
+}
+
+/* Counts a packet that passed its source's bucket. */
+static __always_inline struct hhh_trip prefix_over_limit(struct clock *clk, struct pkt *p)
+{
+	__u64 first = p->saddr4;
+
+	if (p->is_v6)
+		__builtin_memcpy(&first, p->saddr6.addr, 8);
+	return prefix_count(clk, first, p->is_v6, 1);
 }
 
 /* Sets the range filter's bit for every value of the first 16 bits a new block spans (a /8:
@@ -146,7 +155,7 @@ static __always_inline void prefix_mark_filter(__u32 word, __u64 bits)
 
 /* Blocks the tripped prefix for fw_config.hhh_block_for_ns. A full trie refuses it: the packet
  * is still dropped, and so is every packet over the limit in this window. */
-static __always_inline void prefix_block(struct clock *clk, struct pkt *p, struct hhh_trip *trip)
+static __always_inline void prefix_block(struct clock *clk, int is_v6, struct hhh_trip *trip)
 {
 	struct fw_config *cfg = clk->cfg;
 	struct fw_rule rule = {.reason = FW_REASON_PREFIX, .prefixlen = trip->len};
@@ -161,7 +170,7 @@ static __always_inline void prefix_block(struct clock *clk, struct pkt *p, struc
 	/* A new rule's generation: one more than the expired block it replaces, or a new one
 	 * from the clock (hit counts cached for a block swept since could otherwise reach it). */
 	rule.generation = now_ns(clk) >> 10;
-	if (p->is_v6) {
+	if (is_v6) {
 		__builtin_memcpy(key6.addr, &trip->key, 8);
 		old = bpf_map_lookup_elem(&block_v6_lpm, &key6);
 		if (old && old->prefixlen == trip->len)

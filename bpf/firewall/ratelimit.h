@@ -13,6 +13,7 @@
 #include "firewall/clock.h"
 #include "firewall/exact.h"
 #include "firewall/packet.h"
+#include "firewall/hhh.h"
 
 static __always_inline int rl_applies(struct fw_config *cfg, struct pkt *p)
 {
@@ -167,15 +168,24 @@ static __always_inline int lease_holds(struct fw_lease *lease, __u64 *want)
 }
 
 /* Gives what a lease holds back to its source's slot (if the slot still holds the source):
- * its tokens, up to the bucket's size, and its packet counts; then the lease is empty. */
-static __always_inline void lease_settle(struct fw_lease *lease, __u64 cap)
+ * its tokens, up to the bucket's size, and its packet counts; the packets it passed count
+ * towards the source's prefixes now, and may block one. Then the lease is empty. */
+static __always_inline void lease_settle(struct clock *clk, struct fw_lease *lease, __u64 cap)
 {
 	struct fw_source_set *set;
 	struct fw_source *slot;
+	struct hhh_trip trip;
 	__u64 tokens;
 
 	if (!lease->left && !lease->packets)
 		return;
+	if (lease->packets) {
+		/* An IPv4 source is its IPv4-mapped key: its address is the key's last 4 bytes. */
+		trip = prefix_count(clk, lease->is_v6 ? lease->addr[0] : lease->addr[1] >> 32,
+				    lease->is_v6, lease->packets);
+		if (trip.level < FW_HHH_LEVELS)
+			prefix_block(clk, lease->is_v6, &trip);
+	}
 	set = bpf_map_lookup_elem(&sources, &lease->set);
 	if (set) {
 		slot = &set->way[lease->way & (FW_SOURCE_WAYS - 1)];
@@ -191,12 +201,19 @@ static __always_inline void lease_settle(struct fw_lease *lease, __u64 cap)
 	lease->bytes = 0;
 }
 
-/* Counts the source (top talkers) and runs its token bucket. Returns 1 if over the limit. A
- * source's first packet is only counted in the index: its bucket starts at its second. With
- * leases on, a packet of the source this CPU holds a live lease for passes from it, and the
- * shared slot is written only at each grant: once per rl_lease_max packets. */
-static __always_inline int over_rate_limit(struct clock *clk, struct pkt *p, struct source_loc *loc,
-					   __u64 len)
+/* What the token bucket made of a packet. */
+enum bucket_verdict {
+	BUCKET_PASS = 0,   /* passed (or not counted): its prefixes count it now */
+	BUCKET_OVER = 1,   /* over the limit */
+	BUCKET_LEASED = 2, /* passed from a lease: its prefixes count it when the lease goes back */
+};
+
+/* Counts the source (top talkers) and runs its token bucket. A source's first packet is only
+ * counted in the index: its bucket starts at its second. With leases on, a packet of the
+ * source this CPU holds a live lease for passes from it, and the shared slot is written only
+ * at each grant: once per rl_lease_max packets. */
+static __always_inline enum bucket_verdict over_rate_limit(struct clock *clk, struct pkt *p,
+							   struct source_loc *loc, __u64 len)
 {
 	struct fw_config *cfg = clk->cfg;
 	__u64 cap = cfg->rl_burst * FW_TOKEN;
@@ -214,24 +231,24 @@ static __always_inline int over_rate_limit(struct clock *clk, struct pkt *p, str
 			lease->left--;
 			lease->packets++;
 			lease->bytes += len;
-			return 0;
+			return BUCKET_LEASED;
 		}
-		lease_settle(lease, cap);
+		lease_settle(clk, lease, cap);
 	}
 	ref = source_slot(clk, loc, cap);
 	src = ref.slot;
 	if (!ref.packets)
-		return 0;
+		return BUCKET_PASS;
 	if (*ref.packets < FW_SOURCE_INDEX_MAX_PACKETS)
 		(*ref.packets)++;
 	if (!src)
-		return 0;
+		return BUCKET_PASS;
 	/* Top-talker counters: plain adds, as the bucket below; a race between CPUs on one
 	 * source can lose an increment, which costs less than two atomics on every packet. */
 	src->packets++;
 	src->bytes += len;
 	if (!rate_limited(cfg, p))
-		return 0;
+		return BUCKET_PASS;
 
 	/* Continuous refill from the last update: no windows, so no refill at a boundary.
 	 * A clock that reads earlier than last_ns refills nothing instead of underflowing.
@@ -250,7 +267,7 @@ static __always_inline int over_rate_limit(struct clock *clk, struct pkt *p, str
 		tokens = cap;
 	if (tokens < FW_TOKEN) {
 		src->tokens = tokens;
-		return 1;
+		return BUCKET_OVER;
 	}
 	grant = 1;
 	if (lease) {
@@ -263,9 +280,10 @@ static __always_inline int over_rate_limit(struct clock *clk, struct pkt *p, str
 		lease->left = grant - 1;
 		lease->set = loc->set;
 		lease->way = ref.way;
+		lease->is_v6 = p->is_v6;
 	}
 	src->tokens = tokens - grant * FW_TOKEN;
-	return 0;
+	return BUCKET_PASS;
 }
 
 static __always_inline void auto_block(struct clock *clk, struct pkt *p)

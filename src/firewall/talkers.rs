@@ -43,6 +43,7 @@ pub fn cpu_leases(
             bytes: lease.bytes,
             set: lease.set,
             way: lease.way,
+            is_v6: lease.is_v6 != 0,
         };
         if lease != Default::default() {
             out.insert(at, lease);

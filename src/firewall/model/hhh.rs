@@ -139,6 +139,11 @@ pub struct Trip {
 impl PrefixCounts {
     /// Counts one packet of `source` at time `now`; the prefix it trips, if any.
     pub fn count(&mut self, source: IpAddr, now: u64) -> Option<Trip> {
+        self.count_packets(source, now, 1)
+    }
+
+    /// Counts `packets` of `source` at once (those a lease passed, when it goes back).
+    pub fn count_packets(&mut self, source: IpAddr, now: u64, packets: u32) -> Option<Trip> {
         let config = self.config;
         if config.window_shift == 0 {
             return None;
@@ -151,9 +156,12 @@ impl PrefixCounts {
             let level = base + i as u32;
             keys[i] = key(first, LEVEL_LENGTHS[level as usize]);
             let h = hash(config.seed, keys[i], level);
-            estimates[i] = self.add(h, level, window);
+            estimates[i] = self.add(h, level, window, packets);
             let limit = config.thresholds[level as usize];
-            if limit != 0 && estimates[i] == limit / 4 + 1 {
+            // Noted when the count passes a quarter of the limit.
+            let quarter = u64::from(limit / 4);
+            let n = u64::from(estimates[i]);
+            if limit != 0 && n > quarter && n <= quarter + u64::from(packets) {
                 let slot = ((h >> 32) as u32) & (FW_HHH_HEAVY - 1);
                 let candidate = Candidate {
                     key: keys[i],
@@ -175,14 +183,14 @@ impl PrefixCounts {
     }
 
     /// Conservative update of a key's two cells; its new estimate.
-    fn add(&mut self, h: u64, level: u32, window: u32) -> u32 {
+    fn add(&mut self, h: u64, level: u32, window: u32, packets: u32) -> u32 {
         let cells = cells_of(h, level);
         let read = |cells: &HashMap<(u32, u32), (u32, u32)>, at| match cells.get(&at) {
             Some(&(w, count)) if w == window => count,
             _ => 0,
         };
         let values = cells.map(|at| read(&self.cells, at));
-        let estimate = values[0].min(values[1]).saturating_add(1);
+        let estimate = values[0].min(values[1]).saturating_add(packets);
         for (at, value) in cells.into_iter().zip(values) {
             if value < estimate {
                 self.cells.insert(at, (window, estimate));
@@ -377,11 +385,11 @@ mod tests {
         let h = hash(1, 42, 2);
         let [a, b] = cells_of(h, 2);
         counts.cells.insert(a, (7, 5));
-        assert_eq!(counts.add(h, 2, 7), 1);
+        assert_eq!(counts.add(h, 2, 7, 1), 1);
         assert_eq!(counts.cells[&a], (7, 5));
         assert_eq!(counts.cells[&b], (7, 1));
         // Another window's cell counts as 0 and restarts.
-        assert_eq!(counts.add(h, 2, 8), 1);
+        assert_eq!(counts.add(h, 2, 8, 1), 1);
         assert_eq!(counts.cells[&a], (8, 1));
         assert_eq!(
             prefix_of(key(u64::from(u32::from_le_bytes([10, 1, 2, 3])), 16), 1).to_string(),

@@ -3,6 +3,8 @@
 //! packets pass from the lease while it lasts (FW_LEASE_NS), and what it holds goes back to the
 //! slot when the source next reaches its bucket or another source takes the lease's place.
 
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
 use super::{Firewall, SourceState};
 use crate::firewall::{SOURCE_WAYS, TOKEN};
 
@@ -20,7 +22,24 @@ pub struct Lease {
     pub packets: u32,
     pub bytes: u64,
     pub set: u32,
-    pub way: u32,
+    pub way: u16,
+    pub is_v6: bool,
+}
+
+impl Lease {
+    /// The source's address (its key is IPv4-mapped for IPv4).
+    fn source(&self) -> IpAddr {
+        if self.is_v6 {
+            IpAddr::V6(Ipv6Addr::from(self.addr))
+        } else {
+            IpAddr::V4(Ipv4Addr::new(
+                self.addr[12],
+                self.addr[13],
+                self.addr[14],
+                self.addr[15],
+            ))
+        }
+    }
 }
 
 /// The lease of a source's place: its tag's low bits.
@@ -52,14 +71,24 @@ impl Firewall {
         false
     }
 
-    /// Gives what a lease holds back to its source's slot, if the slot still holds it.
-    pub(super) fn settle_lease(&mut self, at: usize, cap: u64) {
-        let Some(lease) = self.leases.get_mut(&at) else {
+    /// Gives what a lease holds back to its source's slot, if the slot still holds it; the
+    /// packets it passed count towards the source's prefixes now, and may block one.
+    pub(super) fn settle_lease(&mut self, at: usize, cap: u64, now: u64) {
+        let Some(&lease) = self.leases.get(&at) else {
             return;
         };
         if lease.left == 0 && lease.packets == 0 {
             return;
         }
+        if lease.packets != 0 {
+            if let Some(trip) = self
+                .prefix
+                .count_packets(lease.source(), now, lease.packets)
+            {
+                self.block_prefix(trip, now);
+            }
+        }
+        let lease = self.leases.get_mut(&at).unwrap();
         let ways = self.sources.entry(lease.set).or_default();
         let slot: &mut SourceState = &mut ways[lease.way as usize & (SOURCE_WAYS - 1)];
         if slot.packets != 0 && slot.addr == lease.addr {
@@ -81,10 +110,11 @@ impl Firewall {
         &mut self,
         at: usize,
         slot: (u32, usize),
-        addr: [u8; 16],
+        source: IpAddr,
         tokens: u64,
         now: u64,
     ) -> u64 {
+        let addr = super::source_key(source);
         let grant = (tokens / TOKEN).min(u64::from(self.lease_max));
         self.leases.insert(
             at,
@@ -95,7 +125,8 @@ impl Firewall {
                 packets: 0,
                 bytes: 0,
                 set: slot.0,
-                way: slot.1 as u32,
+                way: slot.1 as u16,
+                is_v6: source.is_ipv6(),
             },
         );
         grant

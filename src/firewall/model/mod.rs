@@ -47,6 +47,16 @@ pub enum DropReason {
     Prefix = crate::abi::FW_DROP_PREFIX as isize,
 }
 
+/// What the token bucket made of a packet (enum bucket_verdict).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Bucket {
+    /// Passed, or not counted: its prefixes count it now.
+    Pass,
+    Over,
+    /// Passed from a lease: its prefixes count it when the lease goes back.
+    Leased,
+}
+
 /// The firewall's answer for one packet.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Verdict {
@@ -240,7 +250,8 @@ impl Firewall {
                 return Verdict::Drop(DropReason::Port);
             }
         }
-        if self.over_rate_limit(packet, len, now) {
+        let bucket = self.over_rate_limit(packet, len, now);
+        if bucket == Bucket::Over {
             if self.rate_limit.block_for_ns != 0 {
                 let rule = RuleState {
                     hits: 0,
@@ -251,21 +262,26 @@ impl Firewall {
             }
             return Verdict::Drop(DropReason::RateLimit);
         }
-        if self.rate_limited(packet) {
+        if bucket == Bucket::Pass && self.rate_limited(packet) {
             if let Some(trip) = self.prefix.count(packet.source, now) {
-                let block_for = self.prefix.config.block_for_ns;
-                if block_for != 0 {
-                    let rule = RuleState {
-                        hits: 0,
-                        expires_ns: now.wrapping_add(block_for),
-                        reason: crate::abi::FW_REASON_PREFIX,
-                    };
-                    self.block.ranges.insert(trip.prefix, rule);
-                }
+                self.block_prefix(trip, now);
                 return Verdict::Drop(DropReason::Prefix);
             }
         }
         Verdict::Pass
+    }
+
+    /// Blocks a tripped prefix for the prefix limits' block time (if any).
+    fn block_prefix(&mut self, trip: hhh::Trip, now: u64) {
+        let block_for = self.prefix.config.block_for_ns;
+        if block_for != 0 {
+            let rule = RuleState {
+                hits: 0,
+                expires_ns: now.wrapping_add(block_for),
+                reason: crate::abi::FW_REASON_PREFIX,
+            };
+            self.block.ranges.insert(trip.prefix, rule);
+        }
     }
 
     /// Whether the rate limit counts this packet (and so the prefix limits do).
@@ -338,7 +354,7 @@ impl Firewall {
     /// packets, in nano-tokens; a clock that reads earlier than the last refill adds nothing.
     /// A source's first packet is only counted in the index: its bucket starts at its second.
     /// With leases, a packet may pass from its source's lease instead (leases.rs).
-    fn over_rate_limit(&mut self, packet: &IpPacket, len: u64, now: u64) -> bool {
+    fn over_rate_limit(&mut self, packet: &IpPacket, len: u64, now: u64) -> Bucket {
         let rl = self.rate_limit;
         let applies = self.rate_limited(packet);
         let cap = rl.burst.wrapping_mul(TOKEN);
@@ -347,21 +363,21 @@ impl Firewall {
             .then(|| leases::lease_index(source_tag(self.source_seed, &addr)));
         if let Some(at) = lease {
             if self.pass_from_lease(at, addr, len, now) {
-                return false;
+                return Bucket::Leased;
             }
-            self.settle_lease(at, cap);
+            self.settle_lease(at, cap, now);
         }
         let (set, way, has_slot) = self.find_source(addr, cap, now);
         let indexed = &mut self.source_index.get_mut(&set).unwrap()[way].packets;
         *indexed = indexed.saturating_add(1);
         if !has_slot {
-            return false;
+            return Bucket::Pass;
         }
         let source = &mut self.sources.get_mut(&set).unwrap()[way];
         source.packets = source.packets.wrapping_add(1);
         source.bytes = source.bytes.wrapping_add(len);
         if !applies {
-            return false;
+            return Bucket::Pass;
         }
         let mut tokens = source.tokens;
         if now > source.last_ns {
@@ -376,14 +392,14 @@ impl Firewall {
         tokens = tokens.min(cap);
         if tokens < TOKEN {
             source.tokens = tokens;
-            return true;
+            return Bucket::Over;
         }
         let grant = match lease {
-            Some(at) => self.grant_lease(at, (set, way), addr, tokens, now),
+            Some(at) => self.grant_lease(at, (set, way), packet.source, tokens, now),
             None => 1,
         };
         self.sources.get_mut(&set).unwrap()[way].tokens = tokens - grant * TOKEN;
-        false
+        Bucket::Pass
     }
 
     fn count(&mut self, len: u64, proto: usize, syn: bool, verdict: Verdict) {
