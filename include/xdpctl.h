@@ -290,13 +290,18 @@ struct fw_hhh_heavy {
 /* --- Rule hit counts: per-CPU hit caches -------------------------------------------------
  * A rule's hits are counted in the hitting CPU's cache (hit_cache, one element per CPU), so a
  * flood that hits one rule from every CPU writes no shared line. An entry holds one rule's
- * hits not yet added to the rule's own counter; a hit on another rule that maps to the same
- * entry first adds them there (atomically: it is shared) and takes the entry over. A rule's
+ * hits not yet added to the rule's own counter; another rule that maps to the same entry
+ * takes it over (FW_HIT_TAKEOVER), first adding them there (atomically: it is shared). A rule's
  * hits are its counter plus its entries on every CPU (src/firewall/hit_cache.rs). A rule is
  * known by its kind, list, generation, index and address: the generation of a slot (or range,
  * or port) goes up with each new rule there, so counts of a rule removed or expired and
  * renewed meanwhile never reach its successor. */
 #define FW_HIT_CACHE_ENTRIES 1024
+/* A hit on a rule whose entry another rule holds is added to the rule's own counter (its line
+ * was just read by the lookup); the FW_HIT_TAKEOVERth such hit in a row takes the entry over.
+ * So a flood over many rules (a botnet) seldom pays the extra read a fold costs (the old
+ * rule's counter), and a rule hit again and again soon counts in the cache. */
+#define FW_HIT_TAKEOVER 16
 
 enum fw_hit_kind {
 	FW_HIT_FREE = 0,
@@ -308,7 +313,8 @@ enum fw_hit_kind {
 };
 
 struct fw_hit_entry {
-	__u64 count; /* hits not yet in the rule's counter */
+	__u32 count;  /* hits not yet in the rule's counter */
+	__u32 misses; /* hits of other rules since the entry's rule last hit or took it */
 	__u64 addr[2];
 	__u8 kind; /* enum fw_hit_kind */
 	__u8 list; /* enum fw_list; 0 for ports */

@@ -16,10 +16,12 @@
 
 #define HIT_K1 0x9E3779B97F4A7C15ULL
 
-/* A rule as its cache entry knows it (the entry's fields past its count). */
+/* A rule as its cache entry knows it (the entry's fields past its counts), and its own
+ * counter. */
 struct hit_rule {
 	__u64 addr[2];
 	__u64 word; /* kind, list, generation and index, as they lie in struct fw_hit_entry */
+	__u64 *counter;
 };
 
 _Static_assert(__builtin_offsetof(struct fw_hit_entry, addr) == 8, "hit entry layout");
@@ -27,9 +29,9 @@ _Static_assert(__builtin_offsetof(struct fw_hit_entry, kind) == 24, "hit entry l
 _Static_assert(sizeof(struct fw_hit_entry) == 32, "hit entry layout");
 
 static __always_inline struct hit_rule hit_rule(__u8 kind, __u8 list, __u16 generation, __u32 index,
-						__u64 lo, __u64 hi)
+						__u64 lo, __u64 hi, __u64 *counter)
 {
-	struct hit_rule rule = {.addr = {lo, hi}};
+	struct hit_rule rule = {.addr = {lo, hi}, .counter = counter};
 
 	rule.word = kind | (__u64)list << 8 | (__u64)generation << 16 | (__u64)index << 32;
 	return rule;
@@ -81,21 +83,28 @@ static __noinline __u64 *hit_counter(struct fw_hit_entry *e)
 	return &rule->hits;
 }
 
-/* Counts a hit of `rule` in this CPU's cache. */
+/* Counts a hit of `rule` in this CPU's cache, or in the rule's own counter while another rule
+ * holds its entry. */
 static __always_inline void count_hit(struct hit_rule *rule)
 {
-	__u32 zero = 0, i;
+	__u32 zero = 0, i, pending;
 	struct fw_hit_cache *cache = bpf_map_lookup_elem(&hit_cache, &zero);
 	struct fw_hit_entry *e;
-	__u64 word, pending, *counter;
+	__u64 word, *counter;
 
 	if (!cache)
 		return;
 	i = ((rule->addr[0] ^ rule->addr[1] * HIT_K1 ^ rule->word) * HIT_K1) >> 54;
 	e = &cache->entry[i & (FW_HIT_CACHE_ENTRIES - 1)];
 	__builtin_memcpy(&word, &e->kind, 8);
-	if (word == rule->word && e->addr[0] == rule->addr[0] && e->addr[1] == rule->addr[1]) {
+	if (word == rule->word && e->addr[0] == rule->addr[0] && e->addr[1] == rule->addr[1] &&
+	    e->count < ~0U) {
 		e->count++;
+		e->misses = 0;
+		return;
+	}
+	if (e->count && ++e->misses < FW_HIT_TAKEOVER) {
+		__sync_fetch_and_add(rule->counter, 1);
 		return;
 	}
 	/* Userspace reads entries while this runs: an entry's count is zeroed before it is added
@@ -109,6 +118,7 @@ static __always_inline void count_hit(struct hit_rule *rule)
 		if (counter)
 			__sync_fetch_and_add(counter, pending);
 	}
+	e->misses = 0;
 	e->addr[0] = rule->addr[0];
 	e->addr[1] = rule->addr[1];
 	__builtin_memcpy(&e->kind, &rule->word, 8);

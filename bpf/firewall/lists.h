@@ -135,7 +135,7 @@ static __always_inline int match_list(enum fw_list list, struct pkt *p, struct c
 		if (slot) {
 			*reason = slot->reason;
 			*hit = hit_rule(p->is_v6 ? FW_HIT_EXACT_V6 : FW_HIT_EXACT_V4, list,
-					slot->generation, index, key.lo, key.hi);
+					slot->generation, index, key.lo, key.hi, &slot->hits);
 			return 1;
 		}
 	}
@@ -162,7 +162,7 @@ static __always_inline int match_list(enum fw_list list, struct pkt *p, struct c
 		lo &= 0xffffffff;
 	range_start(&lo, &hi, rule->prefixlen, p->is_v6);
 	*hit = hit_rule(p->is_v6 ? FW_HIT_RANGE_V6 : FW_HIT_RANGE_V4, list, rule->generation,
-			rule->prefixlen, lo, hi);
+			rule->prefixlen, lo, hi, &rule->hits);
 	return 1;
 }
 

@@ -57,7 +57,7 @@ impl PendingHits {
                 index: entry.index,
                 addr: entry.addr,
             };
-            *self.0.entry(id).or_default() += entry.count;
+            *self.0.entry(id).or_default() += u64::from(entry.count);
         }
         Ok(())
     }
@@ -128,7 +128,8 @@ mod tests {
         count: u64,
     ) -> Vec<u8> {
         let entry = HitEntry {
-            count,
+            count: count as u32,
+            misses: 0,
             addr,
             kind: kind as u8,
             list,
