@@ -167,9 +167,9 @@ static __always_inline void prefix_block(struct clock *clk, int is_v6, struct hh
 	if (!cfg->hhh_block_for_ns)
 		return;
 	rule.expires_ns = now_ns(clk) + cfg->hhh_block_for_ns;
-	/* A new rule's generation: one more than the expired block it replaces, or a new one
-	 * from the clock (hit counts cached for a block swept since could otherwise reach it). */
-	rule.generation = now_ns(clk) >> 10;
+	/* A new rule's generation: one more than the expired block it replaces, or the next of
+	 * the program's own (hit counts cached for a block swept since must not reach it). */
+	rule.generation = 0x8000 | __sync_fetch_and_add(&cfg->next_block_generation, 1);
 	if (is_v6) {
 		__builtin_memcpy(key6.addr, &trip->key, 8);
 		old = bpf_map_lookup_elem(&block_v6_lpm, &key6);

@@ -3,7 +3,8 @@
 //!
 //! Under traffic a reading may lack, for a moment, the hits of one entry per CPU (an entry
 //! being handed to another rule); at rest it is exact. A range removed and added again may, once
-//! in 65,536, meet a cached count of its earlier self (its generation is drawn anew).
+//! in 32,768, meet a cached count of its earlier self (its generation is drawn anew); the
+//! program's prefix blocks count theirs up from fw_config.next_block_generation.
 
 use std::collections::HashMap;
 

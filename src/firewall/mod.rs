@@ -195,7 +195,7 @@ mod tests {
     fn abi_sizes_match_the_c_structs() {
         assert_eq!(std::mem::size_of::<Rule>(), 24);
         assert_eq!(std::mem::size_of::<PortRule>(), 16);
-        assert_eq!(std::mem::size_of::<Config>(), 176);
+        assert_eq!(std::mem::size_of::<Config>(), 184);
         assert_eq!(std::mem::size_of::<ExactSlot>(), 40);
         assert_eq!(
             std::mem::size_of::<ExactBucket>(),

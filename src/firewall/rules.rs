@@ -317,7 +317,8 @@ pub fn add_prefixes(
 }
 
 /// A new range rule's generation: drawn, so that hits cached for a range removed before
-/// (whose generation is not known any more) meet the new rule only once in 65,536.
+/// (whose generation is not known any more) meet the new rule only once in 32,768. The top bit
+/// is the program's (fw_config.next_block_generation).
 fn new_generation() -> u16 {
     use std::sync::atomic::{AtomicU16, Ordering};
     static NEXT: AtomicU16 = AtomicU16::new(0);
@@ -326,6 +327,7 @@ fn new_generation() -> u16 {
         .map(|d| d.subsec_nanos())
         .unwrap_or(0);
     (nanos as u16 ^ (nanos >> 16) as u16).wrapping_add(NEXT.fetch_add(1, Ordering::Relaxed))
+        & 0x7fff
 }
 
 fn list_name(list: List) -> &'static str {
