@@ -99,7 +99,7 @@ static __always_inline struct hhh_trip prefix_count(struct clock *clk, __u64 fir
 	struct fw_config *cfg = clk->cfg;
 	struct hhh_trip trip = {.level = FW_HHH_LEVELS};
 	__u32 base = is_v6 ? FW_HHH_V6_32 : FW_HHH_V4_8;
-	__u32 n[FW_HHH_FAMILY_LEVELS], window, limit, len, i, j;
+	__u32 n[FW_HHH_FAMILY_LEVELS], len[FW_HHH_FAMILY_LEVELS], window, limit, i, j;
 	__u64 keys[FW_HHH_FAMILY_LEVELS], h;
 	int over;
 
@@ -108,8 +108,8 @@ static __always_inline struct hhh_trip prefix_count(struct clock *clk, __u64 fir
 	window = now_ns(clk) >> (cfg->hhh_window_shift & 63);
 #pragma unroll
 	for (i = 0; i < FW_HHH_FAMILY_LEVELS; i++) {
-		len = is_v6 ? 32 + 16 * i : 8 + 8 * i;
-		keys[i] = hhh_key(first, len);
+		len[i] = is_v6 ? 32 + 16 * i : 8 + 8 * i;
+		keys[i] = hhh_key(first, len[i]);
 		h = hhh_hash(cfg->hhh_seed, keys[i], base + i);
 		n[i] = hhh_count(base + i, h, window, packets);
 		hhh_note_heavy(cfg->hhh_limit[base + i], n[i], packets, keys[i], base + i, h,
@@ -125,7 +125,7 @@ static __always_inline struct hhh_trip prefix_count(struct clock *clk, __u64 fir
 		if (over) {
 			trip.level = base + i;
 			trip.key = keys[i];
-			trip.len = is_v6 ? 32 + 16 * i : 8 + 8 * i;
+			trip.len = len[i];
 			return trip;
 		}
 	}
@@ -153,6 +153,16 @@ static __always_inline void prefix_mark_filter(__u32 word, __u64 bits)
 		__sync_fetch_and_or(at, bits);
 }
 
+/* A new block's generation (struct fw_hit_entry): one more than that of the expired block of
+ * the same prefix it replaces (`old`, the trie's match for it), or else the next of the
+ * program's own, so hit counts cached for a block swept since never reach it. */
+static __always_inline __u16 block_generation(struct fw_config *cfg, struct fw_rule *old, __u32 len)
+{
+	if (old && old->prefixlen == len)
+		return old->generation + 1;
+	return 0x8000 | __sync_fetch_and_add(&cfg->next_block_generation, 1);
+}
+
 /* Blocks the tripped prefix for fw_config.hhh_block_for_ns. A full trie refuses it: the packet
  * is still dropped, and so is every packet over the limit in this window. */
 static __always_inline void prefix_block(struct clock *clk, int is_v6, struct hhh_trip *trip)
@@ -161,29 +171,23 @@ static __always_inline void prefix_block(struct clock *clk, int is_v6, struct hh
 	struct fw_rule rule = {.reason = FW_REASON_PREFIX, .prefixlen = trip->len};
 	struct fw_lpm_v6_key key6 = {.prefixlen = trip->len};
 	struct fw_lpm_v4_key key4 = {.prefixlen = trip->len, .addr = (__u32)trip->key};
-	struct fw_rule *old;
 	__u32 top, word, k;
 
 	if (!cfg->hhh_block_for_ns)
 		return;
 	rule.expires_ns = now_ns(clk) + cfg->hhh_block_for_ns;
-	/* A new rule's generation: one more than the expired block it replaces, or the next of
-	 * the program's own (hit counts cached for a block swept since must not reach it). */
-	rule.generation = 0x8000 | __sync_fetch_and_add(&cfg->next_block_generation, 1);
 	if (is_v6) {
 		__builtin_memcpy(key6.addr, &trip->key, 8);
-		old = bpf_map_lookup_elem(&block_v6_lpm, &key6);
-		if (old && old->prefixlen == trip->len)
-			rule.generation = old->generation + 1;
+		rule.generation =
+		    block_generation(cfg, bpf_map_lookup_elem(&block_v6_lpm, &key6), trip->len);
 		if (bpf_map_update_elem(&block_v6_lpm, &key6, &rule, BPF_ANY))
 			return;
 		top = (__u32)key6.addr[0] << 8 | key6.addr[1];
 		prefix_mark_filter(BLOCK_V6_TRIE * FW_RANGE_WORDS + (top >> 6), 1ULL << (top & 63));
 		return;
 	}
-	old = bpf_map_lookup_elem(&block_v4_lpm, &key4);
-	if (old && old->prefixlen == trip->len)
-		rule.generation = old->generation + 1;
+	rule.generation =
+	    block_generation(cfg, bpf_map_lookup_elem(&block_v4_lpm, &key4), trip->len);
 	if (bpf_map_update_elem(&block_v4_lpm, &key4, &rule, BPF_ANY))
 		return;
 	top = bpf_ntohl(key4.addr) >> 16;

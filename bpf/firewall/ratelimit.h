@@ -81,13 +81,19 @@ static __always_inline void source_locate(struct fw_config *cfg, struct pkt *p,
 	__builtin_memcpy(loc->want, key.addr, 16);
 }
 
-/* Whether a slot holds the source's address. */
-static __always_inline int source_holds(struct fw_source *slot, __u64 *want)
+/* Whether a source key (16 bytes, as in fw_source.addr and fw_lease.addr) is `want`. */
+static __always_inline int key_is(const void *addr, __u64 *want)
 {
 	__u64 have[2];
 
-	__builtin_memcpy(have, slot->addr, 16);
+	__builtin_memcpy(have, addr, 16);
 	return have[0] == want[0] && have[1] == want[1];
+}
+
+/* Whether a slot holds the source's address. */
+static __always_inline int source_holds(struct fw_source *slot, __u64 *want)
+{
+	return key_is(slot->addr, want);
 }
 
 /* A source's place in the table: its slot (NULL: none, or its first packet), and its packet
@@ -162,11 +168,6 @@ static __always_inline struct fw_lease *lease_of(struct fw_config *cfg, struct s
 	return leases ? &leases->lease[loc->tag & (FW_LEASES - 1)] : NULL;
 }
 
-static __always_inline int lease_holds(struct fw_lease *lease, __u64 *want)
-{
-	return lease->addr[0] == want[0] && lease->addr[1] == want[1];
-}
-
 /* Gives what a lease holds back to its source's slot (if the slot still holds the source):
  * its tokens, up to the bucket's size, and its packet counts; the packets it passed count
  * towards the source's prefixes now, and may block one. Then the lease is empty. */
@@ -226,7 +227,7 @@ static __always_inline enum bucket_verdict over_rate_limit(struct clock *clk, st
 		lease = lease_of(cfg, loc);
 	if (lease) {
 		now = now_ns(clk);
-		if (lease->left && lease_holds(lease, loc->want) && now >= lease->granted_ns &&
+		if (lease->left && key_is(lease->addr, loc->want) && now >= lease->granted_ns &&
 		    now - lease->granted_ns < FW_LEASE_NS) {
 			lease->left--;
 			lease->packets++;
