@@ -8,11 +8,11 @@
 
 use std::collections::HashMap;
 
-use anyhow::{Context, Result};
-use libbpf_rs::{MapCore, MapFlags};
+use anyhow::Result;
 
 use super::{exact, FirewallMaps, HitEntry, List};
 use crate::abi;
+use crate::sys::map_io;
 
 /// A rule as a cache entry names it.
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
@@ -31,13 +31,8 @@ pub struct PendingHits(HashMap<RuleId, u64>);
 impl PendingHits {
     /// Reads every CPU's cache.
     pub fn read(maps: &FirewallMaps) -> Result<PendingHits> {
-        let per_cpu = maps
-            .hit_cache
-            .lookup_percpu(&0u32.to_ne_bytes(), MapFlags::ANY)
-            .context("reading the hit caches (hit_cache)")?
-            .context("the hit cache map has no element")?;
         let mut pending = PendingHits::default();
-        for bytes in &per_cpu {
+        for bytes in &map_io::per_cpu_values(&maps.hit_cache, 0, "hit_cache")? {
             pending.add_cache(bytes)?;
         }
         Ok(pending)

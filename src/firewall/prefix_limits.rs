@@ -6,9 +6,9 @@
 //! window (`single_source_bound`), so no single host under the per-source limit can trip its
 //! prefix, however its packets are spread over CPUs: its count on a CPU is at most its total.
 
+use crate::sys::map_io;
 use anyhow::{Context, Result};
 use ipnet::IpNet;
-use libbpf_rs::{MapCore, MapFlags};
 
 use super::model::hhh::{self, Candidate, LEVELS, LEVEL_LENGTHS};
 use super::{Config, FirewallMaps, HhhChunk, HhhHeavy, RateLimit};
@@ -223,12 +223,7 @@ pub fn cpu_counts(maps: &FirewallMaps, cpu: usize) -> Result<hhh::PrefixCounts> 
 
 /// Every CPU's heavy prefixes (hhh_heavy).
 fn read_heavy(maps: &FirewallMaps) -> Result<Vec<Box<HhhHeavy>>> {
-    let values = maps
-        .hhh_heavy
-        .lookup_percpu(&0u32.to_ne_bytes(), MapFlags::ANY)
-        .context("reading hhh_heavy")?
-        .unwrap_or_default();
-    values
+    map_io::per_cpu_values(&maps.hhh_heavy, 0, "hhh_heavy")?
         .iter()
         .map(|bytes| {
             let mut cpu: Box<HhhHeavy> = Box::default();
@@ -244,11 +239,7 @@ fn read_chunks(maps: &FirewallMaps) -> Result<Vec<Vec<Box<HhhChunk>>>> {
     let chunks: u32 = crate::abi::FW_HHH_LEVELS * crate::abi::FW_HHH_ROWS;
     let mut per_cpu: Vec<Vec<Box<HhhChunk>>> = Vec::new();
     for chunk in 0..chunks {
-        let values = maps
-            .hhh_counts
-            .lookup_percpu(&chunk.to_ne_bytes(), MapFlags::ANY)
-            .context("reading hhh_counts")?
-            .unwrap_or_default();
+        let values = map_io::per_cpu_values(&maps.hhh_counts, chunk, "hhh_counts")?;
         per_cpu.resize_with(values.len(), Vec::new);
         for (cpu, bytes) in values.iter().enumerate() {
             let mut value: Box<HhhChunk> = Box::default();

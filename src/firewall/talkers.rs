@@ -7,7 +7,6 @@ use std::net::{IpAddr, Ipv6Addr};
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use libbpf_rs::MapCore;
 
 use crate::firewall::rules::{self, PrefixEntry};
 use crate::firewall::{FirewallMaps, List, SourceSet};
@@ -19,11 +18,7 @@ pub fn cpu_leases(
     maps: &FirewallMaps,
     cpu: usize,
 ) -> Result<HashMap<usize, crate::firewall::model::leases::Lease>> {
-    let values = maps
-        .source_leases
-        .lookup_percpu(&0u32.to_ne_bytes(), libbpf_rs::MapFlags::ANY)
-        .context("reading source_leases")?
-        .unwrap_or_default();
+    let values = map_io::per_cpu_values(&maps.source_leases, 0, "source_leases")?;
     let bytes = values.get(cpu).context("no such CPU")?;
     let mut out = HashMap::new();
     for (at, raw) in bytes

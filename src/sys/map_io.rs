@@ -23,6 +23,15 @@ fn batch_unsupported(err: i32) -> bool {
     )
 }
 
+/// Every CPU's value of a per-CPU array's element `index`, as bytes (`name` for errors).
+pub fn per_cpu_values(map: &MapHandle, index: u32, name: &str) -> Result<Vec<Vec<u8>>> {
+    match map.lookup_percpu(&index.to_ne_bytes(), MapFlags::ANY) {
+        Ok(Some(values)) => Ok(values),
+        Ok(None) => bail!("{name} has no element {index}"),
+        Err(err) => Err(anyhow::Error::new(err).context(format!("reading {name}"))),
+    }
+}
+
 /// Every key of a map (values are not copied).
 pub fn keys(map: &MapHandle) -> Result<Vec<Vec<u8>>> {
     let mut keys = Vec::new();
