@@ -350,9 +350,9 @@ struct fw_config {
 	__u32 hhh_seed;		/* keys the sketches' hash, so prefixes cannot be aimed at a cell */
 	__u64 hhh_block_for_ns; /* auto-block a tripped prefix this long; 0: just drop */
 	__u64 hhh_pps[FW_HHH_LEVELS]; /* the host-wide limits asked for, for display */
-	/* The generations of the program's new prefix blocks (struct fw_hit_entry): drawn from a
-	 * counter, with the top bit set, so one never meets hits cached for a block swept before
-	 * it (userspace's new ranges draw theirs without the top bit). */
+	/* The generations of the program's prefix blocks, new or renewed (struct fw_hit_entry):
+	 * drawn from a counter, with the top bit set, so one never meets hits cached for an
+	 * earlier block of its prefix (userspace's new ranges draw theirs without the top bit). */
 	__u32 next_block_generation;
 	__u32 config_pad;
 };

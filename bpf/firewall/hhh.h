@@ -153,13 +153,11 @@ static __always_inline void prefix_mark_filter(__u32 word, __u64 bits)
 		__sync_fetch_and_or(at, bits);
 }
 
-/* A new block's generation (struct fw_hit_entry): one more than that of the expired block of
- * the same prefix it replaces (`old`, the trie's match for it), or else the next of the
- * program's own, so hit counts cached for a block swept since never reach it. */
-static __always_inline __u16 block_generation(struct fw_config *cfg, struct fw_rule *old, __u32 len)
+/* A new block's generation (struct fw_hit_entry): the next of the program's own, for a renewal
+ * too. One more than the block it replaces would be the generation of the next fresh block of
+ * the prefix, so hit counts cached for a block swept since could reach that one. */
+static __always_inline __u16 block_generation(struct fw_config *cfg)
 {
-	if (old && old->prefixlen == len)
-		return old->generation + 1;
 	return 0x8000 | __sync_fetch_and_add(&cfg->next_block_generation, 1);
 }
 
@@ -176,18 +174,15 @@ static __always_inline void prefix_block(struct clock *clk, int is_v6, struct hh
 	if (!cfg->hhh_block_for_ns)
 		return;
 	rule.expires_ns = now_ns(clk) + cfg->hhh_block_for_ns;
+	rule.generation = block_generation(cfg);
 	if (is_v6) {
 		__builtin_memcpy(key6.addr, &trip->key, 8);
-		rule.generation =
-		    block_generation(cfg, bpf_map_lookup_elem(&block_v6_lpm, &key6), trip->len);
 		if (bpf_map_update_elem(&block_v6_lpm, &key6, &rule, BPF_ANY))
 			return;
 		top = (__u32)key6.addr[0] << 8 | key6.addr[1];
 		prefix_mark_filter(BLOCK_V6_TRIE * FW_RANGE_WORDS + (top >> 6), 1ULL << (top & 63));
 		return;
 	}
-	rule.generation =
-	    block_generation(cfg, bpf_map_lookup_elem(&block_v4_lpm, &key4), trip->len);
 	if (bpf_map_update_elem(&block_v4_lpm, &key4, &rule, BPF_ANY))
 		return;
 	top = bpf_ntohl(key4.addr) >> 16;
