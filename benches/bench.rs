@@ -55,7 +55,33 @@ fn main() -> Result<()> {
     if !nix::unistd::geteuid().is_root() {
         bail!("the benchmarks load BPF programs and build labs: run them as root");
     }
-    let scale = Scale::new(quick);
+    let mut scale = Scale::new(quick);
+    // `--rules N[,N]` measures the per-packet table at these rule counts only (for working on
+    // one figure: `--only per-packet --rules 1000000`).
+    if let Some(list) = args
+        .iter()
+        .position(|a| a == "--rules")
+        .and_then(|i| args.get(i + 1))
+    {
+        scale.rule_counts = list
+            .split(',')
+            .map(|n| {
+                n.parse().with_context(|| {
+                    format!("--rules: '{n}' is not a rule count (give counts such as 1000,1000000)")
+                })
+            })
+            .collect::<Result<_>>()?;
+    }
+    // `--runs N`: rounds of each per-packet measurement (quick: 1, full: 7).
+    if let Some(runs) = args
+        .iter()
+        .position(|a| a == "--runs")
+        .and_then(|i| args.get(i + 1))
+    {
+        scale.runs = runs
+            .parse()
+            .with_context(|| format!("--runs: '{runs}' is not a number of rounds"))?;
+    }
     let root = format!("/sys/fs/bpf/xdpctl-bench-{}", std::process::id());
     // SAFETY: set before any thread starts; children and the library read it.
     unsafe { std::env::set_var("XDPCTL_PIN_ROOT", &root) };

@@ -104,11 +104,43 @@ pub fn in_lab(lab: &LabGuard, args: &[&str]) -> Result<String> {
 /// lengths as block lists have them (mostly /24, some /16-/23, a few /25-/30).
 pub fn rule_set(exact: usize, ranges: usize) -> Vec<IpNet> {
     let mut rng = rand::rngs::StdRng::seed_from_u64(42);
-    let mut rules = Vec::with_capacity(exact + ranges);
-    for i in 0..exact as u32 {
-        rules.push(IpNet::from(IpAddr::V4(Ipv4Addr::from(0x6440_0000 + i))));
-    }
-    // Distinct ranges, so every tool gets the same `exact + ranges` entries.
+    let mut rules = exact_rules(exact);
+    ranges_where(&mut rules, ranges, &mut rng, |rng| {
+        Ipv4Addr::from(0x1400_0000 | rng.gen_range(0..0x0400_0000u32))
+    });
+    rules
+}
+
+/// The same mix as `rule_set`, but with its ranges spread over the whole unicast space, as
+/// real lists (country blocks, DROP lists) are: 1.0.0.0-223.255.255.255 but for 10/8,
+/// 100.64/10 and 127/8 (the bench's own sources and the exact rules' block).
+pub fn rule_set_spread(exact: usize, ranges: usize) -> Vec<IpNet> {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(43);
+    let mut rules = exact_rules(exact);
+    ranges_where(&mut rules, ranges, &mut rng, |rng| loop {
+        let addr = Ipv4Addr::from(rng.gen_range(0x0100_0000..0xe000_0000u32));
+        let [a, b, ..] = addr.octets();
+        if a != 10 && a != 127 && !(a == 100 && (64..128).contains(&b)) {
+            break addr;
+        }
+    });
+    rules
+}
+
+fn exact_rules(exact: usize) -> Vec<IpNet> {
+    (0..exact as u32)
+        .map(|i| IpNet::from(IpAddr::V4(Ipv4Addr::from(0x6440_0000 + i))))
+        .collect()
+}
+
+/// Appends `ranges` distinct ranges at addresses `draw` picks: 60% /24s, 30% /16-/23, 10%
+/// /25-/30 (so every tool gets the same number of entries).
+fn ranges_where(
+    rules: &mut Vec<IpNet>,
+    ranges: usize,
+    rng: &mut rand::rngs::StdRng,
+    draw: impl Fn(&mut rand::rngs::StdRng) -> Ipv4Addr,
+) {
     let mut seen = std::collections::HashSet::new();
     while seen.len() < ranges {
         let len = match rng.gen_range(0..10) {
@@ -116,11 +148,23 @@ pub fn rule_set(exact: usize, ranges: usize) -> Vec<IpNet> {
             6..=8 => rng.gen_range(16..24),
             _ => rng.gen_range(25..31),
         };
-        let addr = Ipv4Addr::from(0x1400_0000 | rng.gen_range(0..0x0400_0000u32));
-        let range = IpNet::new(IpAddr::V4(addr), len).unwrap().trunc();
+        let range = IpNet::new(IpAddr::V4(draw(rng)), len).unwrap().trunc();
         if seen.insert(range) {
             rules.push(range);
         }
     }
-    rules
+}
+
+/// The share of the IPv4 space the ranges of a rule set cover (overlaps counted once).
+pub fn v4_coverage(rules: &[IpNet]) -> f64 {
+    let ranges: Vec<IpNet> = rules
+        .iter()
+        .filter(|r| r.prefix_len() < 32)
+        .copied()
+        .collect();
+    IpNet::aggregate(&ranges)
+        .iter()
+        .map(|r| 2f64.powi(32 - i32::from(r.prefix_len())))
+        .sum::<f64>()
+        / 2f64.powi(32)
 }

@@ -142,15 +142,29 @@ static __always_inline struct hhh_trip prefix_over_limit(struct clock *clk, stru
 	return prefix_count(clk, first, p->is_v6, 1);
 }
 
-/* Sets the range filter's bit for every value of the first 16 bits a new block spans (a /8:
- * 256 values, four whole words), after the trie holds it: userspace recomputes the filter
- * from the trie and then marks what the trie holds again, so a block is never left unmarked. */
+/* Sets bits of the range filter, after the trie holds the new block they are for: userspace
+ * recomputes the filter from the trie and then marks what the trie holds again, so a block is
+ * never left unmarked. */
 static __always_inline void prefix_mark_filter(__u32 word, __u64 bits)
 {
 	__u64 *at = bpf_map_lookup_elem(&range_bits, &word);
 
 	if (at)
 		__sync_fetch_and_or(at, bits);
+}
+
+/* The bits of `count` values from `value` on (a power of two, aligned; up to 64 words of them
+ * whole) in the filter words from `base`. */
+static __always_inline void prefix_mark_values(__u32 base, __u32 value, __u32 count)
+{
+	__u32 k;
+
+	if (count < 64) {
+		prefix_mark_filter(base + (value >> 6), ((1ULL << count) - 1) << (value & 63));
+		return;
+	}
+	for (k = 0; k < 64 && k < count / 64; k++)
+		prefix_mark_filter(base + (value >> 6) + k, ~0ULL);
 }
 
 /* A new block's generation (struct fw_hit_entry): the next of the program's own, for a renewal
@@ -169,7 +183,7 @@ static __always_inline void prefix_block(struct clock *clk, int is_v6, struct hh
 	struct fw_rule rule = {.reason = FW_REASON_PREFIX, .prefixlen = trip->len};
 	struct fw_lpm_v6_key key6 = {.prefixlen = trip->len};
 	struct fw_lpm_v4_key key4 = {.prefixlen = trip->len, .addr = (__u32)trip->key};
-	__u32 top, word, k;
+	__u32 top, first, len;
 
 	if (!cfg->hhh_block_for_ns)
 		return;
@@ -185,15 +199,15 @@ static __always_inline void prefix_block(struct clock *clk, int is_v6, struct hh
 	}
 	if (bpf_map_update_elem(&block_v4_lpm, &key4, &rule, BPF_ANY))
 		return;
-	top = bpf_ntohl(key4.addr) >> 16;
-	word = BLOCK_V4_TRIE * FW_RANGE_WORDS + (top >> 6);
-	if (trip->len >= 16) {
-		prefix_mark_filter(word, 1ULL << (top & 63));
-		return;
-	}
-#pragma unroll
-	for (k = 0; k < 4; k++)
-		prefix_mark_filter(word + k, ~0ULL);
+	/* IPv4 levels are /8, /16 and /24: a /8 spans 256 values of the /16 level and 4,096 of
+	 * the /20 level, 4 and 64 words. */
+	first = bpf_ntohl(key4.addr);
+	len = trip->len < 8 ? 8 : trip->len;
+	prefix_mark_values(BLOCK_V4_TRIE * FW_RANGE_WORDS, first >> 16,
+			   len >= 16 ? 1 : 1 << (16 - len));
+	prefix_mark_values(4 * FW_RANGE_WORDS + FW_RANGE_FINE_WORDS,
+			   first >> (32 - FW_RANGE_FINE_BITS),
+			   len >= FW_RANGE_FINE_BITS ? 1 : 1 << (FW_RANGE_FINE_BITS - len));
 }
 
 #endif /* XDPCTL_FIREWALL_HHH_H */

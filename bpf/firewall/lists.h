@@ -47,14 +47,28 @@ static __always_inline void *trie_of(enum trie_index trie)
 	}
 }
 
-/* Whether a range of a trie may cover an address whose first 16 bits are `top` (the range
- * filter): if not, the trie's lookup is not worth its call. */
-static __always_inline int range_may_match(enum trie_index trie, __u32 top)
+/* The range filter's word `word` (0 outside the array: never, with the array the program was
+ * built with, as load refuses pins of another size). */
+static __always_inline __u64 range_word(__u32 word)
 {
-	__u32 word = trie * FW_RANGE_WORDS + (top >> 6);
 	__u64 *bits = bpf_map_lookup_elem(&range_bits, &word);
 
-	return bits && (*bits >> (top & 63)) & 1;
+	return bits ? *bits : 0;
+}
+
+/* Whether a range of a trie may cover an address (the range filter): if not, the trie's lookup
+ * is not worth its call. `top` is the address's first 16 bits; for IPv4, `fine` its first
+ * FW_RANGE_FINE_BITS, asked where the /16 bit is set. */
+static __always_inline int range_may_match(enum trie_index trie, int is_v6, __u32 top, __u32 fine)
+{
+	__u32 list = trie >= BLOCK_V4_TRIE;
+
+	if (!((range_word(trie * FW_RANGE_WORDS + (top >> 6)) >> (top & 63)) & 1))
+		return 0;
+	return is_v6 ||
+	       (range_word(4 * FW_RANGE_WORDS + list * FW_RANGE_FINE_WORDS + (fine >> 6)) >>
+		(fine & 63)) &
+		   1;
 }
 
 /* A search for the longest live prefix below an expired one. `key` is a trie key (the IPv4
@@ -124,7 +138,7 @@ static __always_inline int match_list(enum fw_list list, struct pkt *p, struct c
 	struct exact_key key;
 	struct fw_rule *rule;
 	__u64 lo, hi;
-	__u32 top, index;
+	__u32 top, fine = 0, index;
 
 	if (in_use & (block ? FW_BLOCK_EXACT : FW_ALLOW_EXACT)) {
 		key = p->is_v6 ? exact_key_v6(&p->saddr6) : exact_key_v4(p->saddr4);
@@ -149,8 +163,9 @@ static __always_inline int match_list(enum fw_list list, struct pkt *p, struct c
 		lpm_key.prefixlen = 32;
 		__builtin_memcpy(lpm_key.addr, &p->saddr4, 4);
 		top = bpf_ntohl(p->saddr4) >> 16;
+		fine = bpf_ntohl(p->saddr4) >> (32 - FW_RANGE_FINE_BITS);
 	}
-	if (!range_may_match(trie, top))
+	if (!range_may_match(trie, p->is_v6, top, fine))
 		return 0;
 	rule = live_lpm(trie, &lpm_key, clk);
 	if (!rule)

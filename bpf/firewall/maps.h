@@ -55,12 +55,13 @@ RANGE_TRIE(block_v6_lpm, struct fw_lpm_v6_key);
 EXACT_TABLE(allow);
 EXACT_TABLE(block);
 
-/* The range filter (FW_RANGE_WORDS in xdpctl.h): a word array, in trie_index order. */
+/* The range filter (FW_RANGE_WORDS in xdpctl.h): a word array, in trie_index order, then the
+ * IPv4 tries' fine level. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__type(key, __u32);
 	__type(value, __u64);
-	__uint(max_entries, 4 * FW_RANGE_WORDS);
+	__uint(max_entries, FW_RANGE_ALL_WORDS);
 	__uint(map_flags, BPF_F_MMAPABLE);
 } range_bits SEC(".maps");
 

@@ -337,7 +337,7 @@ mod tests {
         ));
         shapes.push(array("ports", 16, 2 * 65536, false));
         shapes.push(array("fw_config", 184, 1, false));
-        shapes.push(array("range_bits", 8, 4096, true));
+        shapes.push(array("range_bits", 8, crate::abi::FW_RANGE_ALL_WORDS, true));
         let per_cpu = [
             ("hhh_counts", 32768, 12),
             ("hhh_heavy", 8192, 1),
@@ -417,7 +417,7 @@ mod tests {
         let rules = 2 * (81_920 * 32 + 81_920 * 16 * 40 + 81_920 * 4 * 8);
         let sources = 65_536 * (192 + 16);
         let per_cpu = 2 * (12 * 32768 + 8192 + 32768 + 12288);
-        let fixed = 2 * 65536 * 16 + 184 + 4096 * 8 + per_cpu;
+        let fixed = 2 * 65536 * 16 + 184 + (4096 + 2 * 16384) * 8 + per_cpu;
         assert_eq!(default, (rules + sources + fixed) as u64);
         assert!((100 << 20..140 << 20).contains(&default), "{default}");
         // 300 million rules: the 13 GB the kernel ground through before failing, and more.

@@ -347,9 +347,13 @@ fn reuse_pins(open: &mut OpenObject, dir: &Path, asked: Asked) -> Result<()> {
         let path = dir.join(&name);
         let pinned = MapHandle::from_pinned_path(&path)
             .with_context(|| format!("opening {}", path.display()))?;
+        // A map of a fixed size that differs (range_bits grew a level) is a layout of its own.
+        let fixed_size_differs =
+            map_budget::sized_by(&name).is_none() && pinned.max_entries() != map.max_entries();
         if pinned.map_type() != map.map_type()
             || pinned.key_size() != map.key_size()
             || pinned.value_size() != map.value_size()
+            || fixed_size_differs
         {
             bail!(
                 "the pinned map {} was made by another version of xdpctl (a different layout): \
