@@ -165,6 +165,34 @@ fn exact_block(exact: usize) -> String {
 
 /// 8-byte words in the one-miss floor's array: 64 MB, far larger than any cache here.
 const FLOOR_WORDS: u32 = 8 << 20;
+/// The smaller arrays of the random-read table: 32 KiB, 256 KiB, 1 MiB, 8 MiB.
+const READ_LADDER: [u32; 4] = [4 << 10, 32 << 10, 128 << 10, 1 << 20];
+
+/// An array of `words` 8-byte words, in KiB or MiB.
+fn size_of_words(words: u32) -> String {
+    match words as u64 * 8 {
+        b if b >= 1 << 20 => format!("{} MiB", b >> 20),
+        b => format!("{} KiB", b >> 10),
+    }
+}
+
+/// One random 8-byte read per packet in an array of `words` (bpf/flood.bpf.c's `one_read`).
+fn one_read_probe(words: u32) -> Result<Probe> {
+    let storage = Box::leak(Box::new(MaybeUninit::uninit()));
+    let mut open = FloodSkelBuilder::default().open(storage)?;
+    open.maps.floor_words.set_max_entries(words)?;
+    open.maps
+        .rodata_data
+        .as_deref_mut()
+        .context("the flood program has no .rodata")?
+        .floor_mask = words - 1;
+    // Leaked with its storage: the probe's generator tail-calls the program for the whole run.
+    let skel = Box::leak(Box::new(open.load()?));
+    Ok(Probe::Random {
+        generator: Box::new(sprayer("10.0.0.0/8", skel.progs.one_read.as_fd())?),
+        expect: 1,
+    })
+}
 
 /// The rule mix block lists have.
 const MIXED: &str = "mixed: 99% addresses, 1% ranges";
@@ -283,24 +311,14 @@ pub fn per_packet(scale: &Scale, report: &mut Report) -> Result<()> {
         expect: 1,
     };
     // The one-miss floor: one random 8-byte read of a 64 MB array per packet (one_read), from
-    // random sources, as a lookup of a table far larger than the cache reads at least once.
-    let one_read_storage = Box::leak(Box::new(MaybeUninit::uninit()));
-    let mut one_read_open = FloodSkelBuilder::default().open(one_read_storage)?;
-    one_read_open
-        .maps
-        .floor_words
-        .set_max_entries(FLOOR_WORDS)?;
-    one_read_open
-        .maps
-        .rodata_data
-        .as_deref_mut()
-        .context("the flood program has no .rodata")?
-        .floor_mask = FLOOR_WORDS - 1;
-    let one_read = one_read_open.load()?;
-    let one_read_random = Probe::Random {
-        generator: Box::new(sprayer("10.0.0.0/8", one_read.progs.one_read.as_fd())?),
-        expect: 1,
-    };
+    // random sources, as a lookup of a table far larger than the cache reads at least once; and
+    // the same read in smaller arrays, which shows what a random read costs at each size here.
+    let one_read_random = one_read_probe(FLOOR_WORDS)?;
+    let ladder: Vec<(u32, Probe)> = READ_LADDER
+        .iter()
+        .map(|&words| Ok((words, one_read_probe(words)?)))
+        .collect::<Result<_>>()?;
+    let mut best_ladder = vec![f64::MAX; ladder.len()];
 
     // xdp-filter, as deployed: its libxdp dispatcher on a lab interface, for the whole run.
     let xdp_filter_lab = LabGuard::setup(&unique_name("bx"))?;
@@ -383,6 +401,9 @@ pub fn per_packet(scale: &Scale, report: &mut Report) -> Result<()> {
         best_floor = best_floor.min(floor_same.once(scale.repeat)?);
         best_floor_random = best_floor_random.min(floor_random.once(scale.repeat)?);
         best_one_read = best_one_read.min(one_read_random.once(scale.repeat)?);
+        for (best, (_, probe)) in best_ladder.iter_mut().zip(&ladder) {
+            *best = best.min(probe.once(scale.repeat)?);
+        }
         for subject in subjects.iter_mut() {
             for (best, probe) in subject.best.iter_mut().zip(&subject.probes) {
                 *best = best.min(probe.once(scale.repeat)?);
@@ -506,6 +527,37 @@ pub fn per_packet(scale: &Scale, report: &mut Report) -> Result<()> {
         rows,
     });
 
+    // What one random read costs by the size of the array it falls in: the yardstick of every
+    // table a random source touches.
+    let mut read_rows: Vec<Vec<String>> = ladder
+        .iter()
+        .zip(&best_ladder)
+        .map(|((words, _), best)| {
+            vec![
+                size_of_words(*words),
+                format!("{:.0}", best - best_floor_random),
+            ]
+        })
+        .collect();
+    read_rows.push(vec![
+        size_of_words(FLOOR_WORDS),
+        format!("{one_read_cost:.0}"),
+    ]);
+    let megabyte_read = best_ladder[2] - best_floor_random;
+    report.tables.push(Table {
+        title: "Random reads by table size".into(),
+        intro:
+            "One random 8-byte read per packet (bpf/flood.bpf.c's `one_read`, random sources as \
+                in the table above) in an array of each size: ns of program cost over the floor, \
+                the best of the same rounds. What a table a random source reaches costs here \
+                depends on its size more than on anything the program does. The cost rises \
+                steeply past 256 KiB, far below this CPU's L2: BPF arrays are vmalloc'ed in 4 KiB \
+                pages, and the likely cause (not separated here) is that reads past the TLB's \
+                reach pay page walks, which in a VM are two-dimensional."
+                .into(),
+        header: vec!["array", "ns per read"],
+        rows: read_rows,
+    });
     let firewall: Vec<&Subject> = subjects
         .iter()
         .filter(|s| s.name.starts_with("firewall"))
@@ -539,6 +591,25 @@ pub fn per_packet(scale: &Scale, report: &mut Report) -> Result<()> {
                 goal: format!("≤ {goal}x"),
                 met: ours / x[path] <= goal,
             });
+        }
+        // The least a membership test of `largest` rules can read for a random source: a filter
+        // with 1% false positives needs about 10 bits a rule (1.2 MB at a million).
+        if largest >= 1_000_000 {
+            report.notes.push(format!(
+                "Random sources, pass path, {n} rules: any test of whether a random source is \
+                 among a million rules reads a table of a megabyte or more (a filter with 1% false \
+                 positives needs about 10 bits a rule, 1.2 MB), and one random read of a 1 MiB \
+                 array costs {megabyte_read:.0} ns here (Random reads by table size), {} the \
+                 target's whole budget of {:.0} ns (0.8 × xdp-filter's {:.0} ns, whose few \
+                 addresses sit in the cache).",
+                if megabyte_read > 0.8 * x[2] {
+                    "over"
+                } else {
+                    "within"
+                },
+                0.8 * x[2],
+                x[2]
+            ));
         }
         if big.loads.len() > 1 {
             let each: Vec<String> = big
