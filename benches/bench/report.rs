@@ -178,38 +178,43 @@ method as above), and `perf record -e cpu-clock` during floods:
   a bitmask, a set-associative source table instead of an LRU hash, and the range filter: a
   bit per value of the address's first 16 bits that says whether any range may cover it, which
   spares most packets the trie's lookup (40 -> 32 ns with a million mixed rules).
-- **Random sources (met since the presence filter).** The budget is 0.8 of xdp-filter's cost,
-  about 63-65 ns. Each new source costs random reads of per-source and per-rule state, and
-  what they cost depends on what else is in the cache: one random read in an array costs (over
-  a cached one) 1 MB +1 ns, 8 MB +23 ns, 16 MB +39 ns, 32 MB +48 ns, 64 MB +52 ns, 256 MB +63
-  ns, alone in a program.
+- **Random sources (not met on the Intel kind).** On the AMD kind of 2026-11-28 the budget
+  was 0.8 of xdp-filter's 77-80 ns, and the pass path met it at 50-55 ns; xdp-filter costs
+  about 27-45 ns on the Intel kind, and the budget fell below what one random read costs (the
+  note below, and *Random reads by table size*). Each new source costs random reads of
+  per-source and per-rule state, and what they cost depends on the table's size and what else
+  is in the cache.
   - The source table (262,144 sources by default): it used to read a set of 192 bytes in a
     12 MB array and write a slot per new source, 184-195 ns. Now a 1 MB index of tags and
     packet counts finds a source's way, and a source's first packet is only noted there; its
-    slot is written at its second packet: 64-90 ns between runs, 0.8-1.1x xdp-filter.
-  - What was left, found with variants of the program loaded side by side and measured in
-    alternating rounds (a flag in .rodata, so each variant is a program of its own): without
-    the exact table's lookup the pass path cost 37-42 ns; without the source table 41 ns; with
-    both, 72-85 ns. Each alone fitted the cache, together (2.6 MB of tags, 1 MB of index) they
-    did not. Skipping the second bucket changed nothing (its read overlaps the first). Exact
-    tables sized for 262,144 rules (650 KB of tags) cost 54-57 ns against 78-80 in the same
-    rounds; a smaller source table (131,072 sources or fewer) only 6 ns less.
-  - So the exact table got a presence filter per list (include/xdpctl.h): one read in 1.3 MB
+    slot is written at its second packet.
+  - The exact table got a presence filter per list (include/xdpctl.h): one read in 1.3 MB
     rules out most absent addresses, and the tags are read only for the 2.3% it cannot (at a
-    million rules). Single loads measured 50-55 ns, 0.63-0.69x, from 73-79 ns before.
+    million rules): 73-79 ns to 50-55 ns on the AMD kind.
   - Loads differ: the same build measured 52-70 ns from one load to the next, so each
-    configuration is now loaded three times and the median load counts (the notes give each).
+    configuration is loaded three times and the median load counts (the notes give each).
     With all 18 loads at once (2.3 GB of maps) random reads cost about 5 ns more than with one;
     a host holds one firewall's maps, so loads are measured one after another.
-  - What is left, by variants in alternating rounds: the tags read for the filter's false
-    positives, 4 ns; noting a new source in the index (a store that dirties a line of 1 MB per
-    packet), 10-13 ns. Reading the index early, to overlap its miss, gained nothing.
+  - Measured 2026-12-03 on the Intel kind, by variants that stop the lookup of a random
+    address at each step (quick runs, 1M rules): parse and hash 6 ns, then the presence
+    filter's word +62, both buckets' tags +77, the slot +214 (a 40-byte slot in a 52 MB array:
+    often two lines, and a page of its own). Reading both buckets' tags before searching
+    either changed nothing. A random read costs 3 ns in a 32 KiB array, 12 in 256 KiB, about
+    50 in 1 MiB and 85-120 in 8-64 MiB there, so every table of a megabyte or more a random
+    source touches costs about a miss whatever its lines are.
   - The note below gives the same run's random-source cost with a source table small enough to
     stay in the cache (its index is 16 KB).
-- **Random blocked sources (no target).** A match must read its 40-byte slot in a 52 MB array
-  to confirm the address and the expiry (a 16-bit tag alone would block innocent sources), a
-  miss in the cache and the TLB: 250-330 ns. The end-to-end row of a rate-limited /16 flood is
-  bound by it, as its sources are auto-blocked within a second.
+- **Random blocked sources.** A match reads the filter, the tags of two buckets and its slot,
+  three tables of a megabyte or more: 3.3-3.7x one read of a 64 MB array, against a goal of
+  1.5x. A table whose bucket line holds the IPv4 addresses themselves (15 to a line) would
+  answer in one read; its hit counts must then not need the slot's line, or the atomic add
+  that counts a hit costs a second miss (docs/plans/issue-14.md, section 2; not built). The
+  end-to-end botnet row is bound by it.
+- **Spread ranges.** Ranges spread over the whole IPv4 space set the /16 range-filter bit of
+  one /16 in seven at 10,000 ranges, and a source that reaches the trie pays about 700 ns for
+  its walk: random sources from anywhere cost 1.58x the same addresses without the ranges. A
+  second filter level, a bit per /20 read only where the /16 bit is set, brought that to
+  1.25x (quick runs, 2026-12-03).
 - **End to end vs netfilter.** Sender and receiver share a core: the veth peer's NAPI runs on
   the CPU that sent the frames, so per packet the sender's cost S adds to every receiver's, and
   the ratio of two receivers is (S + N) / (S + F), not N / F. The note below gives what that
