@@ -72,6 +72,17 @@ fn main() -> Result<()> {
             })
             .collect::<Result<_>>()?;
     }
+    // `--repeat N`: repetitions of each BPF_PROG_RUN (quick: 20,000, which leaves tables of a
+    // megabyte or more cold; full: 1,000,000).
+    if let Some(repeat) = args
+        .iter()
+        .position(|a| a == "--repeat")
+        .and_then(|i| args.get(i + 1))
+    {
+        scale.repeat = repeat
+            .parse()
+            .with_context(|| format!("--repeat: '{repeat}' is not a number of repetitions"))?;
+    }
     // `--runs N`: rounds of each per-packet measurement (quick: 1, full: 7).
     if let Some(runs) = args
         .iter()

@@ -222,8 +222,7 @@ enum fw_list {
  * allow then block), read only where the /16 bit is set. Ranges spread over the whole space
  * (country blocks, DROP lists) set one /16 bit in seven at 10,000 ranges, and the trie walk
  * costs hundreds of ns; at /20 a source reaches the trie only if a range may cover it (about
- * 2% of the space for those ranges). 128 KiB each: a /24 level would be 2 MiB, whose random
- * reads cost about as much as a cache miss. */
+ * 2% of the space for those ranges). 128 KiB each, where a /24 level would take 2 MiB. */
 #define FW_RANGE_WORDS	    (65536 / 64)
 #define FW_RANGE_FINE_BITS  20
 #define FW_RANGE_FINE_WORDS ((1 << FW_RANGE_FINE_BITS) / 64)

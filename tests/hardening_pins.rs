@@ -555,3 +555,46 @@ fn a_replace_that_cannot_open_the_old_counters_fails_instead_of_resetting_them()
     assert_eq!(attached(ifname)[0].prog_id, running);
     assert!(counters(ifname).action("XDP_PASS").packets >= 3);
 }
+
+/// A pin set made by an xdpctl whose fixed-size map had another size (range_bits before its
+/// /20 level: 4,096 words) is refused with the way out, and nothing is attached: the program
+/// would read past the end of the old array and skip the trie.
+#[test]
+fn a_pinned_fixed_size_map_of_another_size_is_refused() {
+    require_root!();
+    let fw = Instance::new();
+    let lab = lab();
+    let ifname = lab.outer_ifname();
+    fw.ok(&["load", ifname]);
+    fw.ok(&["unload", ifname]);
+    let path = rules_dir(&fw).join("range_bits");
+    std::fs::remove_file(&path).unwrap();
+    let opts = libbpf_rs::libbpf_sys::bpf_map_create_opts {
+        sz: std::mem::size_of::<libbpf_rs::libbpf_sys::bpf_map_create_opts>() as _,
+        map_flags: libbpf_rs::libbpf_sys::BPF_F_MMAPABLE,
+        ..Default::default()
+    };
+    let mut old = libbpf_rs::MapHandle::create(
+        libbpf_rs::MapType::Array,
+        Some("range_bits"),
+        4,
+        8,
+        4096,
+        &opts,
+    )
+    .unwrap();
+    old.pin(&path).unwrap();
+    let err = fw.err(&["load", ifname]);
+    assert!(
+        err.contains("range_bits")
+            && err.contains("another version")
+            && err.contains("unload --all"),
+        "{err}"
+    );
+    assert!(
+        attached(ifname).is_empty(),
+        "a refused load attached a program"
+    );
+    fw.ok(&["unload", "--all"]);
+    assert!(!path.exists());
+}

@@ -543,17 +543,16 @@ pub fn per_packet(scale: &Scale, report: &mut Report) -> Result<()> {
         size_of_words(FLOOR_WORDS),
         format!("{one_read_cost:.0}"),
     ]);
-    let megabyte_read = best_ladder[2] - best_floor_random;
     report.tables.push(Table {
         title: "Random reads by table size".into(),
         intro:
             "One random 8-byte read per packet (bpf/flood.bpf.c's `one_read`, random sources as \
                 in the table above) in an array of each size: ns of program cost over the floor, \
                 the best of the same rounds. What a table a random source reaches costs here \
-                depends on its size more than on anything the program does. The cost rises \
-                steeply past 256 KiB, far below this CPU's L2: BPF arrays are vmalloc'ed in 4 KiB \
-                pages, and the likely cause (not separated here) is that reads past the TLB's \
-                reach pay page walks, which in a VM are two-dimensional."
+                depends on its size more than on anything the program does: past the caches a \
+                read is a miss, and past the TLB's reach (BPF arrays are vmalloc'ed in 4 KiB \
+                pages) a page walk too, two-dimensional in a VM. Quick runs (20,000 \
+                repetitions) leave the larger arrays cold."
                 .into(),
         header: vec!["array", "ns per read"],
         rows: read_rows,
@@ -591,25 +590,6 @@ pub fn per_packet(scale: &Scale, report: &mut Report) -> Result<()> {
                 goal: format!("≤ {goal}x"),
                 met: ours / x[path] <= goal,
             });
-        }
-        // The least a membership test of `largest` rules can read for a random source: a filter
-        // with 1% false positives needs about 10 bits a rule (1.2 MB at a million).
-        if largest >= 1_000_000 {
-            report.notes.push(format!(
-                "Random sources, pass path, {n} rules: any test of whether a random source is \
-                 among a million rules reads a table of a megabyte or more (a filter with 1% false \
-                 positives needs about 10 bits a rule, 1.2 MB), and one random read of a 1 MiB \
-                 array costs {megabyte_read:.0} ns here (Random reads by table size), {} the \
-                 target's whole budget of {:.0} ns (0.8 × xdp-filter's {:.0} ns, whose few \
-                 addresses sit in the cache).",
-                if megabyte_read > 0.8 * x[2] {
-                    "over"
-                } else {
-                    "within"
-                },
-                0.8 * x[2],
-                x[2]
-            ));
         }
         if big.loads.len() > 1 {
             let each: Vec<String> = big

@@ -180,10 +180,9 @@ method as above), and `perf record -e cpu-clock` during floods:
   spares most packets the trie's lookup (40 -> 32 ns with a million mixed rules).
 - **Random sources (not met on the Intel kind).** On the AMD kind of 2026-11-28 the budget
   was 0.8 of xdp-filter's 77-80 ns, and the pass path met it at 50-55 ns; xdp-filter costs
-  about 27-45 ns on the Intel kind, and the budget fell below what one random read costs (the
-  note below, and *Random reads by table size*). Each new source costs random reads of
-  per-source and per-rule state, and what they cost depends on the table's size and what else
-  is in the cache.
+  about 27-45 ns on the Intel kind, a budget of 22-36 ns. Each new source costs random reads
+  of per-source and per-rule state, and what they cost depends on the table's size and what
+  else is in the cache (*Random reads by table size*).
   - The source table (262,144 sources by default): it used to read a set of 192 bytes in a
     12 MB array and write a slot per new source, 184-195 ns. Now a 1 MB index of tags and
     packet counts finds a source's way, and a source's first packet is only noted there; its
@@ -195,18 +194,17 @@ method as above), and `perf record -e cpu-clock` during floods:
     configuration is loaded three times and the median load counts (the notes give each).
     With all 18 loads at once (2.3 GB of maps) random reads cost about 5 ns more than with one;
     a host holds one firewall's maps, so loads are measured one after another.
-  - Measured 2026-12-03 on the Intel kind, by variants that stop the lookup of a random
-    address at each step (quick runs, 1M rules): parse and hash 6 ns, then the presence
-    filter's word +62, both buckets' tags +77, the slot +214 (a 40-byte slot in a 52 MB array:
-    often two lines, and a page of its own). Reading both buckets' tags before searching
-    either changed nothing. A random read costs 3 ns in a 32 KiB array, 12 in 256 KiB, about
-    50 in 1 MiB and 85-120 in 8-64 MiB there, so every table of a megabyte or more a random
-    source touches costs about a miss whatever its lines are.
+  - Runs of 20,000 repetitions (`--quick`) leave tables of a megabyte or more cold: a random
+    read of a 1 MiB array cost 46-55 ns there and 3 ns in full runs. Figures of quick runs
+    are for finding where time goes, not for the cost of a table.
   - The note below gives the same run's random-source cost with a source table small enough to
     stay in the cache (its index is 16 KB).
-- **Random blocked sources.** A match reads the filter, the tags of two buckets and its slot,
-  three tables of a megabyte or more: 3.3-3.7x one read of a 64 MB array, against a goal of
-  1.5x. A table whose bucket line holds the IPv4 addresses themselves (15 to a line) would
+- **Random blocked sources.** A match reads the filter, the tags of two buckets and then its
+  slot, whose place the tags give: two misses one after the other (2.6 MB of tags, 52 MB of
+  40-byte slots), 3.3-3.7x one read of a 64 MB array, against a goal of 1.5x. Variants that
+  stop the lookup at each step (2026-12-03, Intel kind, 1M rules, a million repetitions):
+  parse and hash 10 ns, the filter +5, the tags +34, the slot and its check +214. Reading both
+  buckets' tags before searching either changed nothing. A table whose bucket line holds the IPv4 addresses themselves (15 to a line) would
   answer in one read; its hit counts must then not need the slot's line, or the atomic add
   that counts a hit costs a second miss (docs/plans/issue-14.md, section 2; not built). The
   end-to-end botnet row is bound by it.
