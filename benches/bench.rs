@@ -44,6 +44,25 @@ use spoofed::spoofed;
 /// The sections of the benchmark, for `--only`.
 const SECTIONS: [&str; 6] = ["per-packet", "cores", "e2e", "spoofed", "bulk", "control"];
 
+/// The value after `flag`, if the flag is given.
+fn flag_value<'a>(args: &'a [String], flag: &str) -> Result<Option<&'a str>> {
+    match args.iter().position(|a| a == flag) {
+        None => Ok(None),
+        Some(i) => match args.get(i + 1) {
+            Some(value) => Ok(Some(value)),
+            None => bail!("{flag} needs a value"),
+        },
+    }
+}
+
+/// `text` as a whole number of at least `min`.
+fn count_at_least(text: &str, min: u64, flag: &str, what: &str) -> Result<u64> {
+    match text.parse::<u64>() {
+        Ok(n) if n >= min => Ok(n),
+        _ => bail!("{flag}: '{text}' is not {what} of {min} or more"),
+    }
+}
+
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let quick = args.iter().any(|a| a == "--quick");
@@ -56,42 +75,28 @@ fn main() -> Result<()> {
         bail!("the benchmarks load BPF programs and build labs: run them as root");
     }
     let mut scale = Scale::new(quick);
-    // `--rules N[,N]` measures the per-packet table at these rule counts only (for working on
-    // one figure: `--only per-packet --rules 1000000`).
-    if let Some(list) = args
-        .iter()
-        .position(|a| a == "--rules")
-        .and_then(|i| args.get(i + 1))
-    {
+    // `--rules N[,N]` measures the per-packet table's mixed and spread sets at these rule
+    // counts (a full run adds its fixed extra sets), for working on one figure:
+    // `--quick --only per-packet --rules 1000000 --repeat 1000000`.
+    if let Some(list) = flag_value(&args, "--rules")? {
         scale.rule_counts = list
             .split(',')
-            .map(|n| {
-                n.parse().with_context(|| {
-                    format!("--rules: '{n}' is not a rule count (give counts such as 1000,1000000)")
-                })
-            })
-            .collect::<Result<_>>()?;
+            .map(|n| count_at_least(n, 2, "--rules", "a rule count"))
+            .collect::<Result<Vec<u64>>>()?
+            .into_iter()
+            .map(|n| n as usize)
+            .collect();
     }
     // `--repeat N`: repetitions of each BPF_PROG_RUN (quick: 20,000, which leaves tables of a
     // megabyte or more cold; full: 1,000,000).
-    if let Some(repeat) = args
-        .iter()
-        .position(|a| a == "--repeat")
-        .and_then(|i| args.get(i + 1))
-    {
-        scale.repeat = repeat
-            .parse()
-            .with_context(|| format!("--repeat: '{repeat}' is not a number of repetitions"))?;
+    if let Some(repeat) = flag_value(&args, "--repeat")? {
+        scale.repeat = count_at_least(repeat, 1, "--repeat", "a number of repetitions")?
+            .try_into()
+            .context("--repeat: at most 4294967295")?;
     }
     // `--runs N`: rounds of each per-packet measurement (quick: 1, full: 7).
-    if let Some(runs) = args
-        .iter()
-        .position(|a| a == "--runs")
-        .and_then(|i| args.get(i + 1))
-    {
-        scale.runs = runs
-            .parse()
-            .with_context(|| format!("--runs: '{runs}' is not a number of rounds"))?;
+    if let Some(runs) = flag_value(&args, "--runs")? {
+        scale.runs = count_at_least(runs, 1, "--runs", "a number of rounds")? as usize;
     }
     let root = format!("/sys/fs/bpf/xdpctl-bench-{}", std::process::id());
     // SAFETY: set before any thread starts; children and the library read it.
