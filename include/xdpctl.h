@@ -226,7 +226,8 @@ enum fw_list {
 #define FW_RANGE_WORDS	    (65536 / 64)
 #define FW_RANGE_FINE_BITS  20
 #define FW_RANGE_FINE_WORDS ((1 << FW_RANGE_FINE_BITS) / 64)
-#define FW_RANGE_ALL_WORDS  (4 * FW_RANGE_WORDS + 2 * FW_RANGE_FINE_WORDS)
+#define FW_RANGE_FINE_FIRST (4 * FW_RANGE_WORDS) /* the first word of the fine level */
+#define FW_RANGE_ALL_WORDS  (FW_RANGE_FINE_FIRST + 2 * FW_RANGE_FINE_WORDS)
 
 /* Bits of fw_config.maps_in_use: the rule maps that may hold entries. A clear bit lets the
  * program skip a lookup; userspace sets a bit before it inserts and clears it only once the map

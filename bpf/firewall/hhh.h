@@ -153,11 +153,12 @@ static __always_inline void prefix_mark_filter(__u32 word, __u64 bits)
 		__sync_fetch_and_or(at, bits);
 }
 
-/* The bits of `count` values from `value` on (a power of two, aligned; up to 64 words of them
- * whole) in the filter words from `base`. */
-static __always_inline void prefix_mark_values(__u32 base, __u32 value, __u32 count)
+/* The bits of the values of an IPv4 address's first `bits` bits that the /len prefix from
+ * `first` (host order) spans, in the filter level whose words start at `base`: a power of two
+ * of them, aligned; up to 64 words of them whole. */
+static __always_inline void prefix_mark_level(__u32 base, __u32 bits, __u32 first, __u32 len)
 {
-	__u32 k;
+	__u32 value = first >> (32 - bits), count = len >= bits ? 1 : 1 << (bits - len), k;
 
 	if (count < 64) {
 		prefix_mark_filter(base + (value >> 6), ((1ULL << count) - 1) << (value & 63));
@@ -203,11 +204,9 @@ static __always_inline void prefix_block(struct clock *clk, int is_v6, struct hh
 	 * the /20 level, 4 and 64 words. */
 	first = bpf_ntohl(key4.addr);
 	len = trip->len < 8 ? 8 : trip->len;
-	prefix_mark_values(BLOCK_V4_TRIE * FW_RANGE_WORDS, first >> 16,
-			   len >= 16 ? 1 : 1 << (16 - len));
-	prefix_mark_values(4 * FW_RANGE_WORDS + FW_RANGE_FINE_WORDS,
-			   first >> (32 - FW_RANGE_FINE_BITS),
-			   len >= FW_RANGE_FINE_BITS ? 1 : 1 << (FW_RANGE_FINE_BITS - len));
+	prefix_mark_level(BLOCK_V4_TRIE * FW_RANGE_WORDS, 16, first, len);
+	prefix_mark_level(FW_RANGE_FINE_FIRST + FW_RANGE_FINE_WORDS, FW_RANGE_FINE_BITS, first,
+			  len);
 }
 
 #endif /* XDPCTL_FIREWALL_HHH_H */

@@ -66,7 +66,7 @@ static __always_inline int range_may_match(enum trie_index trie, int is_v6, __u3
 	if (!((range_word(trie * FW_RANGE_WORDS + (top >> 6)) >> (top & 63)) & 1))
 		return 0;
 	return is_v6 ||
-	       (range_word(4 * FW_RANGE_WORDS + list * FW_RANGE_FINE_WORDS + (fine >> 6)) >>
+	       (range_word(FW_RANGE_FINE_FIRST + list * FW_RANGE_FINE_WORDS + (fine >> 6)) >>
 		(fine & 63)) &
 		   1;
 }

@@ -25,6 +25,8 @@ pub const WORDS: usize = crate::abi::FW_RANGE_WORDS as usize;
 pub const FINE_WORDS: usize = crate::abi::FW_RANGE_FINE_WORDS as usize;
 /// The fine level's length.
 const FINE_BITS: u8 = crate::abi::FW_RANGE_FINE_BITS as u8;
+/// Where the fine level starts, and the whole array's words.
+const FINE_FIRST: usize = crate::abi::FW_RANGE_FINE_FIRST as usize;
 const ALL_WORDS: usize = crate::abi::FW_RANGE_ALL_WORDS as usize;
 
 /// The values of an address's first `bits` bits a range spans: the first, and how many.
@@ -93,7 +95,7 @@ impl RangeFilter {
         )];
         if !ipv6 {
             levels.push((
-                self.slice(4 * WORDS + list as usize * FINE_WORDS, FINE_WORDS),
+                self.slice(FINE_FIRST + list as usize * FINE_WORDS, FINE_WORDS),
                 FINE_BITS,
             ));
         }
