@@ -81,11 +81,8 @@ fn main() -> Result<()> {
     if let Some(list) = flag_value(&args, "--rules")? {
         scale.rule_counts = list
             .split(',')
-            .map(|n| count_at_least(n, 2, "--rules", "a rule count"))
-            .collect::<Result<Vec<u64>>>()?
-            .into_iter()
-            .map(|n| n as usize)
-            .collect();
+            .map(|n| Ok(count_at_least(n, 2, "--rules", "a rule count")? as usize))
+            .collect::<Result<_>>()?;
     }
     // `--repeat N`: repetitions of each BPF_PROG_RUN (quick: 20,000, which leaves tables of a
     // megabyte or more cold; full: 1,000,000).

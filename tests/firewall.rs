@@ -5,6 +5,7 @@
 mod common;
 
 use std::io::Write;
+use std::path::Path;
 use std::process::Stdio;
 use std::thread::sleep;
 use std::time::{Duration, Instant};
@@ -376,16 +377,13 @@ fn a_full_map_names_the_flag_and_applies_nothing() {
     );
 }
 
-#[test]
-fn a_source_table_without_its_index_is_refused_and_nothing_is_attached() {
-    require_root!();
-    let fw = Instance::new();
-    let lab = lab();
-    let ifname = lab.outer_ifname();
+/// Loads and unloads a firewall, lets `tamper` leave its rules' pins as another version of
+/// xdpctl would have, and returns the error of the next load, checked to name the way out and
+/// to have attached nothing; `unload --all` has then removed the pins.
+fn load_refused_after(fw: &Instance, ifname: &str, tamper: impl FnOnce(&Path)) -> String {
     fw.ok(&["load", ifname]);
     fw.ok(&["unload", ifname]);
-    // Maps as an xdpctl without the index left them.
-    std::fs::remove_file(fw.root.join("rules/source_index")).unwrap();
+    tamper(&fw.root.join("rules"));
     let err = fw.err(&["load", ifname]);
     assert!(
         err.contains("another version") && err.contains("unload --all"),
@@ -393,8 +391,52 @@ fn a_source_table_without_its_index_is_refused_and_nothing_is_attached() {
     );
     assert!(common::attached(ifname).is_empty());
     fw.ok(&["unload", "--all"]);
+    err
+}
+
+#[test]
+fn a_source_table_without_its_index_is_refused_and_nothing_is_attached() {
+    require_root!();
+    let fw = Instance::new();
+    let lab = lab();
+    let ifname = lab.outer_ifname();
+    // Maps as an xdpctl without the index left them.
+    load_refused_after(&fw, ifname, |rules| {
+        std::fs::remove_file(rules.join("source_index")).unwrap()
+    });
     fw.ok(&["load", ifname]);
     assert!(fw.root.join("rules/source_index").exists());
+}
+
+/// A pin set made by an xdpctl whose fixed-size map had another size (range_bits before its
+/// /20 level: 4,096 words) is refused: the program would read past the end of the old array
+/// and skip the trie.
+#[test]
+fn a_pinned_fixed_size_map_of_another_size_is_refused() {
+    require_root!();
+    let fw = Instance::new();
+    let lab = lab();
+    let path = fw.root.join("rules/range_bits");
+    let err = load_refused_after(&fw, lab.outer_ifname(), |rules| {
+        std::fs::remove_file(rules.join("range_bits")).unwrap();
+        let opts = libbpf_rs::libbpf_sys::bpf_map_create_opts {
+            sz: std::mem::size_of::<libbpf_rs::libbpf_sys::bpf_map_create_opts>() as _,
+            map_flags: libbpf_rs::libbpf_sys::BPF_F_MMAPABLE,
+            ..Default::default()
+        };
+        let mut old = libbpf_rs::MapHandle::create(
+            libbpf_rs::MapType::Array,
+            Some("range_bits"),
+            4,
+            8,
+            4096,
+            &opts,
+        )
+        .unwrap();
+        old.pin(rules.join("range_bits")).unwrap();
+    });
+    assert!(err.contains("range_bits"), "{err}");
+    assert!(!path.exists());
 }
 
 /// Writes `count` distinct /32s (from `base`) to a temporary file.

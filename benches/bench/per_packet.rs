@@ -94,8 +94,8 @@ struct Subject {
     rule_count: Option<usize>,
     /// The realistic mix of this many rules, but with a source table that fits in the cache.
     cached_sources_rules: Option<usize>,
-    /// SPREAD or EXACT_ONLY: the pair measured from sources anywhere.
-    spread: Option<&'static str>,
+    /// The firewall's rule mix (MIXED, SPREAD, EXACT_ONLY, ...).
+    mix: Option<&'static str>,
     /// Emptied once measured, which lets the program go.
     probes: Vec<Probe>,
     best: [f64; 4],
@@ -117,7 +117,7 @@ fn subject(
         rules,
         rule_count,
         cached_sources_rules: None,
-        spread: None,
+        mix: None,
         loads: Vec::new(),
         probes: vec![
             Probe::Same {
@@ -290,7 +290,7 @@ fn firewall_subject(skel: &FirewallSkel<'_>, config: &Config) -> Result<Subject>
         &exact_block(n - ranges),
         clean,
     )?;
-    subject.spread = Some(mix).filter(|m| [SPREAD, EXACT_ONLY].contains(m));
+    subject.mix = Some(mix);
     subject.cached_sources_rules = cached_sources.then_some(n);
     Ok(subject)
 }
@@ -369,7 +369,8 @@ pub fn per_packet(scale: &Scale, report: &mut Report) -> Result<()> {
     // Spread ranges against addresses only, at the largest count (the quick run's too, so the
     // harness never rots).
     let largest = *scale.rule_counts.iter().max().unwrap();
-    for (mix, ranges) in [(SPREAD, (largest / 100).max(1)), (EXACT_ONLY, 0)] {
+    let spread_ranges = Config::mixed(largest).ranges;
+    for (mix, ranges) in [(SPREAD, spread_ranges), (EXACT_ONLY, 0)] {
         configs.push(Config {
             ranges,
             mix,
@@ -562,7 +563,6 @@ pub fn per_packet(scale: &Scale, report: &mut Report) -> Result<()> {
         .filter(|s| s.name.starts_with("firewall"))
         .collect();
     let realistic = |n: usize| firewall.iter().find(|s| s.rule_count == Some(n));
-    let largest = *scale.rule_counts.iter().max().unwrap();
     let smallest = *scale.rule_counts.iter().min().unwrap();
     if let (Some(x), Some(big)) = (&xf_costs, realistic(largest)) {
         let n = xdpctl::output::numbers::thousands(largest as u64);
@@ -637,7 +637,7 @@ pub fn per_packet(scale: &Scale, report: &mut Report) -> Result<()> {
             met: cost / one_read_cost <= 1.5,
         });
     }
-    let pair = |mix: &str| firewall.iter().find(|s| s.spread == Some(mix));
+    let pair = |mix: &str| firewall.iter().find(|s| s.mix == Some(mix));
     if let (Some(spread), Some(exact)) = (pair(SPREAD), pair(EXACT_ONLY)) {
         let (a, b) = (program_cost(exact, 2), program_cost(spread, 2));
         report.targets.push(Target {
@@ -645,7 +645,7 @@ pub fn per_packet(scale: &Scale, report: &mut Report) -> Result<()> {
                 "random sources over the IPv4 space, {} rules with {} ranges spread over it, vs \
                  the same addresses alone",
                 xdpctl::output::numbers::thousands(largest as u64),
-                xdpctl::output::numbers::thousands((largest / 100).max(1) as u64)
+                xdpctl::output::numbers::thousands(spread_ranges as u64)
             ),
             measured: format!("{b:.0} ns vs {a:.0} ns = {:.2}x", b / a),
             goal: "≤ 1.5x".into(),
@@ -654,7 +654,7 @@ pub fn per_packet(scale: &Scale, report: &mut Report) -> Result<()> {
         report.notes.push(format!(
             "The spread ranges cover {:.2}% of the IPv4 space, so about that share of the random \
              sources from anywhere is dropped; the cost is the mean over both.",
-            100.0 * v4_coverage(&rule_set_spread(0, (largest / 100).max(1)))
+            100.0 * v4_coverage(&rule_set_spread(0, spread_ranges))
         ));
     }
     if let (Some(small), Some(big)) = (realistic(smallest), realistic(largest)) {
