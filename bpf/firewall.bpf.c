@@ -70,7 +70,6 @@ int firewall(struct xdp_md *ctx)
 	struct pkt p = {};
 	struct clock clk = {};
 	struct source_loc source;
-	struct hhh_trip trip;
 	enum bucket_verdict bucket;
 	struct hit_rule hit;
 	__u32 zero = 0, slot, reason = 0;
@@ -126,11 +125,8 @@ int firewall(struct xdp_md *ctx)
 		return count(ctx, clk.cache, proto, p.syn, FW_DROP_RATELIMIT, len);
 	}
 	if (bucket == BUCKET_PASS && rate_limited(clk.cfg, &p)) {
-		trip = prefix_over_limit(&clk, &p);
-		if (trip.level < FW_HHH_LEVELS) {
-			prefix_block(&clk, p.is_v6, &trip);
+		if (prefix_over_limit(&clk, &p))
 			return count(ctx, clk.cache, proto, p.syn, FW_DROP_PREFIX, len);
-		}
 	}
 	return count(ctx, clk.cache, proto, p.syn, FW_NOT_DROPPED, len);
 }

@@ -433,7 +433,7 @@ struct fw_leases {
 	((FW_DEFAULT_MAX_RULES * 5 / 4 + FW_EXACT_LANES - 1) / FW_EXACT_LANES)
 
 /* Per CPU and list: the last address found in the list's exact table, and its slot
- * (exact_lookup in bpf/firewall/exact.h). */
+ * (exact_memo_slot in bpf/firewall/exact.h). */
 struct fw_exact_memo {
 	__u64 lo;
 	__u64 hi;

@@ -217,34 +217,53 @@ static __always_inline void exact_filter_add(void *filter, struct fw_config *cfg
 		__sync_fetch_and_or(bits, place->filter_bits);
 }
 
-/* The slot holding `key`, trying the memo first: the last key this CPU found in the table and
- * where. A flood from one source then finds its rule with a few loads, without the hash and the
- * tag search. The slot is checked each time, so a rule removed or moved is never trusted. Then
- * the filter, which rules out most absent keys without reading the tags. */
+/* The memo: the last key this CPU found in the list's table, and where. A flood from one
+ * source then finds its rule with a few loads, without the hash and the tag search. The slot
+ * is checked each time, so a rule removed or moved is never trusted. */
 static __always_inline struct fw_exact_slot *
-exact_lookup(void *tags, void *slots, void *filter, enum fw_list list, struct fw_exact_memo *memo,
-	     struct fw_config *cfg, struct exact_key *key, __u32 *index)
+exact_memo_slot(void *slots, struct fw_exact_memo *memo, struct exact_key *key, __u32 *index)
 {
-	struct exact_place place;
 	struct fw_exact_slot *slot;
 
-	if (memo && memo->lo == key->lo && memo->hi == key->hi && memo->state == key->state) {
-		*index = memo->slot;
-		slot = bpf_map_lookup_elem(slots, index);
-		if (slot && exact_slot_holds(slot, key))
-			return slot;
-	}
-	place = exact_place(cfg, key);
-	if (!exact_filter_may_hold(filter, cfg, list, &place))
+	if (!memo || memo->lo != key->lo || memo->hi != key->hi || memo->state != key->state)
 		return NULL;
-	slot = exact_find(tags, slots, &place, key, index);
-	if (slot && memo) {
+	*index = memo->slot;
+	slot = bpf_map_lookup_elem(slots, index);
+	return slot && exact_slot_holds(slot, key) ? slot : NULL;
+}
+
+/* The slot a search found (`found`: its index, or negative for none), checked again as the
+ * memo's is, and remembered in the memo. */
+static __always_inline struct fw_exact_slot *exact_found(void *slots, struct fw_exact_memo *memo,
+							 struct exact_key *key, long found,
+							 __u32 *index)
+{
+	struct fw_exact_slot *slot;
+
+	if (found < 0)
+		return NULL;
+	*index = found;
+	slot = bpf_map_lookup_elem(slots, index);
+	if (!slot || !exact_slot_holds(slot, key))
+		return NULL;
+	if (memo) {
 		memo->lo = key->lo;
 		memo->hi = key->hi;
 		memo->state = key->state;
 		memo->slot = *index;
 	}
 	return slot;
+}
+
+/* The index of the slot holding `key` (expired or not), or -1. */
+static __always_inline long exact_search(void *tags, void *slots, struct exact_key *key,
+					 struct exact_place *place)
+{
+	__u32 index;
+
+	if (!key || !place)
+		return -1;
+	return exact_find(tags, slots, place, key, &index) ? index : -1;
 }
 
 /* The free lanes of a bucket that may take the tag: none if EXACT_MAX_SAME_TAG lanes hold it. */

@@ -23,6 +23,12 @@ static __always_inline __u64 hhh_key(__u64 first, __u32 len)
 	return len >= 64 ? first : first & ((1ULL << len) - 1);
 }
 
+/* The length of a family's level `i` (0: the shortest). */
+static __always_inline __u32 hhh_len(int is_v6, __u32 i)
+{
+	return is_v6 ? 32 + 16 * i : 8 + 8 * i;
+}
+
 /* A keyed 64-bit mix of a prefix and its level: row 0 takes its low bits, row 1 the next. */
 static __always_inline __u64 hhh_hash(__u32 seed, __u64 key, __u32 level)
 {
@@ -99,8 +105,8 @@ static __always_inline struct hhh_trip prefix_count(struct clock *clk, __u64 fir
 	struct fw_config *cfg = clk->cfg;
 	struct hhh_trip trip = {.level = FW_HHH_LEVELS};
 	__u32 base = is_v6 ? FW_HHH_V6_32 : FW_HHH_V4_8;
-	__u32 n[FW_HHH_FAMILY_LEVELS], len[FW_HHH_FAMILY_LEVELS], window, limit, i, j;
-	__u64 keys[FW_HHH_FAMILY_LEVELS], h;
+	__u32 n[FW_HHH_FAMILY_LEVELS], window, limit, len, i, j;
+	__u64 key, h;
 	int over;
 
 	if (!cfg->hhh_window_shift)
@@ -108,12 +114,10 @@ static __always_inline struct hhh_trip prefix_count(struct clock *clk, __u64 fir
 	window = now_ns(clk) >> (cfg->hhh_window_shift & 63);
 #pragma unroll
 	for (i = 0; i < FW_HHH_FAMILY_LEVELS; i++) {
-		len[i] = is_v6 ? 32 + 16 * i : 8 + 8 * i;
-		keys[i] = hhh_key(first, len[i]);
-		h = hhh_hash(cfg->hhh_seed, keys[i], base + i);
+		key = hhh_key(first, hhh_len(is_v6, i));
+		h = hhh_hash(cfg->hhh_seed, key, base + i);
 		n[i] = hhh_count(base + i, h, window, packets);
-		hhh_note_heavy(cfg->hhh_limit[base + i], n[i], packets, keys[i], base + i, h,
-			       window);
+		hhh_note_heavy(cfg->hhh_limit[base + i], n[i], packets, key, base + i, h, window);
 	}
 #pragma unroll
 	for (i = FW_HHH_FAMILY_LEVELS; i-- > 0;) {
@@ -123,23 +127,24 @@ static __always_inline struct hhh_trip prefix_count(struct clock *clk, __u64 fir
 		for (j = 0; j < i; j++)
 			over = over && n[j] > limit;
 		if (over) {
+			len = hhh_len(is_v6, i);
 			trip.level = base + i;
-			trip.key = keys[i];
-			trip.len = len[i];
+			trip.key = hhh_key(first, len);
+			trip.len = len;
 			return trip;
 		}
 	}
 	return trip;
 }
 
-/* Counts a packet that passed its source's bucket. */
-static __always_inline struct hhh_trip prefix_over_limit(struct clock *clk, struct pkt *p)
+/* A source's first 8 bytes (IPv6) or 4 (IPv4), as prefix_count() takes them. */
+static __always_inline __u64 source_first(struct pkt *p)
 {
 	__u64 first = p->saddr4;
 
 	if (p->is_v6)
 		__builtin_memcpy(&first, p->saddr6.addr, 8);
-	return prefix_count(clk, first, p->is_v6, 1);
+	return first;
 }
 
 /* Sets bits of the range filter, after the trie holds the new block they are for: userspace
@@ -176,37 +181,86 @@ static __always_inline __u16 block_generation(struct fw_config *cfg)
 	return 0x8000 | __sync_fetch_and_add(&cfg->next_block_generation, 1);
 }
 
-/* Blocks the tripped prefix for fw_config.hhh_block_for_ns. A full trie refuses it: the packet
- * is still dropped, and so is every packet over the limit in this window. */
-static __always_inline void prefix_block(struct clock *clk, int is_v6, struct hhh_trip *trip)
+/* Blocks the prefix `key`/`len` (a trip's) from `now` for fw_config.hhh_block_for_ns. A full
+ * trie refuses it: the packet is still dropped, and so is every packet over the limit in this
+ * window. A global function, which the verifier checks once on its own instead of on every
+ * path to its callers (with its filter loops); it runs once per prefix blocked. */
+__noinline int prefix_block(__u64 key, __u32 len, __u32 is_v6, __u64 now)
 {
-	struct fw_config *cfg = clk->cfg;
-	struct fw_rule rule = {.reason = FW_REASON_PREFIX, .prefixlen = trip->len};
-	struct fw_lpm_v6_key key6 = {.prefixlen = trip->len};
-	struct fw_lpm_v4_key key4 = {.prefixlen = trip->len, .addr = (__u32)trip->key};
-	__u32 top, first, len;
+	struct fw_rule rule = {.reason = FW_REASON_PREFIX, .prefixlen = len};
+	struct fw_lpm_v6_key key6 = {.prefixlen = len};
+	struct fw_lpm_v4_key key4 = {.prefixlen = len, .addr = (__u32)key};
+	struct fw_config *cfg;
+	__u32 zero = 0, top, first;
 
-	if (!cfg->hhh_block_for_ns)
-		return;
-	rule.expires_ns = now_ns(clk) + cfg->hhh_block_for_ns;
+	cfg = bpf_map_lookup_elem(&fw_config, &zero);
+	if (!cfg || !cfg->hhh_block_for_ns)
+		return 0;
+	rule.expires_ns = now + cfg->hhh_block_for_ns;
 	rule.generation = block_generation(cfg);
 	if (is_v6) {
-		__builtin_memcpy(key6.addr, &trip->key, 8);
+		__builtin_memcpy(key6.addr, &key, 8);
 		if (bpf_map_update_elem(&block_v6_lpm, &key6, &rule, BPF_ANY))
-			return;
+			return -1;
 		top = (__u32)key6.addr[0] << 8 | key6.addr[1];
 		prefix_mark_filter(BLOCK_V6_TRIE * FW_RANGE_WORDS + (top >> 6), 1ULL << (top & 63));
-		return;
+		return 0;
 	}
 	if (bpf_map_update_elem(&block_v4_lpm, &key4, &rule, BPF_ANY))
-		return;
+		return -1;
 	/* IPv4 levels are /8, /16 and /24: a /8 spans 256 values of the /16 level and 4,096 of
 	 * the /20 level, 4 and 64 words. */
 	first = bpf_ntohl(key4.addr);
-	len = trip->len < 8 ? 8 : trip->len;
+	len = len < 8 ? 8 : len;
 	prefix_mark_level(BLOCK_V4_TRIE * FW_RANGE_WORDS, 16, first, len);
 	prefix_mark_level(FW_RANGE_FINE_FIRST + FW_RANGE_FINE_WORDS, FW_RANGE_FINE_BITS, first,
 			  len);
+	return 0;
+}
+
+/* Blocks a prefix prefix_count() found over its limit (of source bytes `first`); returns 1,
+ * or 0 if there is none. */
+static __always_inline int prefix_trip_block(struct clock *clk, __u64 first, int is_v6, int level)
+{
+	__u32 len;
+
+	if (level >= FW_HHH_LEVELS)
+		return 0;
+	len = hhh_len(is_v6, level - (is_v6 ? FW_HHH_V6_32 : FW_HHH_V4_8));
+	prefix_block(hhh_key(first, len), len, is_v6, now_ns(clk));
+	return 1;
+}
+
+/* Counts a packet that passed its source's bucket towards its prefixes, and blocks the
+ * longest prefix over its limit: then returns 1. Inlined: it runs for every such packet. */
+static __always_inline int prefix_over_limit(struct clock *clk, struct pkt *p)
+{
+	__u64 first = source_first(p);
+
+	return prefix_trip_block(clk, first, p->is_v6, prefix_count(clk, first, p->is_v6, 1).level);
+}
+
+/* prefix_count() as a global function, for the packets a lease passed, counted when the lease
+ * goes back (lease_settle): the verifier checks it once on its own. Inlined there too, deep in
+ * the token bucket's paths, the counts' branches took most of the program's budget of a
+ * million verified instructions. Returns the level that tripped, or FW_HHH_LEVELS. */
+__noinline int prefix_count_global(__u64 first, __u32 is_v6, __u32 packets)
+{
+	struct clock clk = {.cache = clock_cached()};
+	__u32 zero = 0;
+
+	clk.cfg = bpf_map_lookup_elem(&fw_config, &zero);
+	if (!clk.cfg)
+		return FW_HHH_LEVELS;
+	return prefix_count(&clk, first, is_v6, packets).level;
+}
+
+/* Counts the packets a lease passed towards their source's prefixes, and blocks the longest
+ * prefix over its limit. The caller of both globals, so their stacks never add up. */
+static __always_inline void prefix_over_limit_leased(struct clock *clk, __u64 first, int is_v6,
+						     __u32 packets)
+{
+	prefix_trip_block(clk, first, is_v6, prefix_count_global(first, is_v6, packets));
 }
 
 #endif /* XDPCTL_FIREWALL_HHH_H */

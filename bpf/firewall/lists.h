@@ -16,15 +16,40 @@
 #include "firewall/packet.h"
 #include "firewall/hits.h"
 
-/* The exact rule of an address (its slot in *index), if it has not expired. */
-static __always_inline struct fw_exact_slot *live_exact(void *tags, void *slots, void *filter,
-							enum fw_list list, struct exact_key *key,
+/* The tag search of each list's exact table, as global functions: the verifier checks each
+ * once, on its own, instead of again for every state the pipeline reaches it in (inlined, the
+ * searches kept the program within a few percent of the verifier's limit of a million
+ * instructions). Only a source the presence filter cannot rule out pays the call. */
+__noinline long allow_exact_search(struct exact_key *key, struct exact_place *place)
+{
+	return exact_search(&allow_tags, &allow_slots, key, place);
+}
+
+__noinline long block_exact_search(struct exact_key *key, struct exact_place *place)
+{
+	return exact_search(&block_tags, &block_slots, key, place);
+}
+
+/* The exact rule of an address (its slot in *index), if it has not expired: by the memo, else
+ * behind the presence filter, which rules out most absent keys without reading the tags. */
+static __always_inline struct fw_exact_slot *live_exact(enum fw_list list, struct exact_key *key,
 							struct clock *clk, __u32 *index)
 {
+	int block = list == FW_LIST_BLOCK;
+	void *slots = block ? (void *)&block_slots : (void *)&allow_slots;
 	struct fw_exact_memo *memo = bpf_map_lookup_elem(&exact_memo, &list);
-	struct fw_exact_slot *slot =
-	    exact_lookup(tags, slots, filter, list, memo, clk->cfg, key, index);
+	struct fw_exact_slot *slot = exact_memo_slot(slots, memo, key, index);
+	struct exact_place place;
+	long found;
 
+	if (!slot) {
+		place = exact_place(clk->cfg, key);
+		if (!exact_filter_may_hold(block ? (void *)&block_filter : (void *)&allow_filter,
+					   clk->cfg, list, &place))
+			return NULL;
+		found = block ? block_exact_search(key, &place) : allow_exact_search(key, &place);
+		slot = exact_found(slots, memo, key, found, index);
+	}
 	if (slot && slot->expires_ns && now_ns(clk) >= slot->expires_ns)
 		return NULL;
 	return slot;
@@ -142,10 +167,7 @@ static __always_inline int match_list(enum fw_list list, struct pkt *p, struct c
 
 	if (in_use & (block ? FW_BLOCK_EXACT : FW_ALLOW_EXACT)) {
 		key = p->is_v6 ? exact_key_v6(&p->saddr6) : exact_key_v4(p->saddr4);
-		slot = live_exact(block ? (void *)&block_tags : (void *)&allow_tags,
-				  block ? (void *)&block_slots : (void *)&allow_slots,
-				  block ? (void *)&block_filter : (void *)&allow_filter, list, &key,
-				  clk, &index);
+		slot = live_exact(list, &key, clk, &index);
 		if (slot) {
 			*reason = slot->reason;
 			*hit = hit_rule(p->is_v6 ? FW_HIT_EXACT_V6 : FW_HIT_EXACT_V4, list,

@@ -65,7 +65,7 @@ struct {
 	__uint(map_flags, BPF_F_MMAPABLE);
 } range_bits SEC(".maps");
 
-/* Per interface (not pinned): each list's memo of its last match (exact_lookup). */
+/* Per interface (not pinned): each list's memo of its last match (exact_memo_slot, exact_found). */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__type(key, __u32);

@@ -175,17 +175,14 @@ static __always_inline void lease_settle(struct clock *clk, struct fw_lease *lea
 {
 	struct fw_source_set *set;
 	struct fw_source *slot;
-	struct hhh_trip trip;
 	__u64 tokens;
 
 	if (!lease->left && !lease->packets)
 		return;
 	if (lease->packets) {
 		/* An IPv4 source is its IPv4-mapped key: its address is the key's last 4 bytes. */
-		trip = prefix_count(clk, lease->is_v6 ? lease->addr[0] : lease->addr[1] >> 32,
-				    lease->is_v6, lease->packets);
-		if (trip.level < FW_HHH_LEVELS)
-			prefix_block(clk, lease->is_v6, &trip);
+		prefix_over_limit_leased(clk, lease->is_v6 ? lease->addr[0] : lease->addr[1] >> 32,
+					 lease->is_v6, lease->packets);
 	}
 	set = bpf_map_lookup_elem(&sources, &lease->set);
 	if (set) {

@@ -42,4 +42,12 @@ static __always_inline struct clock_cache *clock_now(void)
 	return clock;
 }
 
+/* This CPU's clock as clock_now() last refreshed it: for a function whose caller did. */
+static __always_inline struct clock_cache *clock_cached(void)
+{
+	__u32 zero = 0;
+
+	return bpf_map_lookup_elem(&clock_cache, &zero);
+}
+
 #endif /* XDPCTL_CLOCK_H */
