@@ -206,10 +206,15 @@ method as above), and `perf record -e cpu-clock` during floods:
   40-byte slots), 3.3-3.7x one read of a 64 MB array, against a goal of 1.5x. Variants that
   stop the lookup at each step (2026-12-03, Intel kind, 1M rules, a million repetitions):
   parse and hash 10 ns, the filter +5, the tags +34, the slot and its check +214. Reading both
-  buckets' tags before searching either changed nothing. A table whose bucket line holds the IPv4 addresses themselves (15 to a line) would
-  answer in one read; its hit counts must then not need the slot's line, or the atomic add
-  that counts a hit costs a second miss (docs/plans/issue-14.md, section 2; not built). The
-  end-to-end botnet row is bound by it.
+  buckets' tags before searching either changed nothing. On the AMD kind (2026-12-03, 100,000
+  rules, 7 quick rounds): no hit counted at all changed nothing (336-351 ns, 328-334 as
+  built); the filter and both buckets' tags without the slot cost 74-160 ns; the filter and a
+  slot read placed by the hash alone 133-189. The floor is a read's latency there
+  (`one_read_chained`, whose reads each wait for the last, costs the same). So it is the
+  chain, a slot miss that waits for a tags miss, plus some 60 ns of work that is there even
+  at 1,000 rules, when all of it is cached. A table whose bucket line holds the IPv4
+  addresses themselves (15 to a line) would answer in one read, placed by the hash
+  (docs/plans/issue-14.md, section 2; not built). The end-to-end botnet row is bound by it.
 - **Spread ranges.** Ranges spread over the whole IPv4 space set the /16 range-filter bit of
   one /16 in seven at 10,000 ranges, and a source that reaches the trie pays about 700 ns for
   its walk: random sources from anywhere cost 1.58x the same addresses without the ranges. A
