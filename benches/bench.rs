@@ -21,6 +21,8 @@ mod end_to_end;
 mod harness;
 #[path = "bench/per_packet.rs"]
 mod per_packet;
+#[path = "bench/probes.rs"]
+mod probes;
 #[path = "bench/report.rs"]
 mod report;
 #[path = "bench/spoofed.rs"]

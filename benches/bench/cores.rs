@@ -16,7 +16,7 @@ use xdpctl::lab::flood;
 use xdpctl::skel::flood::FloodSkelBuilder;
 
 use crate::harness::{rule_set, say, Scale};
-use crate::per_packet::{armed_firewall, udp64};
+use crate::probes::{armed_firewall, udp64};
 use crate::report::{Report, Table, Target};
 
 /// The ratio the issue asks for: both CPUs at once within 15 % of one alone.
