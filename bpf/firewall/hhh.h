@@ -89,28 +89,20 @@ static __always_inline void hhh_note_heavy(__u32 limit, __u32 n, __u32 packets, 
 	slot->window = window;
 }
 
-/* The prefix a packet tripped: its level (FW_HHH_LEVELS: none) and key. */
-struct hhh_trip {
-	__u64 key;
-	__u32 level;
-	__u32 len;
-};
-
 /* Counts `packets` of a source at its family's three lengths, and finds the longest prefix
- * over its level's limit whose shorter prefixes are all over that limit too. `first`: the
- * source's first 8 bytes (IPv6) or 4 (IPv4), as loaded. */
-static __always_inline struct hhh_trip prefix_count(struct clock *clk, __u64 first, int is_v6,
-						    __u32 packets)
+ * over its level's limit whose shorter prefixes are all over that limit too: its level, or
+ * FW_HHH_LEVELS if none is. `first`: the source's first 8 bytes (IPv6) or 4 (IPv4), as
+ * loaded. */
+static __always_inline int prefix_count(struct clock *clk, __u64 first, int is_v6, __u32 packets)
 {
 	struct fw_config *cfg = clk->cfg;
-	struct hhh_trip trip = {.level = FW_HHH_LEVELS};
 	__u32 base = is_v6 ? FW_HHH_V6_32 : FW_HHH_V4_8;
-	__u32 n[FW_HHH_FAMILY_LEVELS], window, limit, len, i, j;
+	__u32 n[FW_HHH_FAMILY_LEVELS], window, limit, i, j;
 	__u64 key, h;
 	int over;
 
 	if (!cfg->hhh_window_shift)
-		return trip;
+		return FW_HHH_LEVELS;
 	window = now_ns(clk) >> (cfg->hhh_window_shift & 63);
 #pragma unroll
 	for (i = 0; i < FW_HHH_FAMILY_LEVELS; i++) {
@@ -126,15 +118,10 @@ static __always_inline struct hhh_trip prefix_count(struct clock *clk, __u64 fir
 #pragma unroll
 		for (j = 0; j < i; j++)
 			over = over && n[j] > limit;
-		if (over) {
-			len = hhh_len(is_v6, i);
-			trip.level = base + i;
-			trip.key = hhh_key(first, len);
-			trip.len = len;
-			return trip;
-		}
+		if (over)
+			return base + i;
 	}
-	return trip;
+	return FW_HHH_LEVELS;
 }
 
 /* A source's first 8 bytes (IPv6) or 4 (IPv4), as prefix_count() takes them. */
@@ -181,7 +168,7 @@ static __always_inline __u16 block_generation(struct fw_config *cfg)
 	return 0x8000 | __sync_fetch_and_add(&cfg->next_block_generation, 1);
 }
 
-/* Blocks the prefix `key`/`len` (a trip's) from `now` for fw_config.hhh_block_for_ns. A full
+/* Blocks the prefix `key`/`len` from `now` for fw_config.hhh_block_for_ns. A full
  * trie refuses it: the packet is still dropped, and so is every packet over the limit in this
  * window. A global function, which the verifier checks once on its own instead of on every
  * path to its callers (with its filter loops); it runs once per prefix blocked. */
@@ -218,8 +205,8 @@ __noinline int prefix_block(__u64 key, __u32 len, __u32 is_v6, __u64 now)
 	return 0;
 }
 
-/* Blocks a prefix prefix_count() found over its limit (of source bytes `first`); returns 1,
- * or 0 if there is none. */
+/* Blocks the prefix of source bytes `first` at the level prefix_count() found over its limit;
+ * returns 1, or 0 if there is none (FW_HHH_LEVELS). */
 static __always_inline int prefix_trip_block(struct clock *clk, __u64 first, int is_v6, int level)
 {
 	__u32 len;
@@ -237,7 +224,7 @@ static __always_inline int prefix_over_limit(struct clock *clk, struct pkt *p)
 {
 	__u64 first = source_first(p);
 
-	return prefix_trip_block(clk, first, p->is_v6, prefix_count(clk, first, p->is_v6, 1).level);
+	return prefix_trip_block(clk, first, p->is_v6, prefix_count(clk, first, p->is_v6, 1));
 }
 
 /* prefix_count() as a global function, for the packets a lease passed, counted when the lease
@@ -252,7 +239,7 @@ __noinline int prefix_count_global(__u64 first, __u32 is_v6, __u32 packets)
 	clk.cfg = bpf_map_lookup_elem(&fw_config, &zero);
 	if (!clk.cfg)
 		return FW_HHH_LEVELS;
-	return prefix_count(&clk, first, is_v6, packets).level;
+	return prefix_count(&clk, first, is_v6, packets);
 }
 
 /* Counts the packets a lease passed towards their source's prefixes, and blocks the longest
