@@ -20,15 +20,22 @@ struct {
 	__uint(max_entries, 1);
 } clock_cache SEC(".maps");
 
+/* This CPU's clock as it was last refreshed: clock_now() refreshes it first; a function whose
+ * caller called clock_now() reads it as it is. */
+static __always_inline struct clock_cache *clock_cached(void)
+{
+	__u32 zero = 0;
+
+	return bpf_map_lookup_elem(&clock_cache, &zero);
+}
+
 /* This CPU's clock, refreshed once per jiffy: the coarse clock only moves on a tick anyway. The
  * division into seconds happens once per second. */
 static __always_inline struct clock_cache *clock_now(void)
 {
 	__u64 jiffies = bpf_jiffies64();
-	struct clock_cache *clock;
-	__u32 zero = 0;
+	struct clock_cache *clock = clock_cached();
 
-	clock = bpf_map_lookup_elem(&clock_cache, &zero);
 	if (!clock)
 		return NULL;
 	if (clock->jiffies != jiffies) {
@@ -40,14 +47,6 @@ static __always_inline struct clock_cache *clock_now(void)
 		}
 	}
 	return clock;
-}
-
-/* This CPU's clock as clock_now() last refreshed it: for a function whose caller did. */
-static __always_inline struct clock_cache *clock_cached(void)
-{
-	__u32 zero = 0;
-
-	return bpf_map_lookup_elem(&clock_cache, &zero);
 }
 
 #endif /* XDPCTL_CLOCK_H */
