@@ -148,6 +148,15 @@ static __always_inline int exact_slot_holds(struct fw_exact_slot *slot, struct e
 	return addr[0] == key->lo && addr[1] == key->hi;
 }
 
+/* Slot `index`, if it holds `key`. */
+static __always_inline struct fw_exact_slot *exact_slot_at(void *slots, __u32 index,
+							   struct exact_key *key)
+{
+	struct fw_exact_slot *slot = bpf_map_lookup_elem(slots, &index);
+
+	return slot && exact_slot_holds(slot, key) ? slot : NULL;
+}
+
 /* The slot of `key` in one bucket (its index in *index), or NULL. */
 static __always_inline struct fw_exact_slot *exact_in_bucket(void *tags, void *slots, __u32 bucket,
 							     struct exact_place *place,
@@ -166,8 +175,8 @@ static __always_inline struct fw_exact_slot *exact_in_bucket(void *tags, void *s
 			return NULL;
 		*index = bucket * FW_EXACT_LANES + exact_lowest(lanes);
 		lanes &= lanes - 1;
-		slot = bpf_map_lookup_elem(slots, index);
-		if (slot && exact_slot_holds(slot, key))
+		slot = exact_slot_at(slots, *index, key);
+		if (slot)
 			return slot;
 	}
 	return NULL;
@@ -223,13 +232,10 @@ static __always_inline void exact_filter_add(void *filter, struct fw_config *cfg
 static __always_inline struct fw_exact_slot *
 exact_memo_slot(void *slots, struct fw_exact_memo *memo, struct exact_key *key, __u32 *index)
 {
-	struct fw_exact_slot *slot;
-
 	if (!memo || memo->lo != key->lo || memo->hi != key->hi || memo->state != key->state)
 		return NULL;
 	*index = memo->slot;
-	slot = bpf_map_lookup_elem(slots, index);
-	return slot && exact_slot_holds(slot, key) ? slot : NULL;
+	return exact_slot_at(slots, *index, key);
 }
 
 /* The slot a search found (`found`: its index, or negative for none), checked again as the
@@ -243,8 +249,8 @@ static __always_inline struct fw_exact_slot *exact_found(void *slots, struct fw_
 	if (found < 0)
 		return NULL;
 	*index = found;
-	slot = bpf_map_lookup_elem(slots, index);
-	if (!slot || !exact_slot_holds(slot, key))
+	slot = exact_slot_at(slots, *index, key);
+	if (!slot)
 		return NULL;
 	if (memo) {
 		memo->lo = key->lo;
