@@ -66,6 +66,21 @@ fn random_prefix(rng: &mut StdRng, universe: &Universe) -> IpNet {
 struct RuleSet {
     model: Firewall,
     now: u64,
+    /// Prefix limits that a sure rule set turns on a quarter of the way in: before, nothing
+    /// but the rate limit stands in a flooder's way, so its bucket surely empties (low
+    /// thresholds from the start can trip its prefix before its burst is spent).
+    later_prefix: Option<model::PrefixConfig>,
+}
+
+impl RuleSet {
+    fn set_prefix_limits(&mut self, maps: &FirewallMaps, prefix: model::PrefixConfig) {
+        let mut config = maps.config().unwrap();
+        prefix.write_to(&mut config);
+        config.maps_in_use |= FirewallMaps::rule_bit(List::Block, Some(false))
+            | FirewallMaps::rule_bit(List::Block, Some(true));
+        maps.set_config(&config).unwrap();
+        self.model.prefix.config = prefix;
+    }
 }
 
 fn install_rules(
@@ -166,9 +181,15 @@ fn install_rules(
     let mut config = maps.config().unwrap();
     config.rl_lease_max = model.lease_max;
     maps.set_config(&config).unwrap();
-    // Prefix limits in every sure rule set and half the others, with thresholds past what
-    // `ratelimit set` allows (so the universe's few /24s and /48s trip), windows of 4-268 ms
-    // that the clock crosses.
+    // Prefix limits in every sure rule set (from a quarter of the way in) and half the
+    // others, with thresholds past what `ratelimit set` allows (so the universe's few /24s
+    // and /48s trip), windows of 4-268 ms that the clock crosses.
+    maps.set_clock(now).unwrap();
+    let mut rules = RuleSet {
+        model,
+        now,
+        later_prefix: None,
+    };
     if sure || rng.gen_bool(0.5) {
         let prefix = model::PrefixConfig {
             thresholds: std::array::from_fn(|_| {
@@ -180,7 +201,7 @@ fn install_rules(
                     0
                 }
             }),
-            window_shift: rng.gen_range(22..29),
+            window_shift: rng.gen_range(if sure { 25 } else { 22 }..29),
             seed: rng.gen(),
             block_for_ns: if rng.gen_bool(0.7) {
                 rng.gen_range(1..500_000_000)
@@ -188,15 +209,13 @@ fn install_rules(
                 0
             },
         };
-        let mut config = maps.config().unwrap();
-        prefix.write_to(&mut config);
-        config.maps_in_use |= FirewallMaps::rule_bit(List::Block, Some(false))
-            | FirewallMaps::rule_bit(List::Block, Some(true));
-        maps.set_config(&config).unwrap();
-        model.prefix.config = prefix;
+        if sure {
+            rules.later_prefix = Some(prefix);
+        } else {
+            rules.set_prefix_limits(maps, prefix);
+        }
     }
-    maps.set_clock(now).unwrap();
-    RuleSet { model, now }
+    rules
 }
 
 /// Compares every piece of state; returns the differences.
@@ -403,6 +422,11 @@ fn firewall_matches_its_model_on_random_and_mutated_packets() {
         let packets = PACKETS_PER_RULE_SET.min(total - run);
 
         for i in 0..packets {
+            if i == packets / 4 {
+                if let Some(prefix) = rs.later_prefix.take() {
+                    rs.set_prefix_limits(&maps, prefix);
+                }
+            }
             // The clock: mostly still or forward; now and then backwards (an edge the bucket
             // must survive without underflow).
             let old = rs.now;
