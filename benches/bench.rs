@@ -100,6 +100,9 @@ fn main() -> Result<()> {
     let root = format!("/sys/fs/bpf/xdpctl-bench-{}", std::process::id());
     // SAFETY: set before any thread starts; children and the library read it.
     unsafe { std::env::set_var("XDPCTL_PIN_ROOT", &root) };
+    // Before any section: xdp-filter (libxdp) needs bpffs and, unlike xdpctl, does not mount
+    // it, and a fresh machine may boot without it.
+    xdpctl::sys::pins::ensure_bpffs()?;
     let started = Instant::now();
     let mut report = Report::default();
     // `--only SECTION[,SECTION]` runs some sections (per-packet, cores, e2e, spoofed, bulk,
