@@ -183,7 +183,8 @@ fn install_rules(
     maps.set_config(&config).unwrap();
     // Prefix limits in every sure rule set (from a quarter of the way in) and half the
     // others, with thresholds past what `ratelimit set` allows (so the universe's few /24s
-    // and /48s trip), windows of 4-268 ms that the clock crosses.
+    // and /48s trip), windows of 4-268 ms that the clock crosses (33-268 ms in the sure sets,
+    // so that a prefix surely trips once the limits are on).
     maps.set_clock(now).unwrap();
     let mut rules = RuleSet {
         model,
