@@ -113,7 +113,8 @@ int firewall(struct xdp_md *ctx)
 
 		port = bpf_map_lookup_elem(&ports, &slot);
 		if (port && port->enabled) {
-			hit = hit_rule(FW_HIT_PORT, 0, port->generation, slot, 0, 0, &port->hits);
+			hit = hit_rule(FW_HIT_PORT, 0, &port->generation, slot, 0, 0, &port->hits,
+				       NULL);
 			count_hit(&hit);
 			return count(ctx, clk.cache, proto, p.syn, FW_DROP_PORT, len);
 		}

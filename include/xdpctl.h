@@ -134,6 +134,30 @@ struct fw_exact_bucket {
 	__u16 tag[FW_EXACT_LANES];
 };
 
+/* Each bucket's IPv4 lanes again, whole (`<list>_v4`, an element per bucket): the program
+ * finds a random IPv4 source's rule in this one 128-byte element, which the hash places, instead
+ * of in the tags and then the slot they lead to (two misses in a chain, the slot's in an array of
+ * 50 MB at a million rules). A lane's addr is the address (as loaded) of a live IPv4 lane, else 0,
+ * so 0.0.0.0 is looked up by its tag. Its meta word holds the lane's hits not yet folded into its
+ * slot (its hits are the slot's plus these), and FW_EXACT_V4_SLOW when the rule expires or is
+ * not manual: only then does a lookup read the slot. Writers publish in the order slot, meta,
+ * addr, tag; a remover clears the tag, then addr, then meta. */
+struct fw_exact_v4_line {
+	__u32 addr[FW_EXACT_LANES / 2];
+	__u32 meta[FW_EXACT_LANES / 2];
+};
+/* Lane l lies in line l / 8: a lane's meta word is in the line its address was searched in, so
+ * a hit reads nothing the search did not (the search reads both lines, of both buckets, at once).
+ */
+struct fw_exact_v4 {
+	struct fw_exact_v4_line line[2];
+};
+#define FW_EXACT_V4_SLOW 0x80000000U
+#define FW_EXACT_V4_HITS 0x7fffffffU
+/* A lane's count reaching this moves it into the slot's counter (one atomic add there per
+ * FW_EXACT_V4_FOLD hits), so it never overflows into the flag. */
+#define FW_EXACT_V4_FOLD 0x40000000U
+
 /* A slot's state: who may use it. A writer claims a free slot by compare-and-swap to BUSY, fills
  * it, sets LIVE_V4/LIVE_V6 and then publishes the tag; a remover clears the tag first. Readers
  * trust a slot only with its tag and a LIVE state of their family. */

@@ -15,11 +15,13 @@
 #include <bpf/bpf_helpers.h>
 #include "xdpctl.h"
 
-#define EXACT_K1    0x9E3779B97F4A7C15ULL
-#define EXACT_K2    0xC2B2AE3D27D4EB4FULL
-#define EXACT_K3    0xFF51AFD7ED558CCDULL
-#define EXACT_ONES  0x0001000100010001ULL /* 1 in every 16-bit lane */
-#define EXACT_HIGHS 0x8000800080008000ULL /* the top bit of every lane */
+#define EXACT_K1       0x9E3779B97F4A7C15ULL
+#define EXACT_K2       0xC2B2AE3D27D4EB4FULL
+#define EXACT_K3       0xFF51AFD7ED558CCDULL
+#define EXACT_ONES     0x0001000100010001ULL /* 1 in every 16-bit lane */
+#define EXACT_HIGHS    0x8000800080008000ULL /* the top bit of every lane */
+#define EXACT_V4_ONES  0x0000000100000001ULL /* the same for the 32-bit lanes of IPv4 elements */
+#define EXACT_V4_HIGHS 0x8000000080000000ULL
 
 /* At most this many lanes of a bucket may share a tag (inserts keep to it), so a lookup checks
  * at most this many slots; four equal tags of 65,535 among 16 lanes practically never meet. */
@@ -139,6 +141,70 @@ static __always_inline __u32 exact_lowest(__u64 lanes)
 	return ((bit & 3) * 4 + (bit >> 4)) & (FW_EXACT_LANES - 1);
 }
 
+/* The lanes of a bucket's IPv4 element that hold `addr` (never 0: that is a free lane there), as
+ * bits (lane i is bit i). The same zero-lane test as exact_lanes, on 32-bit lanes. */
+static __always_inline __u32 exact_v4_lanes(struct fw_exact_v4 *b, __u32 addr)
+{
+	__u64 pattern = addr * EXACT_V4_ONES, v, zero, *words;
+	__u32 lanes = 0;
+	int h, w;
+
+#pragma unroll
+	for (h = 0; h < 2; h++) {
+		words = (__u64 *)b->line[h].addr;
+#pragma unroll
+		for (w = 0; w < FW_EXACT_LANES / 4; w++) {
+			v = EXACT_ONCE(words[w]) ^ pattern;
+			zero = ~(((v & ~EXACT_V4_HIGHS) + ~EXACT_V4_HIGHS) | v) & EXACT_V4_HIGHS;
+			lanes |= ((zero >> 31 | zero >> 62) & 3) << (8 * h + 2 * w);
+		}
+	}
+	return lanes;
+}
+
+/* A lane's address and meta word in its element. */
+#define EXACT_V4_ADDR(element, lane) ((element)->line[((lane) >> 3) & 1].addr[(lane)&7])
+#define EXACT_V4_META(element, lane) ((element)->line[((lane) >> 3) & 1].meta[(lane)&7])
+
+/* The lowest lane of a set of IPv4 lanes (which must not be empty). */
+static __always_inline __u32 exact_v4_lowest(__u32 lanes)
+{
+	return exact_popcount((lanes & -lanes) - 1) & (FW_EXACT_LANES - 1);
+}
+
+/* Where an IPv4 address other than 0.0.0.0 has its rule, by its two buckets' IPv4 elements:
+ * its slot's index and its lane's meta word. Both elements are read before either is searched,
+ * so their misses overlap; a random blocked source then costs one miss, not the tags' and then
+ * the slot's. The bucket is chosen by arithmetic, not a branch: inlined in each list's lookup,
+ * every branch here would multiply the states the verifier walks. Returns 0 if neither holds it. */
+static __always_inline int exact_v4_find(void *v4, struct exact_place *place, __u32 addr,
+					 __u32 *index, __u32 **meta)
+{
+	struct fw_exact_v4 *first = bpf_map_lookup_elem(v4, &place->bucket[0]);
+	struct fw_exact_v4 *second = bpf_map_lookup_elem(v4, &place->bucket[1]);
+	struct fw_exact_v4 *element;
+	__u64 lanes, in_first, keep;
+	__u32 bucket, lane;
+
+	if (!first || !second)
+		return 0;
+	lanes = exact_v4_lanes(first, addr);
+	in_first = -lanes >> 63; /* 1 if the first element holds it */
+	asm volatile("" : "+r"(in_first));
+	keep = in_first - 1; /* all ones if it does not */
+	lanes |= exact_v4_lanes(second, addr) & keep;
+	if (!lanes)
+		return 0;
+	lane = exact_v4_lowest(lanes);
+	bucket = place->bucket[1] ^ ((place->bucket[0] ^ place->bucket[1]) & ~(__u32)keep);
+	*index = bucket * FW_EXACT_LANES + lane;
+	element = bpf_map_lookup_elem(v4, &bucket);
+	if (!element)
+		return 0;
+	*meta = &EXACT_V4_META(element, lane);
+	return 1;
+}
+
 static __always_inline int exact_slot_holds(struct fw_exact_slot *slot, struct exact_key *key)
 {
 	__u64 *addr = (__u64 *)slot->addr; /* at offset 0 of an 8-aligned struct */
@@ -238,37 +304,39 @@ exact_memo_slot(void *slots, struct fw_exact_memo *memo, struct exact_key *key, 
 	return exact_slot_at(slots, *index, key);
 }
 
-/* The slot a search found (`found`: its index, or negative for none), checked again as the
- * memo's is, and remembered in the memo. */
-static __always_inline struct fw_exact_slot *exact_found(void *slots, struct fw_exact_memo *memo,
-							 struct exact_key *key, long found,
-							 __u32 *index)
+/* Remembers a found key, and its slot, in the memo. */
+static __always_inline void exact_remember(struct fw_exact_memo *memo, struct exact_key *key,
+					   __u32 index)
 {
-	struct fw_exact_slot *slot;
-
-	if (found < 0)
-		return NULL;
-	*index = found;
-	slot = exact_slot_at(slots, *index, key);
-	if (!slot)
-		return NULL;
-	if (memo) {
-		memo->lo = key->lo;
-		memo->hi = key->hi;
-		memo->state = key->state;
-		memo->slot = *index;
-	}
-	return slot;
+	if (!memo)
+		return;
+	memo->lo = key->lo;
+	memo->hi = key->hi;
+	memo->state = key->state;
+	memo->slot = index;
 }
 
-/* The index of the slot holding `key` (expired or not), or -1. */
-static __always_inline long exact_search(void *tags, void *slots, struct exact_key *key,
+/* exact_search's answer for an IPv4 rule known from its bucket's element alone (manual, never
+ * expiring: its meta word has no FW_EXACT_V4_SLOW), beside the slot's index. */
+#define EXACT_FOUND_FAST (1L << 32)
+
+/* The index of the slot holding `key` (expired or not), or -1. An IPv4 address other than
+ * 0.0.0.0 is found by its buckets' elements, with EXACT_FOUND_FAST if its slot need not be
+ * read (the caller checks a slot it reads, as the memo's); anything else by the tags, and its
+ * slot checked here. */
+static __always_inline long exact_search(void *tags, void *slots, void *v4, struct exact_key *key,
 					 struct exact_place *place)
 {
-	__u32 index;
+	__u32 index, *meta;
 
 	if (!key || !place)
 		return -1;
+	if (key->state == FW_EXACT_LIVE_V4 && key->lo) {
+		if (!exact_v4_find(v4, place, key->lo, &index, &meta))
+			return -1;
+		return EXACT_ONCE(*meta) & FW_EXACT_V4_SLOW ? (long)index
+							    : (long)index | EXACT_FOUND_FAST;
+	}
 	return exact_find(tags, slots, place, key, &index) ? index : -1;
 }
 
@@ -284,16 +352,17 @@ static __always_inline __u64 exact_room(void *tags, __u32 bucket, struct exact_p
 
 /* Claims one of the free `lanes` of a bucket for `key` and publishes it there. A lane another
  * writer claimed first is skipped; a few tries are plenty. Returns 0, or -1 if none was had. */
-static __always_inline int exact_claim(void *tags, void *slots, __u32 bucket, __u64 lanes,
+static __always_inline int exact_claim(void *tags, void *slots, void *v4, __u32 bucket, __u64 lanes,
 				       struct exact_place *place, struct exact_key *key,
 				       __u64 expires_ns, __u32 reason)
 {
 	struct fw_exact_bucket *b = bpf_map_lookup_elem(tags, &bucket);
+	struct fw_exact_v4 *element = bpf_map_lookup_elem(v4, &bucket);
 	struct fw_exact_slot *slot;
 	__u32 lane, index;
 	int i;
 
-	if (!b)
+	if (!b || !element)
 		return -1;
 	for (i = 0; i < 4; i++) {
 		if (!lanes)
@@ -314,6 +383,13 @@ static __always_inline int exact_claim(void *tags, void *slots, __u32 bucket, __
 		/* x86 keeps stores in order: a reader that sees the tag sees the whole slot. */
 		EXACT_ONCE(slot->state) = key->state;
 		asm volatile("" ::: "memory");
+		if (key->state == FW_EXACT_LIVE_V4) {
+			/* The program's rules expire: lookups read their slot. */
+			EXACT_ONCE(EXACT_V4_META(element, lane)) = FW_EXACT_V4_SLOW;
+			asm volatile("" ::: "memory");
+			EXACT_ONCE(EXACT_V4_ADDR(element, lane)) = key->lo;
+			asm volatile("" ::: "memory");
+		}
 		EXACT_ONCE(b->tag[lane]) = place->tag;
 		return 0;
 	}
@@ -326,11 +402,13 @@ static __always_inline int exact_claim(void *tags, void *slots, __u32 bucket, __
  * expired rules stay until userspace sweeps them (`xdpctl list`) or they are renewed, so a
  * renewal by userspace never races a removal here. Returns 0, or -1 if both buckets are full:
  * the source is then still dropped by its token bucket. */
-static __always_inline int exact_insert(void *tags, void *slots, void *filter,
+static __always_inline int exact_insert(void *tags, void *slots, void *filter, void *v4,
 					struct fw_config *cfg, struct exact_key *key, __u64 now,
 					__u64 expires_ns, __u32 reason)
 {
 	struct exact_place place = exact_place(cfg, key);
+	struct fw_exact_v4 *element;
+	__u32 *meta;
 	__u64 first, second, lanes;
 	__u32 bucket, index;
 	struct fw_exact_slot *slot = exact_find(tags, slots, &place, key, &index);
@@ -338,10 +416,21 @@ static __always_inline int exact_insert(void *tags, void *slots, void *filter,
 	/* Also for a renewal: it mends bits a rebuild racing the key's first insert missed. */
 	exact_filter_add(filter, cfg, &place);
 	if (slot) {
+		bucket = index / FW_EXACT_LANES;
+		element = bpf_map_lookup_elem(v4, &bucket);
+		meta = element && key->state == FW_EXACT_LIVE_V4 ? &EXACT_V4_META(element, index)
+								 : NULL;
 		if (slot->expires_ns && now >= slot->expires_ns) {
+			/* A new rule: no hit of the old one is counted for it (no CPU adds any to
+			 * an expired rule). */
 			slot->hits = 0;
 			slot->generation++;
+			if (meta)
+				EXACT_ONCE(*meta) = FW_EXACT_V4_SLOW;
 		}
+		/* The flag before the expiry: a lookup that misses it reads no expiry yet. */
+		if (meta)
+			__sync_fetch_and_or(meta, FW_EXACT_V4_SLOW);
 		slot->expires_ns = expires_ns;
 		slot->reason = reason;
 		return 0;
@@ -356,9 +445,10 @@ static __always_inline int exact_insert(void *tags, void *slots, void *filter,
 		first = second;
 		second = lanes;
 	}
-	if (!exact_claim(tags, slots, place.bucket[0], first, &place, key, expires_ns, reason))
+	if (!exact_claim(tags, slots, v4, place.bucket[0], first, &place, key, expires_ns, reason))
 		return 0;
-	return exact_claim(tags, slots, place.bucket[1], second, &place, key, expires_ns, reason);
+	return exact_claim(tags, slots, v4, place.bucket[1], second, &place, key, expires_ns,
+			   reason);
 }
 
 #endif /* XDPCTL_EXACT_H */

@@ -13,28 +13,55 @@
 #include <bpf/bpf_endian.h>
 #include "xdpctl.h"
 #include "firewall/maps.h"
+#include "firewall/exact.h"
 
 #define HIT_K1 0x9E3779B97F4A7C15ULL
 
 /* A rule as its cache entry knows it (the entry's fields past its counts), and its own
- * counter. */
+ * counter. The generation is read through a pointer only when it is needed, as an entry holds
+ * the rule or takes it over: an IPv4 rule found by its bucket's element (exact_v4_find) then
+ * costs no read of its slot, which a random source's rule would pay a miss for. */
 struct hit_rule {
 	__u64 addr[2];
-	__u64 word; /* kind, list, generation and index, as they lie in struct fw_hit_entry */
+	__u64 word; /* kind, list and index, as they lie in struct fw_hit_entry (no generation) */
+	__u16 *generation;
 	__u64 *counter;
+	__u32 *lane_hits; /* an IPv4 exact rule's meta word (struct fw_exact_v4), or NULL */
 };
+
+#define HIT_GENERATION_BITS (0xffffULL << 16)
 
 _Static_assert(__builtin_offsetof(struct fw_hit_entry, addr) == 8, "hit entry layout");
 _Static_assert(__builtin_offsetof(struct fw_hit_entry, kind) == 24, "hit entry layout");
 _Static_assert(sizeof(struct fw_hit_entry) == 32, "hit entry layout");
 
-static __always_inline struct hit_rule hit_rule(__u8 kind, __u8 list, __u16 generation, __u32 index,
-						__u64 lo, __u64 hi, __u64 *counter)
+static __always_inline struct hit_rule hit_rule(__u8 kind, __u8 list, __u16 *generation,
+						__u32 index, __u64 lo, __u64 hi, __u64 *counter,
+						__u32 *lane_hits)
 {
-	struct hit_rule rule = {.addr = {lo, hi}, .counter = counter};
+	struct hit_rule rule = {
+	    .addr = {lo, hi}, .generation = generation, .counter = counter, .lane_hits = lane_hits};
 
-	rule.word = kind | (__u64)list << 8 | (__u64)generation << 16 | (__u64)index << 32;
+	rule.word = kind | (__u64)list << 8 | (__u64)index << 32;
 	return rule;
+}
+
+/* Adds a hit to the rule's own counter: for an IPv4 exact rule, its lane's count in the line
+ * its lookup just read, which moves into the slot's counter each FW_EXACT_V4_FOLD hits (the CPU
+ * that sees the count reach it moves it; the flag bit above is left alone). */
+static __always_inline void add_hit(struct hit_rule *rule)
+{
+	__u32 old;
+
+	if (!rule->lane_hits) {
+		__sync_fetch_and_add(rule->counter, 1);
+		return;
+	}
+	old = __sync_fetch_and_add(rule->lane_hits, 1);
+	if ((old & FW_EXACT_V4_HITS) == FW_EXACT_V4_FOLD - 1) {
+		__sync_fetch_and_add(rule->lane_hits, -FW_EXACT_V4_FOLD);
+		__sync_fetch_and_add(rule->counter, FW_EXACT_V4_FOLD);
+	}
 }
 
 /* The rule's counter, if the rule an entry counted for is still there: the same slot, range
@@ -97,14 +124,15 @@ static __always_inline void count_hit(struct hit_rule *rule)
 	i = ((rule->addr[0] ^ rule->addr[1] * HIT_K1 ^ rule->word) * HIT_K1) >> 54;
 	e = &cache->entry[i & (FW_HIT_CACHE_ENTRIES - 1)];
 	__builtin_memcpy(&word, &e->kind, 8);
-	if (word == rule->word && e->addr[0] == rule->addr[0] && e->addr[1] == rule->addr[1] &&
-	    e->count < ~0U) {
+	if ((word & ~HIT_GENERATION_BITS) == rule->word && e->addr[0] == rule->addr[0] &&
+	    e->addr[1] == rule->addr[1] && e->count < ~0U &&
+	    e->generation == EXACT_ONCE(*rule->generation)) {
 		e->count++;
 		e->misses = 0;
 		return;
 	}
 	if (e->count && ++e->misses < FW_HIT_TAKEOVER) {
-		__sync_fetch_and_add(rule->counter, 1);
+		add_hit(rule);
 		return;
 	}
 	/* Userspace reads entries while this runs: an entry's count is zeroed before it is added
@@ -121,7 +149,8 @@ static __always_inline void count_hit(struct hit_rule *rule)
 	e->misses = 0;
 	e->addr[0] = rule->addr[0];
 	e->addr[1] = rule->addr[1];
-	__builtin_memcpy(&e->kind, &rule->word, 8);
+	word = rule->word | (__u64)EXACT_ONCE(*rule->generation) << 16;
+	__builtin_memcpy(&e->kind, &word, 8);
 	asm volatile("" ::: "memory"); /* x86 keeps stores in order; the compiler must too */
 	e->count = 1;
 }

@@ -22,37 +22,67 @@
  * instructions). Only a source the presence filter cannot rule out pays the call. */
 __noinline long allow_exact_search(struct exact_key *key, struct exact_place *place)
 {
-	return exact_search(&allow_tags, &allow_slots, key, place);
+	return exact_search(&allow_tags, &allow_slots, &allow_v4, key, place);
 }
 
 __noinline long block_exact_search(struct exact_key *key, struct exact_place *place)
 {
-	return exact_search(&block_tags, &block_slots, key, place);
+	return exact_search(&block_tags, &block_slots, &block_v4, key, place);
 }
 
-/* The exact rule of an address (its slot in *index), if it has not expired: by the memo, else
- * behind the presence filter, which rules out most absent keys without reading the tags. */
-static __always_inline struct fw_exact_slot *live_exact(enum fw_list list, struct exact_key *key,
-							struct clock *clk, __u32 *index)
+/* An exact rule a lookup found: its slot (read only where the rule may expire), its index,
+ * its reason, and for an IPv4 rule found by its bucket's element, its lane's meta word. */
+struct exact_match {
+	struct fw_exact_slot *slot;
+	__u32 *meta;
+	__u32 index;
+	__u32 reason;
+};
+
+/* The live exact rule of an address: by the memo, else behind the presence filter, which rules
+ * out most absent keys, by the search (exact_search). An IPv4 rule found by its bucket's
+ * element that is manual and never expires is known without a read of its slot. */
+static __always_inline int live_exact(enum fw_list list, struct exact_key *key, struct clock *clk,
+				      struct exact_match *m)
 {
 	int block = list == FW_LIST_BLOCK;
 	void *slots = block ? (void *)&block_slots : (void *)&allow_slots;
 	struct fw_exact_memo *memo = bpf_map_lookup_elem(&exact_memo, &list);
-	struct fw_exact_slot *slot = exact_memo_slot(slots, memo, key, index);
+	struct fw_exact_v4 *element;
 	struct exact_place place;
+	__u32 bucket;
 	long found;
 
-	if (!slot) {
+	m->meta = NULL;
+	m->slot = exact_memo_slot(slots, memo, key, &m->index);
+	if (!m->slot) {
 		place = exact_place(clk->cfg, key);
 		if (!exact_filter_may_hold(block ? (void *)&block_filter : (void *)&allow_filter,
 					   clk->cfg, list, &place))
-			return NULL;
+			return 0;
 		found = block ? block_exact_search(key, &place) : allow_exact_search(key, &place);
-		slot = exact_found(slots, memo, key, found, index);
+		if (found < 0)
+			return 0;
+		m->index = found;
+		m->slot = bpf_map_lookup_elem(slots, &m->index); /* an address: nothing is read */
+		bucket = m->index / FW_EXACT_LANES;
+		element =
+		    bpf_map_lookup_elem(block ? (void *)&block_v4 : (void *)&allow_v4, &bucket);
+		if (!m->slot || !element)
+			return 0;
+		exact_remember(memo, key, m->index);
+		if (found & EXACT_FOUND_FAST) {
+			m->meta = &EXACT_V4_META(element, m->index);
+			m->reason = FW_REASON_MANUAL;
+			return 1;
+		}
 	}
-	if (slot && slot->expires_ns && now_ns(clk) >= slot->expires_ns)
-		return NULL;
-	return slot;
+	if (!exact_slot_holds(m->slot, key))
+		return 0;
+	if (m->slot->expires_ns && now_ns(clk) >= m->slot->expires_ns)
+		return 0;
+	m->reason = m->slot->reason;
+	return 1;
 }
 
 /* The range tries, by index, for the bpf_loop callback below (it cannot take a map pointer). */
@@ -159,19 +189,19 @@ static __always_inline int match_list(enum fw_list list, struct pkt *p, struct c
 	enum trie_index trie = (block ? BLOCK_V4_TRIE : ALLOW_V4_TRIE) + p->is_v6;
 	__u32 lpm_bit = (block ? FW_BLOCK_V4_LPM : FW_ALLOW_V4_LPM) << p->is_v6;
 	struct fw_lpm_v6_key lpm_key = {}; /* the IPv4 trie reads it as a struct fw_lpm_v4_key */
-	struct fw_exact_slot *slot;
+	struct exact_match exact;
 	struct exact_key key;
 	struct fw_rule *rule;
 	__u64 lo, hi;
-	__u32 top, fine = 0, index;
+	__u32 top, fine = 0;
 
 	if (in_use & (block ? FW_BLOCK_EXACT : FW_ALLOW_EXACT)) {
 		key = p->is_v6 ? exact_key_v6(&p->saddr6) : exact_key_v4(p->saddr4);
-		slot = live_exact(list, &key, clk, &index);
-		if (slot) {
-			*reason = slot->reason;
+		if (live_exact(list, &key, clk, &exact)) {
+			*reason = exact.reason;
 			*hit = hit_rule(p->is_v6 ? FW_HIT_EXACT_V6 : FW_HIT_EXACT_V4, list,
-					slot->generation, index, key.lo, key.hi, &slot->hits);
+					&exact.slot->generation, exact.index, key.lo, key.hi,
+					&exact.slot->hits, exact.meta);
 			return 1;
 		}
 	}
@@ -198,8 +228,8 @@ static __always_inline int match_list(enum fw_list list, struct pkt *p, struct c
 	if (!p->is_v6)
 		lo &= 0xffffffff;
 	range_start(&lo, &hi, rule->prefixlen, p->is_v6);
-	*hit = hit_rule(p->is_v6 ? FW_HIT_RANGE_V6 : FW_HIT_RANGE_V4, list, rule->generation,
-			rule->prefixlen, lo, hi, &rule->hits);
+	*hit = hit_rule(p->is_v6 ? FW_HIT_RANGE_V6 : FW_HIT_RANGE_V4, list, &rule->generation,
+			rule->prefixlen, lo, hi, &rule->hits, NULL);
 	return 1;
 }
 

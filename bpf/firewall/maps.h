@@ -27,8 +27,8 @@ RANGE_TRIE(allow_v6_lpm, struct fw_lpm_v6_key);
 RANGE_TRIE(block_v4_lpm, struct fw_lpm_v4_key);
 RANGE_TRIE(block_v6_lpm, struct fw_lpm_v6_key);
 
-/* Each list's exact addresses (bpf/firewall/exact.h): buckets of tags, the slots they lead to, and
- * the presence filter in front of them (two halves). */
+/* Each list's exact addresses (bpf/firewall/exact.h): buckets of tags, the slots they lead to, the
+ * presence filter in front of them (two halves), and the buckets' IPv4 lanes whole. */
 #define EXACT_TABLE(_list)                                                                         \
 	struct {                                                                                   \
 		__uint(type, BPF_MAP_TYPE_ARRAY);                                                  \
@@ -50,7 +50,14 @@ RANGE_TRIE(block_v6_lpm, struct fw_lpm_v6_key);
 		__type(value, __u64);                                                              \
 		__uint(max_entries, FW_DEFAULT_EXACT_BUCKETS *FW_EXACT_FILTER_WORDS * 2);          \
 		__uint(map_flags, BPF_F_MMAPABLE);                                                 \
-	} _list##_filter SEC(".maps")
+	} _list##_filter SEC(".maps");                                                             \
+	struct {                                                                                   \
+		__uint(type, BPF_MAP_TYPE_ARRAY);                                                  \
+		__type(key, __u32);                                                                \
+		__type(value, struct fw_exact_v4);                                                 \
+		__uint(max_entries, FW_DEFAULT_EXACT_BUCKETS);                                     \
+		__uint(map_flags, BPF_F_MMAPABLE);                                                 \
+	} _list##_v4 SEC(".maps")
 
 EXACT_TABLE(allow);
 EXACT_TABLE(block);
@@ -65,7 +72,8 @@ struct {
 	__uint(map_flags, BPF_F_MMAPABLE);
 } range_bits SEC(".maps");
 
-/* Per interface (not pinned): each list's memo of its last match (exact_memo_slot, exact_found). */
+/* Per interface (not pinned): each list's memo of its last match (exact_memo_slot, exact_remember).
+ */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__type(key, __u32);

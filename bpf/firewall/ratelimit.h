@@ -293,7 +293,7 @@ static __always_inline void auto_block(struct clock *clk, struct pkt *p)
 	if (!cfg->rl_block_for_ns)
 		return;
 	/* A full table refuses the entry: the source is still dropped by its bucket. */
-	exact_insert(&block_tags, &block_slots, &block_filter, cfg, &key, now,
+	exact_insert(&block_tags, &block_slots, &block_filter, &block_v4, cfg, &key, now,
 		     now + cfg->rl_block_for_ns, FW_REASON_RATELIMIT);
 }
 

@@ -48,16 +48,53 @@ pub fn buckets_for(rules: u32) -> u32 {
 }
 
 /// Entries of each array of a table for `rules` addresses, in the order of
-/// `firewall::EXACT_MAPS`: the tags (a bucket each), the slots (a lane each), and the filter's
-/// two halves (a word each).
-pub fn array_entries(rules: u32) -> [u32; 3] {
+/// `firewall::EXACT_MAPS`: the tags (a bucket each), the slots (a lane each), the filter's
+/// two halves (a word each), and the IPv4 elements (a bucket each).
+pub fn array_entries(rules: u32) -> [u32; 4] {
     let buckets = buckets_for(rules);
     [
         buckets,
         buckets * LANES as u32,
         buckets * FILTER_WORDS as u32 * 2,
+        buckets,
     ]
 }
+
+/// FW_EXACT_V4_SLOW and FW_EXACT_V4_HITS: a lane's meta word.
+const V4_SLOW: u32 = crate::abi::FW_EXACT_V4_SLOW;
+const V4_HITS: u32 = crate::abi::FW_EXACT_V4_HITS;
+
+/// Whether the program must read a rule's slot to know it (its meta word's FW_EXACT_V4_SLOW):
+/// it expires, or it is not a manual rule.
+fn is_slow(expires_ns: u64, reason: u32) -> bool {
+    expires_ns != 0 || reason != crate::abi::FW_REASON_MANUAL
+}
+
+/// struct fw_exact_v4_line, as atomics over the shared memory.
+#[repr(C)]
+struct V4Line {
+    addr: [AtomicU32; LANES / 2],
+    meta: [AtomicU32; LANES / 2],
+}
+
+/// struct fw_exact_v4: lane l in line l / 8.
+#[repr(C)]
+struct V4Element {
+    lines: [V4Line; 2],
+}
+
+impl V4Element {
+    fn addr(&self, lane: usize) -> &AtomicU32 {
+        &self.lines[lane / 8].addr[lane % 8]
+    }
+
+    fn meta(&self, lane: usize) -> &AtomicU32 {
+        &self.lines[lane / 8].meta[lane % 8]
+    }
+}
+
+const _: () =
+    assert!(std::mem::size_of::<V4Element>() == std::mem::size_of::<crate::firewall::ExactV4>());
 
 /// An address as the tables key it (struct exact_key in bpf/firewall/exact.h): its bytes as two native
 /// words, and the live state of its family.
@@ -203,19 +240,25 @@ pub struct Table {
     tags: Mapping,
     slots: Mapping,
     filter: Mapping,
+    v4: Mapping,
     buckets: u32,
     seed: u64,
 }
 
 impl Table {
-    /// Maps a table's three arrays. `buckets` and `seed` are fw_config's exact_buckets and
+    /// Maps a table's four arrays. `buckets` and `seed` are fw_config's exact_buckets and
     /// exact_seed.
-    pub fn open([tags, slots, filter]: [&MapHandle; 3], buckets: u32, seed: u64) -> Result<Table> {
+    pub fn open(
+        [tags, slots, filter, v4]: [&MapHandle; 4],
+        buckets: u32,
+        seed: u64,
+    ) -> Result<Table> {
         let n = buckets as usize;
         Ok(Table {
             tags: Mapping::of(tags, n, LANES * 2)?,
             slots: Mapping::of(slots, n * LANES, std::mem::size_of::<Slot>())?,
             filter: Mapping::of(filter, n * FILTER_WORDS * 2, 8)?,
+            v4: Mapping::of(v4, n, std::mem::size_of::<V4Element>())?,
             buckets,
             seed,
         })
@@ -283,6 +326,45 @@ impl Table {
         unsafe { &*(self.slots.ptr as *const Slot).add(index) }
     }
 
+    /// The IPv4 element of a slot's bucket, and the slot's lane in it.
+    fn v4_lane(&self, index: usize) -> (&V4Element, usize) {
+        let bucket = index / LANES;
+        assert!((bucket + 1) * std::mem::size_of::<V4Element>() <= self.v4.len);
+        // SAFETY: within the mapping; 128-byte elements, page-aligned mapping.
+        let element = unsafe { &*(self.v4.ptr as *const V4Element).add(bucket) };
+        (element, index % LANES)
+    }
+
+    /// Publishes an IPv4 rule in its bucket's element (before its tag): its meta word, then
+    /// its address.
+    fn v4_publish(&self, index: usize, key: &Key, slow: bool) {
+        let (element, lane) = self.v4_lane(index);
+        element
+            .meta(lane)
+            .store(if slow { V4_SLOW } else { 0 }, Ordering::Release);
+        element.addr(lane).store(key.lo as u32, Ordering::Release);
+    }
+
+    /// Sets a live IPv4 rule's FW_EXACT_V4_SLOW after its slot changed.
+    fn v4_set_slow(&self, index: usize, slow: bool) {
+        let (element, lane) = self.v4_lane(index);
+        if slow {
+            element.meta(lane).fetch_or(V4_SLOW, Ordering::AcqRel);
+        } else {
+            element.meta(lane).fetch_and(!V4_SLOW, Ordering::AcqRel);
+        }
+    }
+
+    /// Changes a slot's expiry and reason, keeping its hits and generation.
+    fn set_rule(&self, index: usize, key: &Key, expires_ns: u64, reason: u32) {
+        let slot = self.slot(index);
+        slot.expires_ns.store(expires_ns, Ordering::Relaxed);
+        slot.set_reason(reason as u16, slot.generation());
+        if !key.is_v6() {
+            self.v4_set_slow(index, is_slow(expires_ns, reason));
+        }
+    }
+
     fn place(&self, key: &Key) -> Place {
         Place::of(key, self.seed, self.buckets)
     }
@@ -338,9 +420,16 @@ impl Table {
 
     fn entry(&self, index: usize, key: Key) -> Entry {
         let slot = self.slot(index);
+        // An IPv4 rule's lane counts hits its slot does not have yet (add_hit in hits.h).
+        let lane_hits = if key.is_v6() {
+            0
+        } else {
+            let (element, lane) = self.v4_lane(index);
+            u64::from(element.meta(lane).load(Ordering::Relaxed) & V4_HITS)
+        };
         Entry {
             key,
-            hits: slot.hits.load(Ordering::Relaxed),
+            hits: slot.hits.load(Ordering::Relaxed) + lane_hits,
             expires_ns: slot.expires_ns.load(Ordering::Relaxed),
             reason: slot.reason_generation.load(Ordering::Relaxed) & 0xffff,
             generation: slot.generation(),
@@ -362,9 +451,7 @@ impl Table {
         self.filter_add(&place);
         if let Some(index) = self.slots_of(key).next() {
             let old = self.entry(index, *key);
-            let slot = self.slot(index);
-            slot.expires_ns.store(expires_ns, Ordering::Relaxed);
-            slot.set_reason(reason as u16, slot.generation());
+            self.set_rule(index, key, expires_ns, reason);
             return Ok(Inserted::Renewed(old));
         }
         let mut choices = [
@@ -391,6 +478,9 @@ impl Table {
                 slot.expires_ns.store(expires_ns, Ordering::Relaxed);
                 slot.set_reason(reason as u16, slot.generation().wrapping_add(1));
                 slot.state.store(key.state, Ordering::Release);
+                if !key.is_v6() {
+                    self.v4_publish(index, key, is_slow(expires_ns, reason));
+                }
                 self.tag(bucket, lane).store(place.tag, Ordering::Release);
                 return Ok(Inserted::New);
             }
@@ -450,9 +540,7 @@ impl Table {
     /// Puts back an entry's expiry and reason (undoing a renewal).
     pub fn restore(&self, old: &Entry) {
         for index in self.slots_of(&old.key) {
-            let slot = self.slot(index);
-            slot.expires_ns.store(old.expires_ns, Ordering::Relaxed);
-            slot.set_reason(old.reason as u16, slot.generation());
+            self.set_rule(index, &old.key, old.expires_ns, old.reason);
         }
     }
 
@@ -470,6 +558,11 @@ impl Table {
         }
         self.tag((index / LANES) as u32, index % LANES)
             .store(0, Ordering::Release);
+        if state == LIVE_V4 {
+            let (element, lane) = self.v4_lane(index);
+            element.addr(lane).store(0, Ordering::Release);
+            element.meta(lane).store(0, Ordering::Release);
+        }
         slot.addr[0].store(0, Ordering::Relaxed);
         slot.addr[1].store(0, Ordering::Relaxed);
         slot.hits.store(0, Ordering::Relaxed);

@@ -27,8 +27,8 @@ fn random_u64() -> Result<u64> {
 pub struct FirewallMaps {
     /// In TRIE_MAPS order: per list (allow, block), IPv4 then IPv6.
     tries: Vec<MapHandle>,
-    /// Per list (Allow, Block): the exact table's tags, slots and filter.
-    exact: [[MapHandle; 3]; 2],
+    /// Per list (Allow, Block): the exact table's tags, slots, filter and IPv4 elements.
+    exact: [[MapHandle; 4]; 2],
     pub ports: MapHandle,
     pub config: MapHandle,
     pub sources: MapHandle,
@@ -52,8 +52,13 @@ impl FirewallMaps {
         mut find: impl FnMut(&str) -> Result<MapHandle>,
         edit_lock: Option<String>,
     ) -> Result<FirewallMaps> {
-        let mut arrays = |names: [&str; 3]| -> Result<[MapHandle; 3]> {
-            Ok([find(names[0])?, find(names[1])?, find(names[2])?])
+        let mut arrays = |names: [&str; 4]| -> Result<[MapHandle; 4]> {
+            Ok([
+                find(names[0])?,
+                find(names[1])?,
+                find(names[2])?,
+                find(names[3])?,
+            ])
         };
         let exact = [arrays(EXACT_MAPS[0])?, arrays(EXACT_MAPS[1])?];
         Ok(FirewallMaps {
@@ -165,9 +170,9 @@ impl FirewallMaps {
     /// A list's exact table, mapped into this process.
     pub fn exact_table(&self, list: List) -> Result<crate::firewall::exact::Table> {
         let config = self.config()?;
-        let [tags, slots, filter] = &self.exact[list as usize];
+        let [tags, slots, filter, v4] = &self.exact[list as usize];
         crate::firewall::exact::Table::open(
-            [tags, slots, filter],
+            [tags, slots, filter, v4],
             config.exact_buckets,
             config.exact_seed,
         )

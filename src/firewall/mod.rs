@@ -46,6 +46,7 @@ pub type SourceIndex = abi::fw_source_index;
 pub type FwStats = abi::fw_stats;
 pub type ExactSlot = abi::fw_exact_slot;
 pub type ExactBucket = abi::fw_exact_bucket;
+pub type ExactV4 = abi::fw_exact_v4;
 pub type HhhChunk = abi::fw_hhh_chunk;
 pub type HhhHeavy = abi::fw_hhh_heavy;
 pub type HitEntry = abi::fw_hit_entry;
@@ -82,10 +83,11 @@ pub const TRIE_MAPS: [&str; 4] = [
     "block_v4_lpm",
     "block_v6_lpm",
 ];
-/// The exact tables' arrays, in (list, array) order: Allow then Block; tags, slots, filter.
-pub const EXACT_MAPS: [[&str; 3]; 2] = [
-    ["allow_tags", "allow_slots", "allow_filter"],
-    ["block_tags", "block_slots", "block_filter"],
+/// The exact tables' arrays, in (list, array) order: Allow then Block; tags, slots, filter,
+/// and the buckets' IPv4 elements.
+pub const EXACT_MAPS: [[&str; 4]; 2] = [
+    ["allow_tags", "allow_slots", "allow_filter", "allow_v4"],
+    ["block_tags", "block_slots", "block_filter", "block_v4"],
 ];
 /// The other global (pinned, shared) maps of the firewall.
 pub const OTHER_GLOBAL_MAPS: [&str; 9] = [
@@ -200,6 +202,10 @@ mod tests {
         assert_eq!(
             std::mem::size_of::<ExactBucket>(),
             2 * crate::firewall::exact::LANES
+        );
+        assert_eq!(
+            std::mem::size_of::<ExactV4>(),
+            8 * crate::firewall::exact::LANES
         );
         assert_eq!(std::mem::size_of::<Source>(), 48);
         assert_eq!(std::mem::size_of::<SourceSet>(), 48 * SOURCE_WAYS);

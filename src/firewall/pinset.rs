@@ -509,7 +509,7 @@ mod tests {
     #[test]
     fn the_pin_set_is_every_global_map_once() {
         let names = global_map_names();
-        assert_eq!(names.len(), 19);
+        assert_eq!(names.len(), 21);
         let unique: HashSet<_> = names.iter().collect();
         assert_eq!(unique.len(), names.len());
         assert!(names.iter().all(|name| firewall::is_global_map(name)));
@@ -524,9 +524,9 @@ mod tests {
         assert_eq!(state(&dir), PinState::Absent);
         fs::write(dir.join("fw_config"), b"").unwrap();
         let PinState::Partial(missing) = state(&dir) else {
-            panic!("one pin of 19 is partial");
+            panic!("one pin of 21 is partial");
         };
-        assert_eq!(missing.len(), 18);
+        assert_eq!(missing.len(), 20);
         assert!(!missing.contains(&"fw_config"));
         let err = incomplete_error(&dir, &missing).to_string();
         assert!(
