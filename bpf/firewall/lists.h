@@ -48,9 +48,7 @@ static __always_inline int live_exact(enum fw_list list, struct exact_key *key, 
 	int block = list == FW_LIST_BLOCK;
 	void *slots = block ? (void *)&block_slots : (void *)&allow_slots;
 	struct fw_exact_memo *memo = bpf_map_lookup_elem(&exact_memo, &list);
-	struct fw_exact_v4 *element;
 	struct exact_place place;
-	__u32 bucket;
 	long found;
 
 	m->meta = NULL;
@@ -63,18 +61,16 @@ static __always_inline int live_exact(enum fw_list list, struct exact_key *key, 
 		found = block ? block_exact_search(key, &place) : allow_exact_search(key, &place);
 		if (found < 0)
 			return 0;
-		m->index = found;
+		m->index = (__u32)found;			 /* without EXACT_FOUND_FAST */
 		m->slot = bpf_map_lookup_elem(slots, &m->index); /* an address: nothing is read */
-		bucket = m->index / FW_EXACT_LANES;
-		element =
-		    bpf_map_lookup_elem(block ? (void *)&block_v4 : (void *)&allow_v4, &bucket);
-		if (!m->slot || !element)
+		if (!m->slot)
 			return 0;
 		exact_remember(memo, key, m->index);
 		if (found & EXACT_FOUND_FAST) {
-			m->meta = &EXACT_V4_META(element, m->index);
+			m->meta =
+			    exact_v4_meta(block ? (void *)&block_v4 : (void *)&allow_v4, m->index);
 			m->reason = FW_REASON_MANUAL;
-			return 1;
+			return m->meta != NULL;
 		}
 	}
 	if (!exact_slot_holds(m->slot, key))
