@@ -140,7 +140,7 @@ struct fw_exact_bucket {
  * 50 MB at a million rules). A lane's addr is the address (as loaded) of a live IPv4 lane, else 0,
  * so 0.0.0.0 is looked up by its tag. Its meta word holds the lane's hits not yet folded into its
  * slot (its hits are the slot's plus these), and FW_EXACT_V4_SLOW when the rule expires or is
- * not manual: only then does a lookup read the slot. Writers publish in the order slot, meta,
+ * an auto-block: only then does a lookup read the slot. Writers publish in the order slot, meta,
  * addr, tag; a remover clears the tag, then addr, then meta. */
 struct fw_exact_v4_line {
 	__u32 addr[FW_EXACT_LANES / 2];
@@ -183,6 +183,7 @@ enum fw_rule_reason {
 	FW_REASON_MANUAL = 0,
 	FW_REASON_RATELIMIT = 1,
 	FW_REASON_PREFIX = 2, /* a prefix auto-blocked for its traffic (enum fw_hhh_level) */
+	FW_REASON_CONFIG = 3, /* from a config file, by `xdpctl apply` */
 };
 
 /* The value of every range rule. hits holds the hits folded from the CPUs' hit caches;

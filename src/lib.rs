@@ -7,6 +7,7 @@
 //! - [`input`]: what users type: prefixes, ports, durations, rule files
 //! - [`sys`]: kernel plumbing that knows no feature: loading, attaching, pins, map I/O, locks
 //! - [`firewall`]: the firewall's maps and every invariant they keep, and its reference model
+//! - [`config`]: the declarative config file, and `apply`, `diff` and `export` of it
 //! - [`counters`]: finding a program's counter maps and reading them: stats, history, ports
 //! - [`trace`]: XDP exceptions and bpf_printk lines
 //! - [`lab`]: the veth lab and the flood generator
@@ -16,6 +17,7 @@
 
 pub mod abi;
 pub mod commands;
+pub mod config;
 pub mod counters;
 pub mod firewall;
 pub mod input;

@@ -12,7 +12,7 @@ const LAYERS: &[&[&str]] = &[
     &["sys"],
     &["firewall"],
     &["counters"],
-    &["trace", "lab"],
+    &["trace", "lab", "config"],
     &["output"],
     &["commands"],
 ];

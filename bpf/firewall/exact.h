@@ -327,8 +327,8 @@ static __always_inline void exact_remember(struct fw_exact_memo *memo, struct ex
 	memo->slot = index;
 }
 
-/* exact_search's answer for an IPv4 rule known from its bucket's element alone (manual, never
- * expiring: its meta word has no FW_EXACT_V4_SLOW), beside the slot's index. */
+/* exact_search's answer for an IPv4 rule known from its bucket's element alone (an operator's,
+ * never expiring: its meta word has no FW_EXACT_V4_SLOW), beside the slot's index. */
 #define EXACT_FOUND_FAST (1L << 32)
 
 /* The index of the slot holding `key` (expired or not), or -1. An IPv4 address other than

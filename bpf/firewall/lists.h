@@ -41,7 +41,8 @@ struct exact_match {
 
 /* The live exact rule of an address: by the memo, else behind the presence filter, which rules
  * out most absent keys, by the search (exact_search). An IPv4 rule found by its bucket's
- * element that is manual and never expires is known without a read of its slot. */
+ * element that an operator made (by hand or by apply) and never expires is known without a read
+ * of its slot; its drop counts as the blocklist's, whichever of the two made it. */
 static __always_inline int live_exact(enum fw_list list, struct exact_key *key, struct clock *clk,
 				      struct exact_match *m)
 {

@@ -74,7 +74,8 @@ fn tour(graph_path: &Path) -> Result<()> {
             &firewall,
             RequestedMode::Native,
             false,
-            Default::default()
+            Default::default(),
+            &crate::counters::COUNTER_MAPS
         )?
     );
 

@@ -3,8 +3,12 @@
 //! and how to fix it.
 
 pub mod allow;
+pub mod apply;
 pub mod block;
+pub mod check;
 pub mod demo;
+pub mod diff;
+pub mod export;
 pub mod exporter;
 pub mod flood;
 pub mod graph;
@@ -33,8 +37,12 @@ use parsers::lock_seconds;
 pub use parsers::parse;
 
 use allow::{AllowArgs, DisallowArgs};
+use apply::ApplyArgs;
 use block::{BlockArgs, UnblockArgs};
+use check::CheckArgs;
 use demo::DemoArgs;
+use diff::DiffArgs;
+use export::ExportArgs;
 use exporter::ExporterArgs;
 use flood::FloodArgs;
 use graph::GraphArgs;
@@ -96,6 +104,20 @@ pub enum Command {
     List(ListArgs),
     /// Per-source rate limits (token buckets), with optional auto-block.
     Ratelimit(RatelimitArgs),
+    /// Make the live state match a config file (default /etc/xdpctl/xdpctl.toml), all or
+    /// nothing: attachments, rules that never expire, port rules and the rate limit.
+    ///
+    /// The file owns every rule that never expires, manual ones too: one typed by hand and not
+    /// in the file is removed. Rules that expire and auto-blocks are never touched. A file
+    /// with any error changes nothing; an apply that fails part-way is rolled back. Applying
+    /// the same file again changes nothing.
+    Apply(ApplyArgs),
+    /// Show what `apply FILE` would change; exit 0 if nothing, 1 if something, 2 on trouble.
+    Diff(DiffArgs),
+    /// Print the live state as a config file that `apply` takes (applying it changes nothing).
+    Export(ExportArgs),
+    /// Check a config file and load its programs through the verifier, attaching nothing.
+    Check(CheckArgs),
     /// The current top sources by packets and by bytes per second.
     Top(TopArgs),
     /// Received, passed and dropped packets of each past second, from the kernel's history.

@@ -65,9 +65,12 @@ const V4_SLOW: u32 = crate::abi::FW_EXACT_V4_SLOW;
 const V4_HITS: u32 = crate::abi::FW_EXACT_V4_HITS;
 
 /// Whether the program must read a rule's slot to know it (its meta word's FW_EXACT_V4_SLOW):
-/// it expires, or it is not a manual rule.
+/// it expires, or the program made it (an auto-block, whose reason the drop is counted by).
+/// An operator's rule (manual or from a config file) drops as the blocklist either way.
 fn is_slow(expires_ns: u64, reason: u32) -> bool {
-    expires_ns != 0 || reason != crate::abi::FW_REASON_MANUAL
+    expires_ns != 0
+        || reason == crate::abi::FW_REASON_RATELIMIT
+        || reason == crate::abi::FW_REASON_PREFIX
 }
 
 /// struct fw_exact_v4_line, as atomics over the shared memory.

@@ -4,7 +4,8 @@
 //! (never recreated) after that, so rules survive xdpctl exiting and a program replace.
 //!
 //! - [`FirewallMaps`] (maps.rs): the handle to them, and every invariant it keeps
-//! - [`load`]: loading with the pin set in place; [`pinset`]: making, repairing and removing it;
+//! - [`load`]: loading with the pin set in place; [`attachments`]: attaching and detaching
+//!   through pinned links; [`pinset`]: making, repairing and removing it;
 //!   [`map_budget`]: their sizes and memory
 //! - [`rules`]: the block and allow lists and port rules; [`exact`]: the exact-address tables;
 //!   [`range_filter`]: which ranges' tries are worth a lookup
@@ -12,6 +13,7 @@
 //!   heavy prefixes; [`talkers`]: the busiest sources, from the source table
 //! - [`model`]: the reference model the program is tested against
 
+pub mod attachments;
 pub mod exact;
 pub mod hit_cache;
 pub mod load;
@@ -160,14 +162,14 @@ pub fn global_maps_of(
 }
 
 /// Map sizes asked for at load. `None` keeps what exists (or the default for a new map).
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Sizes {
     pub max_rules: Option<u32>,
     pub max_sources: Option<u32>,
 }
 
 /// Which list a prefix rule belongs to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum List {
     Allow = 0,
     Block = 1,

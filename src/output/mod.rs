@@ -1,6 +1,7 @@
 //! Every table, JSON document, CSV, graph, Prometheus text and the watch screen. Nothing here
 //! touches a map: it renders what the lower layers read.
 
+pub mod config;
 pub mod flood;
 pub mod graph;
 pub mod history;

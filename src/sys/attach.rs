@@ -139,6 +139,9 @@ pub struct ProgramSummary {
     pub id: u32,
     pub name: String,
     pub map_ids: Vec<u32>,
+    /// The kernel's hash of the instructions as loaded (map references left out): two loads of
+    /// the same program have the same tag.
+    pub tag: [u8; 8],
 }
 
 /// Looks up a loaded program by id.
@@ -189,6 +192,7 @@ pub fn program_summary_by_fd(fd: BorrowedFd<'_>) -> Result<ProgramSummary> {
         id: info.id,
         name,
         map_ids,
+        tag: info.tag,
     })
 }
 
