@@ -2,7 +2,7 @@
 //! something leaves the way to undo it, and if a later step fails, the steps done are undone in
 //! reverse, so the live state is the one before the apply.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
 
@@ -210,29 +210,26 @@ fn add_rules(
 ) -> Result<()> {
     let now = maps.now_ns()?;
     for list in [List::Block, List::Allow] {
-        let prefixes: Vec<IpNet> = plan
-            .add
-            .iter()
-            .filter(|(l, _)| *l == list)
-            .map(|(_, p)| *p)
-            .collect();
+        let prefixes = of_list(&plan.add, list);
         if prefixes.is_empty() {
             continue;
         }
         // A dynamic rule the file names becomes permanent: a rollback makes it dynamic again.
+        let adding: HashSet<IpNet> = prefixes.iter().copied().collect();
         let changed: Vec<(IpNet, u64, u32)> = live
             .dynamic
             .iter()
-            .filter(|(l, entry)| *l == list && prefixes.contains(&entry.prefix))
+            .filter(|(l, entry)| *l == list && adding.contains(&entry.prefix))
             .map(|(_, entry)| {
                 let left = entry.expires_in.map_or(0, |s| (s * 1e9) as u64);
                 (entry.prefix, now.saturating_add(left), entry.reason)
             })
             .collect();
         rules::add_prefixes(maps, list, &prefixes, 0, crate::abi::FW_REASON_CONFIG)?;
+        let was_dynamic: HashSet<IpNet> = changed.iter().map(|(p, _, _)| *p).collect();
         let new: Vec<IpNet> = prefixes
             .iter()
-            .filter(|p| !changed.iter().any(|(c, _, _)| c == *p))
+            .filter(|p| !was_dynamic.contains(*p))
             .copied()
             .collect();
         undo.push(Undo::Added(list, new));
@@ -250,12 +247,7 @@ fn remove_rules(
     done: &mut Vec<String>,
 ) -> Result<()> {
     for list in [List::Block, List::Allow] {
-        let prefixes: Vec<IpNet> = plan
-            .remove
-            .iter()
-            .filter(|(l, _)| *l == list)
-            .map(|(_, p)| *p)
-            .collect();
+        let prefixes = of_list(&plan.remove, list);
         if prefixes.is_empty() {
             continue;
         }
@@ -275,6 +267,15 @@ fn remove_rules(
         );
     }
     Ok(())
+}
+
+/// The prefixes of one list among a plan's.
+fn of_list(items: &[(List, IpNet)], list: List) -> Vec<IpNet> {
+    items
+        .iter()
+        .filter(|(l, _)| *l == list)
+        .map(|(_, p)| *p)
+        .collect()
 }
 
 fn verb(list: List, add: bool) -> &'static str {
@@ -374,8 +375,13 @@ fn roll_back(step: Undo) -> Result<()> {
         }
         Undo::Restore(list, entries) => {
             let maps = maps()?;
+            // One edit per expiry and reason: a rollback of many rules is a few bulk loads.
+            let mut groups: BTreeMap<(u64, u32), Vec<IpNet>> = BTreeMap::new();
             for (prefix, expires, reason) in entries {
-                rules::add_prefixes(&maps, list, &[prefix], expires, reason)?;
+                groups.entry((expires, reason)).or_default().push(prefix);
+            }
+            for ((expires, reason), prefixes) in groups {
+                rules::add_prefixes(&maps, list, &prefixes, expires, reason)?;
             }
             Ok(())
         }
